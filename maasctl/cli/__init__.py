@@ -1,0 +1,111 @@
+"""The `maasctl` command line: a thin layer that parses, calls the library, renders.
+
+This package is imported on every command, so it must stay light: TensorFlow, uvicorn and other heavy
+modules are imported only inside the command bodies that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+# Typer 0.29 vendors click as typer._click; its exceptions are what commands raise (pinned in pyproject).
+from typer._click import exceptions as click
+
+from maasctl import __version__
+from maasctl.cli._options import AppState, StoreOpt
+from maasctl.errors import MaasError
+
+app = typer.Typer(
+    name="maasctl",
+    help="Model lifecycle for TensorFlow: train, package, register, serve and predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"maasctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    debug: Annotated[bool, typer.Option("--debug", envvar="MAASCTL_DEBUG",
+                                        help="Show tracebacks for errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Model lifecycle for TensorFlow: train, package, register, serve and predict.
+
+    Exit codes: 0 ok, 1 operation failed, 2 usage error or invalid input, 3 not found.
+    """
+    ctx.obj = AppState(store, debug)
+
+
+def _load_commands() -> None:
+    from maasctl.cli import package, predict, registry, serve, train
+
+    for module in (train, package, registry, serve, predict):
+        module.attach(app)
+
+
+_load_commands()
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("MAASCTL_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: the one place where errors become `Error: ...` lines and exit codes."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = _debug_requested(args)
+    try:
+        rv = app(args=args, prog_name="maasctl", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except MaasError as exc:
+        if debug:
+            import traceback
+            traceback.print_exc()
+        print(f"Error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except click.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        code = 2
+    except click.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        print(f"Error: {exc.format_message()}{hint}", file=sys.stderr)
+        code = 2
+    except click.ClickException as exc:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        code = exc.exit_code
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        print("Error: interrupted", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        code = 0
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+    except Exception as exc:  # the crash boundary: never a traceback unless asked for
+        if debug:
+            import traceback
+            traceback.print_exc()
+        print(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code)

@@ -1,0 +1,250 @@
+"""Registry commands: register, list, show, alias, rm, verify, gc."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from maasctl import output
+from maasctl.cli._options import JsonOpt, state
+from maasctl.errors import InvalidInput
+
+alias_app = typer.Typer(help="Movable names for versions (NAME@production).", no_args_is_help=True)
+
+
+def _parse_tags(tags: list[str]) -> dict[str, str]:
+    out = {}
+    for t in tags:
+        key, sep, value = t.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--tag {t!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def register(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="SavedModel directory, package file (.maas) or run id.")],
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Model name.")] = None,
+    alias: Annotated[list[str], typer.Option("--alias", "-a", help="Point ALIAS at the version (repeatable).")] = [],
+    description: Annotated[str, typer.Option("--description", "-d", help="Free text stored with the version.")] = "",
+    tag: Annotated[list[str], typer.Option("--tag", "-t", help="KEY=VALUE stored with the version (repeatable).")] = [],
+    new_version: Annotated[bool, typer.Option("--new-version", help="Create a version even if identical content exists.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a model as the next immutable version NAME@N.
+
+    Re-registering identical content returns the existing version ("created": false), so CI re-runs are
+    idempotent.
+
+    Example: maasctl register ./export --name iris --alias candidate
+    """
+    from maasctl.sources import register_source
+
+    result = register_source(state(ctx).store, source, name, aliases=alias, description=description,
+                             tags=_parse_tags(tag), new_version=new_version)
+    if json_out:
+        output.emit_json(result.to_json())
+    else:
+        if not result.created:
+            output.message(f"identical content is already registered as {result.info.ref}")
+        print(result.info.ref)
+
+
+def list_(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List models, or one model's versions.
+
+    Example: maasctl list iris --json
+    """
+    store = state(ctx).store
+    if name is None:
+        models = store.list_models()
+        if json_out:
+            output.emit_json([m.to_json() for m in models])
+        elif not models:
+            output.message(f"no models in {store.root} (see: maasctl register --help)")
+        else:
+            output.table(["name", "latest", "versions", "aliases"],
+                         [(m.name, m.latest, m.count, ", ".join(f"{a}->{v}" for a, v in m.aliases.items()))
+                          for m in models])
+        return
+    versions = store.list_versions(name)
+    if json_out:
+        output.emit_json([v.to_json() for v in versions])
+    else:
+        output.table(["version", "created", "size", "sha256", "aliases"],
+                     [(v.version, v.created_at, output.human_size(v.size), v.sha256[:12], ", ".join(v.aliases))
+                      for v in versions])
+
+
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Everything about one version, including its signatures.
+
+    Example: maasctl show iris@production
+    """
+    from maasctl.savedmodel import format_spec
+
+    store = state(ctx).store
+    info = store.resolve(ref)
+    manifest = store.manifest(info)
+    signatures = manifest.get("signatures", {})
+    if json_out:
+        output.emit_json({**info.to_json(), "signatures": signatures, "files": manifest["files"],
+                          "params": manifest.get("params"), "environment": manifest.get("environment")})
+        return
+    pairs = [("ref", info.ref), ("aliases", ", ".join(info.aliases) or "-"), ("created", info.created_at),
+             ("sha256", info.sha256), ("size", output.human_size(info.size)), ("path", info.path),
+             ("source", info.source or "-")]
+    for label, key in (("description", None), ("task", "task"), ("features", "feature_names"),
+                       ("classes", "class_names")):
+        value = info.description if key is None else info.meta.get(key)
+        if value:
+            pairs.append((label, ", ".join(value) if isinstance(value, list) else value))
+    pairs += [(f"tag {k}", v) for k, v in info.tags.items()]
+    pairs += [(f"metric {k}", v) for k, v in info.metrics.items()]
+    output.key_values(pairs)
+    print()
+    output.table(["signature", "side", "name", "type"],
+                 [(sname, side[:-1], tname, format_spec(spec))
+                  for sname, sig in signatures.items() for side in ("inputs", "outputs")
+                  for tname, spec in sig[side].items()])
+
+
+@alias_app.command("set")
+def alias_set(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).")],
+    alias: Annotated[str, typer.Argument(help="Alias name (not all digits, not 'latest').")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Point ALIAS at a version (creating or moving it).
+
+    Example: maasctl alias set iris@3 production
+    """
+    info, old = state(ctx).store.set_alias(ref, alias)
+    if json_out:
+        output.emit_json({"name": info.name, "alias": alias, "version": info.version, "previous": old})
+    else:
+        moved = f" (was {old})" if old is not None and old != info.version else ""
+        print(f"{info.name}@{alias} -> {info.version}{moved}")
+
+
+@alias_app.command("rm")
+def alias_rm(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove an alias (the version stays).
+
+    Example: maasctl alias rm iris candidate
+    """
+    version = state(ctx).store.remove_alias(name, alias)
+    if json_out:
+        output.emit_json({"name": name, "alias": alias, "removed": True, "previous": version})
+    else:
+        output.message(f"removed {name}@{alias} (pointed at {version})")
+
+
+@alias_app.command("history")
+def alias_history(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[Optional[str], typer.Argument(help="Only this alias.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The event log of a model (registrations, alias moves, removals), oldest first.
+
+    Example: maasctl alias history iris production
+    """
+    events = state(ctx).store.history(name, alias)
+    if alias is not None:
+        events = [e for e in events if e["alias"] == alias]
+    if json_out:
+        output.emit_json(events)
+        return
+    output.table(["at", "event", "alias", "version", "from", "to"],
+                 [(e["at"], e["event"], e["alias"] or "", e["version"] or "", e["from_version"] or "",
+                   e["to_version"] or "") for e in events])
+
+
+def rm(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Also remove aliases pointing at it.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove a version. Refused while an alias points at it, unless --force. Numbers are never reused.
+
+    Example: maasctl rm iris@2
+    """
+    info = state(ctx).store.remove(ref, force=force)
+    if json_out:
+        output.emit_json({"ref": info.ref, "name": info.name, "version": info.version, "removed": True,
+                          "aliases_removed": info.aliases})
+    else:
+        output.message(f"removed {info.ref}")
+
+
+def verify(
+    ctx: typer.Context,
+    ref: Annotated[Optional[str], typer.Argument(help="One version; default: every version.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-hash stored files against their recorded sha256; exit 1 on any corruption.
+
+    Example: maasctl verify iris@3
+    """
+    reports = state(ctx).store.verify(ref)
+    bad = [r for r in reports if not r.ok]
+    if json_out:
+        output.emit_json({"ok": not bad, "checked": len(reports), "versions": [r.to_json() for r in reports]})
+    else:
+        for r in reports:
+            for p in r.problems:
+                output.message(f"{r.ref}: {p}")
+        output.message(f"verified {len(reports)} version(s): " + (f"{len(bad)} corrupt" if bad else "all intact"))
+    if bad:
+        raise typer.Exit(1)
+
+
+def gc(
+    ctx: typer.Context,
+    keep: Annotated[Optional[int], typer.Option("--keep", help="Keep the newest N versions of each model "
+                                                "(aliased versions are always kept).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove leftovers of interrupted writes and, with --keep, old unaliased versions.
+
+    Example: maasctl gc --keep 5 --dry-run
+    """
+    report = state(ctx).store.gc(keep=keep, dry_run=dry_run)
+    if json_out:
+        output.emit_json(report.to_json())
+        return
+    verb = "would remove" if dry_run else "removed"
+    output.message(f"{verb} {len(report.staging)} staging dir(s), {len(report.orphans)} unregistered "
+                   f"version dir(s), {len(report.versions)} old version(s)")
+    for v in report.versions:
+        print(v)
+
+
+def attach(app: typer.Typer) -> None:
+    app.command("register")(register)
+    app.command("list")(list_)
+    app.command("show")(show)
+    app.add_typer(alias_app, name="alias")
+    app.command("rm")(rm)
+    app.command("verify")(verify)
+    app.command("gc")(gc)

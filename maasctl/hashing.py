@@ -1,0 +1,141 @@
+"""Streamed sha256: copy a tree while hashing it (one pass over the bytes), hash a tree, digest a file list."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from maasctl.errors import InvalidInput
+
+CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative, POSIX separators
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FileEntry":
+        return cls(str(d["path"]), int(d["size"]), str(d["sha256"]))
+
+
+def content_sha256(files: Iterable[FileEntry]) -> str:
+    """One digest over the sorted (path, size, sha256) list: the identity of a model's content."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.path}\0{f.size}\0{f.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def walk_files(root: Path, *, skip: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Relative file paths and directory paths under root, sorted. Symlinks and special files are refused."""
+    files: list[str] = []
+    dirs: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(root)
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                raise InvalidInput(f"{Path(dirpath, d)}: symbolic links are not allowed in a model")
+            dirs.append((rel_dir / d).as_posix())
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                raise InvalidInput(f"{full}: symbolic links are not allowed in a model")
+            if not stat.S_ISREG(mode):
+                raise InvalidInput(f"{full}: not a regular file")
+            rel = (rel_dir / name).as_posix()
+            if rel not in skip:
+                files.append(rel)
+    return sorted(files), sorted(dirs)
+
+
+def hash_file(path: Path) -> FileEntry:
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+    return FileEntry(path.name, size, h.hexdigest())
+
+
+def hash_tree(root: Path, *, skip: frozenset[str] = frozenset()) -> list[FileEntry]:
+    files, _ = walk_files(root, skip=skip)
+    out = []
+    for rel in files:
+        e = hash_file(root / rel)
+        out.append(FileEntry(rel, e.size, e.sha256))
+    return out
+
+
+def copy_tree_hashed(src: Path, dst: Path, *, fsync: bool = True) -> list[FileEntry]:
+    """Copy src into the existing directory dst, hashing each file as it streams through (one read)."""
+    files, dirs = walk_files(src)
+    for d in dirs:
+        (dst / d).mkdir(parents=True, exist_ok=True)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    entries = []
+    for rel in files:
+        h = hashlib.sha256()
+        size = 0
+        with open(src / rel, "rb", buffering=0) as fin, open(dst / rel, "wb", buffering=0) as fout:
+            while n := fin.readinto(buf):
+                chunk = view[:n]
+                h.update(chunk)
+                fout.write(chunk)
+                size += n
+            if fsync:
+                os.fsync(fout.fileno())
+        entries.append(FileEntry(rel, size, h.hexdigest()))
+    if fsync:
+        fsync_tree_dirs(dst, dirs)
+    return entries
+
+
+def fsync_tree_dirs(root: Path, rel_dirs: Iterable[str] = ()) -> None:
+    for d in [*rel_dirs, "."]:
+        fsync_dir(root / d)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def compare_tree(root: Path, expected: Iterable[FileEntry], *, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Problems found re-hashing root against expected entries: one human line per file."""
+    want = {f.path: f for f in expected}
+    try:
+        have, _ = walk_files(root, skip=skip)
+    except InvalidInput as exc:
+        return [str(exc)]
+    problems = []
+    for rel in sorted(set(want) - set(have)):
+        problems.append(f"missing file {rel}")
+    for rel in sorted(set(have) - set(want)):
+        problems.append(f"unexpected file {rel}")
+    for rel in sorted(set(have) & set(want)):
+        got = hash_file(root / rel)
+        exp = want[rel]
+        if got.size != exp.size:
+            problems.append(f"size mismatch in {rel}: expected {exp.size} bytes, found {got.size}")
+        elif got.sha256 != exp.sha256:
+            problems.append(f"sha256 mismatch in {rel}: expected {exp.sha256[:12]}..., found {got.sha256[:12]}...")
+    return problems

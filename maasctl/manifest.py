@@ -1,0 +1,84 @@
+"""The model manifest (`maas.json`): the same document sits beside a stored version and inside a package."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from maasctl.errors import InvalidInput
+from maasctl.hashing import FileEntry, content_sha256
+
+MANIFEST_NAME = "maas.json"
+FORMAT_VERSION = 1
+# Metadata carried from a training run through a package into the registry.
+META_KEYS = ("task", "feature_names", "class_names", "metrics", "params", "lineage", "environment")
+
+
+def build_manifest(name: str, files: list[FileEntry], signatures: dict[str, Any],
+                   meta: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    files = sorted(files, key=lambda f: f.path)
+    doc: dict[str, Any] = {"format_version": FORMAT_VERSION, "name": name, **extra}
+    doc["signatures"] = signatures
+    for key in META_KEYS:
+        value = (meta or {}).get(key)
+        if value is not None:
+            doc[key] = value
+    doc["files"] = [f.to_json() for f in files]
+    doc["content_sha256"] = content_sha256(files)
+    return doc
+
+
+def dumps(manifest: dict[str, Any]) -> bytes:
+    """Canonical bytes: sorted keys, fixed separators, so equal manifests are equal files."""
+    return (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any], *, fsync: bool = True) -> None:
+    path = directory / MANIFEST_NAME
+    with open(path, "wb") as f:
+        f.write(dumps(manifest))
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and check a manifest's structure; InvalidInput names `where` and the bad field."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{where}: manifest is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{where}: manifest must be a JSON object")
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InvalidInput(f"{where}: unsupported manifest format_version {version!r} (this maasctl reads {FORMAT_VERSION})")
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise InvalidInput(f"{where}: manifest field 'files' must be a list")
+    for i, f in enumerate(files):
+        if not (isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
+                and isinstance(f.get("sha256"), str) and len(f["sha256"]) == 64):
+            raise InvalidInput(f"{where}: manifest field files[{i}] must have path, size and a sha256 hex digest")
+    if content_sha256(file_entries(doc)) != doc.get("content_sha256"):
+        raise InvalidInput(f"{where}: manifest content_sha256 does not match its file list")
+    return doc
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: manifest is missing") from None
+    return parse_manifest(data, str(path))
+
+
+def file_entries(manifest: dict[str, Any]) -> list[FileEntry]:
+    return [FileEntry.from_json(f) for f in manifest["files"]]
+
+
+def model_meta(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: manifest[k] for k in META_KEYS if k in manifest}

@@ -1,0 +1,631 @@
+"""The local artifact store: TF Serving version directories plus a SQLite registry index.
+
+Layout under the root::
+
+    index.db                      registry (WAL): models, versions, aliases, events
+    models/<name>/<version>/      a TF Serving version directory (saved_model.pb, variables/, assets/) + maas.json
+    runs/<run-id>/                training runs
+    staging/<id>/ + <id>.lock     in-progress writes; a lock file held with flock marks the owner alive
+    servers/                      records of detached servers
+
+Publishing is atomic: files are copied and hashed into staging, fsynced, then renamed into
+`models/<name>/<N>/` while holding SQLite's write lock, and the index row commits right after. A version
+directory therefore never exists half-written under its final name; a crash between rename and commit
+leaves a complete but unregistered directory that the next writer (or `gc`) removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from maasctl import manifest as mf
+from maasctl.errors import Conflict, InvalidInput, NotFound
+from maasctl.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
+from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    next_version INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL REFERENCES models(name),
+    version INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    lineage TEXT NOT NULL DEFAULT '{}',
+    meta TEXT NOT NULL DEFAULT '{}',
+    removed_at TEXT,
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX IF NOT EXISTS versions_sha ON versions(name, sha256);
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (name, alias)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    name TEXT NOT NULL,
+    event TEXT NOT NULL,
+    version INTEGER,
+    alias TEXT,
+    from_version INTEGER,
+    to_version INTEGER
+);
+"""
+
+BUSY_TIMEOUT_MS = 120_000
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def default_root() -> Path:
+    env = os.environ.get("MAASCTL_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".maasctl"
+
+
+@dataclass
+class VersionInfo:
+    name: str
+    version: int
+    created_at: str
+    sha256: str
+    size: int
+    path: Path
+    source: str = ""
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref, "name": self.name, "version": self.version, "aliases": self.aliases,
+            "created_at": self.created_at, "sha256": self.sha256, "size": self.size, "path": str(self.path),
+            "source": self.source, "description": self.description, "tags": self.tags,
+            "metrics": self.metrics, "lineage": self.lineage,
+            **{k: self.meta.get(k) for k in ("task", "feature_names", "class_names")},
+        }
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    latest: int | None
+    count: int
+    aliases: dict[str, int]
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "latest": self.latest, "versions": self.count,
+                "aliases": self.aliases, "created_at": self.created_at}
+
+
+@dataclass
+class RegisterResult:
+    info: VersionInfo
+    created: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.info.to_json(), "created": self.created}
+
+
+@dataclass
+class VerifyReport:
+    ref: str
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "ok": self.ok, "problems": self.problems}
+
+
+@dataclass
+class GcReport:
+    staging: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"staging_removed": self.staging, "orphans_removed": self.orphans,
+                "versions_removed": self.versions, "dry_run": self.dry_run}
+
+
+class Store:
+    """A store rooted at a directory. Cheap to construct; nothing touches the disk until used."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root else default_root()
+
+    # -- paths ---------------------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.root / "index.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def servers_dir(self) -> Path:
+        return self.root / "servers"
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.models_dir / name / str(version)
+
+    # -- database ------------------------------------------------------------------------------------
+    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
+        if not self.db_path.exists():
+            if not create:
+                return None
+            self.root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if create:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SCHEMA)
+        return conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        conn = self._connect(create=False)
+        try:
+            yield conn
+        finally:
+            if conn is not None:
+                conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock (BEGIN IMMEDIATE) for its whole body."""
+        conn = self._connect(create=True)
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    # -- staging -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh directory inside the store, removed on exit unless it was renamed away.
+
+        A `<id>.lock` file beside it is held with flock while the owner lives, so `sweep_staging`
+        can tell a live writer's directory from a dead one's without trusting PIDs.
+        """
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+        sid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        lock_path = self.staging_root / f"{sid}.lock"
+        lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        path = self.staging_root / sid
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                lock_path.unlink()
+            os.close(lock_fd)
+
+    def sweep_staging(self, *, dry_run: bool = False) -> list[str]:
+        """Remove staging directories whose owner died (their lock file is no longer held)."""
+        if not self.staging_root.is_dir():
+            return []
+        removed = []
+        for entry in sorted(self.staging_root.iterdir()):
+            if entry.suffix == ".lock":
+                continue
+            lock_path = self.staging_root / f"{entry.name}.lock"
+            try:
+                fd = os.open(lock_path, os.O_RDWR)
+            except FileNotFoundError:
+                fd = None  # the owner never had a lock, or already gave it up: the dir is dead
+            try:
+                if fd is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a live writer
+                removed.append(entry.name)
+                if not dry_run:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+                    if fd is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            lock_path.unlink()
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        # lock files whose directory is gone and whose owner is dead
+        for lock_path in self.staging_root.glob("*.lock"):
+            if (self.staging_root / lock_path.stem).exists():
+                continue
+            try:
+                fd = os.open(lock_path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not dry_run:
+                    lock_path.unlink()
+            except (BlockingIOError, FileNotFoundError):
+                pass
+            finally:
+                os.close(fd)
+        return removed
+
+    # -- registering ---------------------------------------------------------------------------------
+    def register(self, source: str | Path, name: str, *, aliases: list[str] | tuple[str, ...] = (),
+                 description: str = "", tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
+                 source_label: str | None = None, new_version: bool = False) -> RegisterResult:
+        """Copy a SavedModel directory into the store as the next version of `name` (idempotent by content)."""
+        from maasctl.savedmodel import read_signatures
+
+        check_name(name)
+        for a in aliases:
+            check_alias(a)
+        src = Path(source)
+        signatures = read_signatures(src)
+        self.sweep_staging()
+        with self.staging() as staged:
+            files = copy_tree_hashed(src, staged)
+            return self.publish(staged, files, name, signatures=signatures, aliases=aliases,
+                                description=description, tags=tags, meta=meta,
+                                source_label=source_label or str(src.resolve()), new_version=new_version)
+
+    def publish(self, staged: Path, files: list[FileEntry], name: str, *, signatures: dict[str, Any],
+                aliases: list[str] | tuple[str, ...] = (), description: str = "",
+                tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
+                source_label: str = "", new_version: bool = False) -> RegisterResult:
+        """Publish a fully written, hashed staging directory as a new version (or find its twin).
+
+        The caller guarantees `files` describes `staged` exactly (it hashed them while writing).
+        """
+        check_name(name)
+        meta = dict(meta or {})
+        tags = dict(tags or {})
+        digest = mf.build_manifest(name, files, signatures)["content_sha256"]
+        size = sum(f.size for f in files)
+        with self._write() as conn:
+            if not new_version:
+                row = conn.execute(
+                    "SELECT version FROM versions WHERE name=? AND sha256=? AND removed_at IS NULL "
+                    "ORDER BY version LIMIT 1", (name, digest)).fetchone()
+                if row is not None:
+                    for a in aliases:
+                        self._move_alias(conn, name, a, row["version"])
+                    return RegisterResult(self._info(conn, name, row["version"]), created=False)
+            now = utcnow()
+            conn.execute("INSERT OR IGNORE INTO models(name, created_at, next_version) VALUES (?, ?, 1)", (name, now))
+            version = conn.execute("SELECT next_version FROM models WHERE name=?", (name,)).fetchone()[0]
+            manifest = mf.build_manifest(name, files, signatures, meta, version=version, created_at=now,
+                                         description=description, tags=tags)
+            mf.write_manifest(staged, manifest)
+            fsync_dir(staged)
+            final = self.version_dir(name, version)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # a complete directory left by a writer killed between rename and commit
+                self._discard(final)
+            os.rename(staged, final)
+            fsync_dir(final.parent)
+            conn.execute(
+                "INSERT INTO versions(name, version, created_at, sha256, size, source, description, tags, "
+                "metrics, lineage, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (name, version, now, digest, size, source_label, description, json.dumps(tags),
+                 json.dumps(meta.get("metrics") or {}), json.dumps(meta.get("lineage") or {}),
+                 json.dumps({k: v for k, v in meta.items() if k not in ("metrics", "lineage")})))
+            conn.execute("UPDATE models SET next_version=? WHERE name=?", (version + 1, name))
+            self._event(conn, name, "registered", version=version)
+            for a in aliases:
+                self._move_alias(conn, name, a, version)
+            return RegisterResult(self._info(conn, name, version), created=True)
+
+    def _discard(self, path: Path) -> None:
+        """Move a directory out of the way (into staging, lock-less so it is swept) and delete it."""
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+        trash = self.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def _info(self, conn: sqlite3.Connection, name: str, version: int) -> VersionInfo:
+        row = conn.execute("SELECT * FROM versions WHERE name=? AND version=? AND removed_at IS NULL",
+                           (name, version)).fetchone()
+        if row is None:
+            raise NotFound(self._missing_version_message(conn, name, version))
+        aliases = [r[0] for r in conn.execute(
+            "SELECT alias FROM aliases WHERE name=? AND version=? ORDER BY alias", (name, version))]
+        return self._row_info(row, aliases)
+
+    def _row_info(self, row: sqlite3.Row, aliases: list[str]) -> VersionInfo:
+        return VersionInfo(
+            name=row["name"], version=row["version"], created_at=row["created_at"], sha256=row["sha256"],
+            size=row["size"], path=self.version_dir(row["name"], row["version"]), source=row["source"],
+            description=row["description"], tags=json.loads(row["tags"]), metrics=json.loads(row["metrics"]),
+            lineage=json.loads(row["lineage"]), meta=json.loads(row["meta"]), aliases=aliases)
+
+    def _live_versions(self, conn: sqlite3.Connection, name: str) -> list[int]:
+        return [r[0] for r in conn.execute(
+            "SELECT version FROM versions WHERE name=? AND removed_at IS NULL ORDER BY version", (name,))]
+
+    def _model_names(self, conn: sqlite3.Connection) -> list[str]:
+        return [r[0] for r in conn.execute(
+            "SELECT DISTINCT name FROM versions WHERE removed_at IS NULL ORDER BY name")]
+
+    def _missing_model_message(self, conn: sqlite3.Connection | None, name: str) -> str:
+        names = self._model_names(conn) if conn is not None else []
+        if not names:
+            return f"model '{name}' not found: the store at {self.root} has no models. See: maasctl register --help"
+        import difflib
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"model '{name}' not found ({hint}models: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})"
+
+    def _missing_version_message(self, conn: sqlite3.Connection, name: str, version: int) -> str:
+        live = self._live_versions(conn, name)
+        if not live:
+            return self._missing_model_message(conn, name)
+        removed = conn.execute("SELECT removed_at FROM versions WHERE name=? AND version=?",
+                               (name, version)).fetchone()
+        why = " (it was removed)" if removed is not None else ""
+        return f"model '{name}' has no version {version}{why} (latest is {live[-1]}). See: maasctl list {name}"
+
+    def resolve(self, ref: str | ModelRef) -> VersionInfo:
+        """The live version a reference names; NotFound says what exists instead."""
+        if isinstance(ref, str):
+            ref = parse_ref(ref)
+        with self._read() as conn:
+            if conn is None:
+                raise NotFound(self._missing_model_message(None, ref.name))
+            return self._resolve(conn, ref)
+
+    def _resolve(self, conn: sqlite3.Connection, ref: ModelRef) -> VersionInfo:
+        if ref.version is not None:
+            return self._info(conn, ref.name, ref.version)
+        if ref.alias is not None:
+            row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?",
+                               (ref.name, ref.alias)).fetchone()
+            if row is None:
+                if not self._live_versions(conn, ref.name):
+                    raise NotFound(self._missing_model_message(conn, ref.name))
+                known = [r[0] for r in conn.execute("SELECT alias FROM aliases WHERE name=? ORDER BY alias",
+                                                    (ref.name,))]
+                have = f"aliases: {', '.join(known)}" if known else "it has no aliases"
+                raise NotFound(f"model '{ref.name}' has no alias '{ref.alias}' ({have}). "
+                               f"See: maasctl alias set {ref.name}@VERSION {ref.alias}")
+            return self._info(conn, ref.name, row[0])
+        live = self._live_versions(conn, ref.name)
+        if not live:
+            raise NotFound(self._missing_model_message(conn, ref.name))
+        return self._info(conn, ref.name, live[-1])
+
+    def list_models(self) -> list[ModelSummary]:
+        with self._read() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(
+                "SELECT m.name, m.created_at, MAX(v.version) AS latest, COUNT(v.version) AS n FROM models m "
+                "JOIN versions v ON v.name = m.name AND v.removed_at IS NULL GROUP BY m.name ORDER BY m.name")
+            out = [ModelSummary(r["name"], r["latest"], r["n"], {}, r["created_at"]) for r in rows]
+            aliases: dict[str, dict[str, int]] = {}
+            for r in conn.execute("SELECT name, alias, version FROM aliases ORDER BY name, alias"):
+                aliases.setdefault(r["name"], {})[r["alias"]] = r["version"]
+            for m in out:
+                m.aliases = aliases.get(m.name, {})
+            return out
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        check_name(name)
+        with self._read() as conn:
+            if conn is None:
+                raise NotFound(self._missing_model_message(None, name))
+            rows = conn.execute("SELECT * FROM versions WHERE name=? AND removed_at IS NULL ORDER BY version",
+                                (name,)).fetchall()
+            if not rows:
+                raise NotFound(self._missing_model_message(conn, name))
+            aliases: dict[int, list[str]] = {}
+            for r in conn.execute("SELECT alias, version FROM aliases WHERE name=? ORDER BY alias", (name,)):
+                aliases.setdefault(r["version"], []).append(r["alias"])
+            return [self._row_info(r, aliases.get(r["version"], [])) for r in rows]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        with self._read() as conn:
+            if conn is None:
+                return {}
+            return {r[0]: r[1] for r in conn.execute(
+                "SELECT alias, version FROM aliases WHERE name=? ORDER BY alias", (name,))}
+
+    def snapshot(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """One consistent read of live versions and aliases per model (for the serving Source)."""
+        with self._read() as conn:
+            if conn is None:
+                return {}
+            conn.execute("BEGIN")
+            try:
+                wanted = names if names is not None else self._model_names(conn)
+                out = {}
+                for n in wanted:
+                    out[n] = {"versions": self._live_versions(conn, n),
+                              "aliases": {r[0]: r[1] for r in conn.execute(
+                                  "SELECT alias, version FROM aliases WHERE name=?", (n,))}}
+                return out
+            finally:
+                conn.execute("COMMIT")
+
+    def manifest(self, info: VersionInfo) -> dict[str, Any]:
+        return mf.read_manifest(info.path)
+
+    # -- aliases -------------------------------------------------------------------------------------
+    def _event(self, conn: sqlite3.Connection, name: str, event: str, *, version: int | None = None,
+               alias: str | None = None, from_version: int | None = None, to_version: int | None = None) -> None:
+        conn.execute("INSERT INTO events(at, name, event, version, alias, from_version, to_version) "
+                     "VALUES (?,?,?,?,?,?,?)", (utcnow(), name, event, version, alias, from_version, to_version))
+
+    def _move_alias(self, conn: sqlite3.Connection, name: str, alias: str, version: int) -> int | None:
+        row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)).fetchone()
+        old = row[0] if row else None
+        if old == version:
+            return old
+        conn.execute("INSERT OR REPLACE INTO aliases(name, alias, version, updated_at) VALUES (?,?,?,?)",
+                     (name, alias, version, utcnow()))
+        self._event(conn, name, "alias_set", alias=alias, from_version=old, to_version=version)
+        return old
+
+    def set_alias(self, ref: str | ModelRef, alias: str) -> tuple[VersionInfo, int | None]:
+        """Point alias at the version ref names; returns (that version, the alias's previous version)."""
+        check_alias(alias)
+        if isinstance(ref, str):
+            ref = parse_ref(ref)
+        if not self.db_path.exists():
+            raise NotFound(self._missing_model_message(None, ref.name))
+        with self._write() as conn:
+            info = self._resolve(conn, ref)
+            old = self._move_alias(conn, info.name, alias, info.version)
+            return self._info(conn, info.name, info.version), old
+
+    def remove_alias(self, name: str, alias: str) -> int:
+        check_name(name)
+        check_alias(alias)
+        if not self.db_path.exists():
+            raise NotFound(self._missing_model_message(None, name))
+        with self._write() as conn:
+            row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)).fetchone()
+            if row is None:
+                self._resolve(conn, ModelRef(name, alias=alias))  # raises the helpful NotFound
+            conn.execute("DELETE FROM aliases WHERE name=? AND alias=?", (name, alias))
+            self._event(conn, name, "alias_removed", alias=alias, from_version=row[0])
+            return row[0]
+
+    def history(self, name: str, alias: str | None = None) -> list[dict[str, Any]]:
+        check_name(name)
+        with self._read() as conn:
+            if conn is None or not conn.execute("SELECT 1 FROM models WHERE name=?", (name,)).fetchone():
+                raise NotFound(self._missing_model_message(conn, name))
+            sql = "SELECT at, event, version, alias, from_version, to_version FROM events WHERE name=?"
+            args: list[Any] = [name]
+            if alias is not None:
+                sql += " AND alias=?"
+                args.append(alias)
+            return [dict(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+    # -- removal ------------------------------------------------------------------------------------
+    def remove(self, ref: str | ModelRef, *, force: bool = False) -> VersionInfo:
+        """Remove a version (index first, then files). Its number is never reused."""
+        if isinstance(ref, str):
+            ref = parse_ref(ref)
+        if not self.db_path.exists():
+            raise NotFound(self._missing_model_message(None, ref.name))
+        with self._write() as conn:
+            info = self._resolve(conn, ref)
+            if info.aliases and not force:
+                names = ", ".join(info.aliases)
+                raise Conflict(f"{info.ref} is pointed at by alias(es) {names}; move them first "
+                               f"(maasctl alias set {info.name}@VERSION ALIAS) or use --force")
+            for a in info.aliases:
+                conn.execute("DELETE FROM aliases WHERE name=? AND alias=?", (info.name, a))
+                self._event(conn, info.name, "alias_removed", alias=a, from_version=info.version)
+            conn.execute("UPDATE versions SET removed_at=? WHERE name=? AND version=?",
+                         (utcnow(), info.name, info.version))
+            self._event(conn, info.name, "removed", version=info.version)
+        if info.path.exists():
+            self._discard(info.path)
+        return info
+
+    # -- integrity ----------------------------------------------------------------------------------
+    def verify(self, ref: str | ModelRef | None = None) -> list[VerifyReport]:
+        """Re-hash stored versions against the digests recorded at registration."""
+        if ref is not None:
+            infos = [self.resolve(ref)]
+        else:
+            infos = [v for m in self.list_models() for v in self.list_versions(m.name)]
+        return [VerifyReport(i.ref, self.check_version(i)) for i in infos]
+
+    def check_version(self, info: VersionInfo) -> list[str]:
+        """Problems with one stored version's files, each naming the file; empty when intact."""
+        if not info.path.is_dir():
+            return [f"version directory {info.path} is missing"]
+        try:
+            manifest = self.manifest(info)
+        except InvalidInput as exc:
+            return [str(exc)]
+        if manifest.get("content_sha256") != info.sha256:
+            return [f"{mf.MANIFEST_NAME}: content_sha256 does not match the registry"]
+        return compare_tree(info.path, mf.file_entries(manifest), skip=frozenset({mf.MANIFEST_NAME}))
+
+    def gc(self, *, keep: int | None = None, dry_run: bool = False) -> GcReport:
+        """Sweep dead staging dirs and unregistered version dirs; with keep, old unaliased versions too."""
+        report = GcReport(dry_run=dry_run)
+        report.staging = self.sweep_staging(dry_run=dry_run)
+        if not self.db_path.exists():
+            return report
+        if keep is not None:
+            if keep < 1:
+                raise InvalidInput(f"--keep must be at least 1 (got {keep})")
+            for m in self.list_models():
+                versions = self.list_versions(m.name)
+                for v in versions[:-keep]:
+                    if not v.aliases:
+                        report.versions.append(v.ref)
+                        if not dry_run:
+                            self.remove(v.ref)
+        with self._write() as conn:  # the write lock keeps a concurrent publish's rename+commit atomic to us
+            if self.models_dir.is_dir():
+                live = {(r[0], r[1]) for r in conn.execute(
+                    "SELECT name, version FROM versions WHERE removed_at IS NULL")}
+                for model_dir in sorted(self.models_dir.iterdir()):
+                    for vdir in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:
+                        if vdir.name.isdigit() and (model_dir.name, int(vdir.name)) not in live:
+                            report.orphans.append(f"{model_dir.name}/{vdir.name}")
+                            if not dry_run:
+                                self._discard(vdir)
+        return report
+

@@ -1,0 +1,103 @@
+"""Shared fixtures. Real SavedModels are built once per session from tiny Keras models / tf.Modules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, store: Path | None = None, input: str | bytes | None = None,
+            env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `python -m maasctl ARGS` in a real subprocess; returns the CompletedProcess (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MAASCTL_DEBUG", None)
+    if store is not None:
+        full_env["MAASCTL_HOME"] = str(store)
+    return subprocess.run([sys.executable, "-m", "maasctl", *args], capture_output=True,
+                          text=not isinstance(input, bytes), input=input, env=full_env,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_path: Path):
+    from maasctl.store import Store
+
+    return Store(store_path)
+
+
+@pytest.fixture(scope="session")
+def tf():
+    from maasctl.tf import load_tensorflow
+
+    return load_tensorflow()
+
+
+def build_mlp(tf, path: Path, sizes: list[int], seed: int) -> Path:
+    """An MLP exported with Keras: input `features` float32[-1, sizes[0]], softmax output."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(sizes[0],), name="features")
+    x = inp
+    for units in sizes[1:-1]:
+        x = keras.layers.Dense(units, activation="relu")(x)
+    out = keras.layers.Dense(sizes[-1], activation="softmax")(x)
+    keras.Model(inp, out).export(str(path), verbose=False)
+    return path
+
+
+def build_multi_io(tf, path: Path) -> Path:
+    """A tf.Module with two inputs (float `a` [-1,2], string `s` [-1]) and two outputs (`sum`, `len`)."""
+
+    class MultiIO(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = tf.Variable([2.0, 3.0])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
+                                      tf.TensorSpec([None], tf.string, name="s")])
+        def serve(self, a, s):
+            return {"sum": tf.reduce_sum(a * self.scale, axis=1), "len": tf.strings.length(s)}
+
+    module = MultiIO()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+@pytest.fixture(scope="session")
+def models(tf, tmp_path_factory) -> dict[str, Path]:
+    """Tiny real SavedModels: `small` and `small_b` (4->16->3, different weights), `multi` (two inputs)."""
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "small": build_mlp(tf, root / "small", [4, 16, 3], seed=1),
+        "small_b": build_mlp(tf, root / "small_b", [4, 16, 3], seed=2),
+        "multi": build_multi_io(tf, root / "multi"),
+    }
+
+
+@pytest.fixture(scope="session")
+def many_models(tf, tmp_path_factory) -> list[Path]:
+    """16 distinct tiny SavedModels (for the parallel-writers test)."""
+    root = tmp_path_factory.mktemp("many")
+    return [build_mlp(tf, root / f"m{i}", [4, 3], seed=100 + i) for i in range(16)]
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root with its bytes (SQLite's transient -wal/-shm excluded)."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
