@@ -50,9 +50,9 @@ def parse_ref(text: str) -> ModelRef:
     """Parse `NAME[@VERSION|@ALIAS|@latest]`, raising InvalidInput with the rule on bad syntax."""
     name, sep, selector = text.partition("@")
     check_name(name)
+    if sep and not selector:
+        raise InvalidInput(f"invalid reference {text!r}: nothing after '@' (use NAME@VERSION or NAME@ALIAS)")
     if not sep or selector == "latest":
-        if sep and not selector:
-            raise InvalidInput(f"invalid reference {text!r}: nothing after '@' (use NAME@VERSION or NAME@ALIAS)")
         return ModelRef(name)
     if selector.isdigit():
         version = int(selector)

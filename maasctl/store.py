@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -245,8 +246,12 @@ class Store:
         self.staging_root.mkdir(parents=True, exist_ok=True)
         sid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         lock_path = self.staging_root / f"{sid}.lock"
-        lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        # The lock file appears under its final name already locked (made under a temporary name, locked,
+        # then renamed), so a sweeper can never take the lock of a writer that is just starting.
+        tmp_lock = self.staging_root / f"{sid}.lock.tmp"
+        lock_fd = os.open(tmp_lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        os.rename(tmp_lock, lock_path)
         path = self.staging_root / sid
         path.mkdir()
         try:
@@ -265,6 +270,11 @@ class Store:
         for entry in sorted(self.staging_root.iterdir()):
             if entry.suffix == ".lock":
                 continue
+            if entry.suffix == ".tmp":  # a lock being created, or left by a writer killed in that instant
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - entry.stat().st_mtime > 3600 and not dry_run:
+                        entry.unlink()
+                continue
             lock_path = self.staging_root / f"{entry.name}.lock"
             try:
                 fd = os.open(lock_path, os.O_RDWR)
@@ -278,7 +288,8 @@ class Store:
                         continue  # a live writer
                 removed.append(entry.name)
                 if not dry_run:
-                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+                    with contextlib.suppress(FileNotFoundError):  # its owner may have just finished
+                        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
                     if fd is not None:
                         with contextlib.suppress(FileNotFoundError):
                             lock_path.unlink()
@@ -315,7 +326,8 @@ class Store:
             check_alias(a)
         src = Path(source)
         signatures = read_signatures(src)
-        self.sweep_staging()
+        with contextlib.suppress(OSError):  # housekeeping must never fail a registration
+            self.sweep_staging()
         with self.staging() as staged:
             files = copy_tree_hashed(src, staged)
             return self.publish(staged, files, name, signatures=signatures, aliases=aliases,

@@ -1,0 +1,129 @@
+"""The registry commands through real `python -m maasctl` subprocesses: output, JSON keys, exit codes."""
+
+import json
+
+import pytest
+
+from conftest import run_cli, tree_snapshot
+
+
+@pytest.fixture
+def populated(store_path, models):
+    for src, extra in ((models["small"], ["--alias", "candidate"]), (models["small_b"], [])):
+        r = run_cli("register", str(src), "--name", "iris", *extra, store=store_path)
+        assert r.returncode == 0, r.stderr
+    return store_path
+
+
+def test_register_prints_ref_and_json(store_path, models):
+    r = run_cli("register", str(models["small"]), "--name", "iris", store=store_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "iris@1\n", "")
+    r = run_cli("register", str(models["small"]), "--name", "iris", "--json", store=store_path)
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0
+    assert {k: doc[k] for k in ("ref", "name", "version", "created")} == \
+        {"ref": "iris@1", "name": "iris", "version": 1, "created": False}
+    r = run_cli("register", str(models["small"]), "--name", "iris", "--new-version", "--tag", "team=ml",
+                "--description", "retrained", "--json", store=store_path)
+    doc = json.loads(r.stdout)
+    assert (doc["version"], doc["created"], doc["tags"], doc["description"]) == (2, True, {"team": "ml"}, "retrained")
+
+
+def test_list_and_show(populated):
+    r = run_cli("list", store=populated)
+    assert r.returncode == 0
+    assert r.stdout.splitlines() == ["NAME  LATEST  VERSIONS  ALIASES", "iris  2       2         candidate->1"]
+    models = json.loads(run_cli("list", "--json", store=populated).stdout)
+    assert models == [{"name": "iris", "latest": 2, "versions": 2, "aliases": {"candidate": 1},
+                       "created_at": models[0]["created_at"]}]
+    versions = json.loads(run_cli("list", "iris", "--json", store=populated).stdout)
+    assert [(v["version"], v["aliases"]) for v in versions] == [(1, ["candidate"]), (2, [])]
+    show = json.loads(run_cli("show", "iris@candidate", "--json", store=populated).stdout)
+    for key in ("name", "version", "aliases", "sha256", "size", "created_at", "signatures"):
+        assert key in show
+    assert show["signatures"]["serving_default"]["inputs"]["features"]["shape"] == [-1, 4]
+    text = run_cli("show", "iris", store=populated).stdout
+    assert "serving_default  input   features  float32[-1, 4]" in text
+
+
+def test_alias_commands_and_history(populated):
+    r = run_cli("alias", "set", "iris@2", "candidate", store=populated)
+    assert (r.returncode, r.stdout) == (0, "iris@candidate -> 2 (was 1)\n")
+    hist = json.loads(run_cli("alias", "history", "iris", "candidate", "--json", store=populated).stdout)
+    assert [(e["from_version"], e["to_version"]) for e in hist] == [(None, 1), (1, 2)]
+    r = run_cli("alias", "rm", "iris", "candidate", store=populated)
+    assert r.returncode == 0
+    r = run_cli("show", "iris@candidate", store=populated)
+    assert r.returncode == 3
+    assert r.stderr == ("Error: model 'iris' has no alias 'candidate' (it has no aliases). "
+                        "See: maasctl alias set iris@VERSION candidate\n")
+
+
+def test_rm_refuses_aliased_version(populated):
+    r = run_cli("rm", "iris@1", store=populated)
+    assert r.returncode == 1
+    assert "alias(es) candidate" in r.stderr and r.stderr.count("\n") == 1
+    assert run_cli("rm", "iris@1", "--force", store=populated).returncode == 0
+    assert run_cli("show", "iris@1", store=populated).returncode == 3
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["register", "{tmp}", "--name", "iris"], 2, "not a SavedModel: no saved_model.pb"),
+    (["register", "{tmp}/missing", "--name", "iris"], 3, "no such directory, package file or run id"),
+    (["register", "{small}", "--name", "Iris!"], 2, "invalid model name 'Iris!'"),
+    (["register", "{small}"], 2, "--name is required"),
+    (["show", "iris@7"], 3, "model 'iris' has no version 7 (latest is 2). See: maasctl list iris"),
+    (["show", "nosuch"], 3, "model 'nosuch' not found"),
+    (["alias", "set", "iris@1", "42"], 2, "an alias cannot be all digits"),
+    (["alias", "set", "iris@9", "prod"], 3, "no version 9"),
+    (["rm", "iris@prod"], 3, "has no alias 'prod'"),
+    (["list", "--bogus"], 2, "No such option: --bogus"),
+    (["frobnicate"], 2, "No such command 'frobnicate'"),
+])
+def test_bad_input_one_line_and_store_unchanged(populated, models, tmp_path, args, code, message):
+    args = [a.format(tmp=tmp_path, small=models["small"]) for a in args]
+    before = tree_snapshot(populated)
+    r = run_cli(*args, store=populated)
+    assert r.returncode == code, r.stderr
+    assert r.stderr.startswith("Error: ") and message in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert tree_snapshot(populated) == before
+
+
+def test_verify_reports_tampering(populated):
+    assert run_cli("verify", store=populated).returncode == 0
+    target = populated / "models" / "iris" / "2" / "variables" / "variables.data-00000-of-00001"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 1
+    target.write_bytes(bytes(data))
+    r = run_cli("verify", store=populated)
+    assert r.returncode == 1
+    assert "iris@2: sha256 mismatch in variables/variables.data-00000-of-00001" in r.stderr
+    doc = json.loads(run_cli("verify", "--json", store=populated).stdout)
+    assert doc["ok"] is False and [v["ok"] for v in doc["versions"]] == [True, False]
+
+
+def test_debug_shows_traceback_only_when_asked(store_path):
+    r = run_cli("--debug", "show", "iris", store=store_path)
+    assert r.returncode == 3 and "Traceback" in r.stderr
+    r = run_cli("show", "iris", store=store_path, env={"MAASCTL_DEBUG": ""})
+    assert "Traceback" not in r.stderr
+
+
+def test_store_flag_and_env(tmp_path, models):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("--store", str(a), "register", str(models["small"]), "--name", "m", store=b).returncode == 0
+    assert json.loads(run_cli("list", "--json", store=a).stdout)[0]["name"] == "m"
+    assert json.loads(run_cli("list", "--json", store=b).stdout) == []
+
+
+def test_gc_cli(populated):
+    (populated / "staging" / "999-dead").mkdir(parents=True)
+    doc = json.loads(run_cli("gc", "--json", store=populated).stdout)
+    assert doc["staging_removed"] == ["999-dead"]
+
+
+def test_python_dash_m_and_version():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("maasctl ")
