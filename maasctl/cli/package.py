@@ -1,9 +1,95 @@
-"""The `package` command group (placeholder until its issue lands)."""
+"""Package commands: `package` (a run, directory or registered version -> one .maas file) and `inspect`."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from maasctl import output
+from maasctl.cli._options import JsonOpt, state
+
+
+class Compression(str, Enum):
+    gzip = "gzip"
+    none = "none"
+
+
+def package(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="Training run id, SavedModel directory, or registered NAME@VERSION.")],
+    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or directory "
+                                                "[default: ./NAME-VERSION.maas, or ./NAME-DIGEST.maas].")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Model name recorded in the package "
+                                                "[default: the run's [register] name, the ref's name, "
+                                                "or the directory's name].")] = None,
+    compression: Annotated[Compression, typer.Option(
+        "--compression", help="gzip (default: the standard .tar.gz, readable with tar xzf) or none (an "
+        "uncompressed tar). Trained float weights shrink only ~8% under gzip while gzip takes ~90% of the "
+        "packaging time, so use none for big models on fast links.")] = Compression.gzip,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a reproducible, self-describing package: the SavedModel plus maas.json (signatures, metrics,
+    lineage, environment, and every file's sha256). The same source always gives a byte-identical file.
+
+    Example: maasctl package iris@3 -o iris.maas
+    """
+    from maasctl.package import build_package
+
+    result = build_package(state(ctx).store, source, out, name=name, compression=compression.value)
+    if json_out:
+        output.emit_json(result.to_json())
+        return
+    output.message(f"packaged {result.manifest['name']}: {len(result.manifest['files'])} files, "
+                   f"{output.human_size(result.size)}, sha256 {result.sha256}")
+    print(result.path)
+
+
+def inspect(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Package file (.maas) or registered NAME[@VERSION|@ALIAS].")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a package's manifest (signatures, metrics, lineage) without extracting the model.
+
+    Example: maasctl inspect iris-3.maas
+    """
+    from maasctl.package import inspect_target
+
+    manifest = inspect_target(state(ctx).store, target)
+    if json_out:
+        output.emit_json(manifest)
+        return
+    _render(manifest)
+
+
+def _render(manifest: dict[str, Any]) -> None:
+    from maasctl.savedmodel import format_spec
+
+    files = manifest.get("files", [])
+    pairs: list[tuple[str, Any]] = [("name", manifest.get("name"))]
+    if manifest.get("version") is not None:
+        pairs.append(("version", manifest["version"]))
+    pairs += [("content_sha256", manifest.get("content_sha256")),
+              ("files", f"{len(files)} ({output.human_size(sum(f['size'] for f in files))})")]
+    for label, key in (("task", "task"), ("features", "feature_names"), ("classes", "class_names")):
+        value = manifest.get(key)
+        if value:
+            pairs.append((label, ", ".join(map(str, value)) if isinstance(value, list) else value))
+    for section in ("metrics", "lineage", "environment"):
+        pairs += [(f"{section[:-1] if section == 'metrics' else section} {k}", v)
+                  for k, v in (manifest.get(section) or {}).items()]
+    output.key_values(pairs)
+    print()
+    output.table(["signature", "side", "name", "type"],
+                 [(sname, side[:-1], tname, format_spec(spec))
+                  for sname, sig in manifest.get("signatures", {}).items() for side in ("inputs", "outputs")
+                  for tname, spec in sig[side].items()])
 
 
 def attach(app: typer.Typer) -> None:
     """Register this module's commands on the root app."""
+    app.command("package")(package)
+    app.command("inspect")(inspect)

@@ -1,0 +1,693 @@
+"""Model packages (`.maas`): one reproducible, self-describing file holding a SavedModel and its manifest.
+
+Format: a tar archive, gzip-compressed by default, whose first entry is `maas.json` (the manifest, see
+maasctl.manifest) followed by `saved_model/...` (directories and files, sorted by path). Every header has
+mtime 0, uid/gid 0, empty owner names and mode 0644 (files) / 0755 (directories); the gzip header has
+mtime 0 and no file name. Packaging the same source twice therefore gives byte-identical files.
+
+One pass over the model bytes. The manifest lists every file's sha256, so it can only be written after
+the files were read, yet it must come first (so `inspect` and a streaming `register` see it before any
+data). Its length is known in advance (every digest is 64 hex characters), so the writer leaves a hole
+of exactly that size, streams the files (hashing and compressing each chunk as it goes by), then writes
+the manifest into the hole. For gzip the hole is its own gzip member holding the manifest as stored
+(uncompressed) deflate blocks, whose size depends only on the input length; a gzip file may hold several
+members, and gzip, `tar xzf` and Python read them as one stream.
+
+Reading never trusts the archive: `register_package` streams it, checks every entry itself (paths, types,
+duplicates, sizes, digests, limits) and writes only into a store staging directory, which is removed
+unless the version is published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import math
+import os
+import platform
+import struct
+import tarfile
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from maasctl import __version__
+from maasctl import manifest as mf
+from maasctl.errors import InvalidInput, NotFound, OperationFailed, Unimplemented
+from maasctl.hashing import CHUNK, FileEntry, fsync_tree_dirs, walk_files
+from maasctl.refs import check_alias, check_name, parse_ref
+from maasctl.store import RegisterResult, Store
+
+PACKAGE_SUFFIX = ".maas"
+MODEL_DIR = "saved_model"
+COMPRESSIONS = ("gzip", "none")
+DEFAULT_COMPRESSION = "gzip"
+GZIP_LEVEL = 6  # gzip(1)'s default, so `tar czf` is a like-for-like baseline
+DEFAULT_MAX_EXTRACT_BYTES = 20 * 1024 ** 3
+DEFAULT_MAX_ENTRIES = 100_000
+MAX_MANIFEST_BYTES = 64 * 1024 ** 2
+MAX_METADATA_HEADER = 1024 ** 2  # pax / GNU long-name headers are read into memory by tarfile
+ENV_MAX_BYTES = "MAASCTL_MAX_EXTRACT_BYTES"
+ENV_MAX_ENTRIES = "MAASCTL_MAX_ENTRIES"
+
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, OS unknown
+_STORED_MAX = 0xFFFF
+
+
+@dataclass
+class PackageResult:
+    path: Path
+    sha256: str
+    size: int
+    manifest: dict[str, Any] = field(repr=False)
+    compression: str = DEFAULT_COMPRESSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "sha256": self.sha256, "size": self.size, "name": self.manifest["name"],
+                "content_sha256": self.manifest["content_sha256"], "files": len(self.manifest["files"]),
+                "compression": self.compression}
+
+
+def current_environment() -> dict[str, Any]:
+    """TensorFlow, Python and maasctl versions, without importing TensorFlow."""
+    from importlib import metadata
+
+    tf_version = None
+    for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"):
+        try:
+            tf_version = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return {"tensorflow": tf_version, "python": platform.python_version(), "maasctl": __version__}
+
+
+# -- building ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Source:
+    model_dir: Path
+    name: str
+    meta: dict[str, Any]
+    label: str  # how error messages name the source
+    version: int | None = None  # for refs: names the default output file
+    expected: list[FileEntry] | None = None  # for refs: the digests recorded at registration
+
+
+def build_package(store: Store, source: str | Path, out_path: str | Path | None = None, name: str | None = None,
+                  compression: str = DEFAULT_COMPRESSION) -> PackageResult:
+    """Package a run id, a SavedModel directory or a registered ref into one `.maas` file.
+
+    The file appears under its final name only when complete (written beside it, then renamed).
+    """
+    if compression not in COMPRESSIONS:
+        raise InvalidInput(f"unknown compression {compression!r} (use one of: {', '.join(COMPRESSIONS)})")
+    if name is not None:
+        check_name(name)
+    src = _resolve_source(store, str(source), name)
+    from maasctl.savedmodel import read_signatures
+
+    signatures = read_signatures(src.model_dir)
+    files, dirs = walk_files(src.model_dir, skip=frozenset({mf.MANIFEST_NAME}))
+    if src.expected is not None:
+        _check_file_set(src, files)
+    sizes = {rel: (src.model_dir / rel).stat().st_size for rel in files}
+    meta = dict(src.meta)
+    meta.setdefault("environment", current_environment())
+    placeholder = [FileEntry(rel, sizes[rel], "0" * 64) for rel in files]
+    manifest_len = len(mf.dumps(mf.build_manifest(src.name, placeholder, signatures, meta)))
+    head_len = _head_length(manifest_len, compression)
+
+    final: Path | None = None  # None: the default name, known once the content digest is
+    out_dir = Path.cwd()
+    if out_path is not None:
+        target = Path(out_path)
+        if target.is_dir():
+            out_dir = target
+        else:
+            out_dir, final = target.parent, target
+            if not out_dir.is_dir():
+                raise InvalidInput(f"{target}: the output directory {out_dir} does not exist")
+    tmp = out_dir / f".maas-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"\0" * head_len)  # the hole the manifest fills once every digest is known
+            entries = _write_body(f, src.model_dir, files, dirs, sizes, compression, tar_offset=_head_tar_len(manifest_len))
+            manifest = mf.build_manifest(src.name, entries, signatures, meta)
+            if src.expected is not None:
+                _check_digests(src, entries)
+            data = mf.dumps(manifest)
+            head = _head(data, compression)
+            if len(data) != manifest_len or len(head) != head_len:  # cannot happen: digests are fixed-width
+                raise OperationFailed("internal error: manifest length changed while packaging")
+            f.seek(0)
+            f.write(head)
+            f.flush()
+            os.fsync(f.fileno())
+        sha, size = _file_digest(tmp)
+        if final is None:
+            final = out_dir / _default_filename(src, manifest)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return PackageResult(final, sha, size, manifest, compression)
+
+
+def _default_filename(src: _Source, manifest: dict[str, Any]) -> str:
+    tag = str(src.version) if src.version is not None else manifest["content_sha256"][:12]
+    return f"{src.name}-{tag}{PACKAGE_SUFFIX}"
+
+
+def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
+    path = Path(source)
+    if path.is_dir():
+        return _dir_source(path, name)
+    if path.is_file():
+        raise InvalidInput(f"{source}: is a file; SOURCE must be a run id, a SavedModel directory or NAME@VERSION "
+                           f"(to look inside a package: maasctl inspect {source})")
+    if "/" in source or os.sep in source or source.startswith("."):
+        raise NotFound(f"{source}: no such directory")
+    if "@" not in source and (store.runs_dir / source).is_dir():
+        return _run_source(store, source, name)
+    try:
+        ref = parse_ref(source)
+    except InvalidInput:
+        raise NotFound(f"{source}: no such directory, run id or registered model "
+                       f"(see: maasctl list, maasctl runs list)") from None
+    try:
+        info = store.resolve(ref)
+    except NotFound as exc:
+        raise NotFound(f"{source}: not a directory or run id, and {exc}") from None
+    stored = store.manifest(info)
+    if stored.get("content_sha256") != info.sha256:
+        raise OperationFailed(f"{info.ref}: {mf.MANIFEST_NAME} does not match the registry (run: maasctl verify {info.ref})")
+    return _Source(info.path, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored))
+
+
+def _dir_source(path: Path, name: str | None) -> _Source:
+    if name is None:
+        name = path.resolve().name
+        try:
+            check_name(name)
+        except InvalidInput:
+            raise InvalidInput(f"{path}: the directory name {name!r} is not a valid model name; "
+                               f"pass --name NAME") from None
+    return _Source(path, name, {}, str(path))
+
+
+def _run_source(store: Store, run_id: str, name: str | None) -> _Source:
+    try:
+        from maasctl.runs import load_run
+    except ImportError:
+        raise Unimplemented("packaging a training run needs maasctl.runs, which this build lacks") from None
+    run = load_run(store, run_id)
+    name = name or run.register_name
+    if not name:
+        raise InvalidInput(f"run {run_id}: its config has no [register] name; pass --name NAME")
+    check_name(name)
+    meta = {k: v for k, v in (run.meta or {}).items() if k in mf.META_KEYS and v is not None}
+    return _Source(Path(run.model_dir), name, meta, f"run {run_id}")
+
+
+def _check_file_set(src: _Source, files: list[str]) -> None:
+    want = {f.path for f in src.expected or []}
+    have = set(files)
+    if want - have:
+        rel = sorted(want - have)[0]
+        raise OperationFailed(f"{src.label}: stored file {rel} is missing (run: maasctl verify {src.label})")
+    if have - want:
+        rel = sorted(have - want)[0]
+        raise OperationFailed(f"{src.label}: unexpected file {rel} in the stored version (run: maasctl verify {src.label})")
+
+
+def _check_digests(src: _Source, entries: list[FileEntry]) -> None:
+    want = {f.path: f for f in src.expected or []}
+    for e in entries:
+        exp = want[e.path]
+        if (e.size, e.sha256) != (exp.size, exp.sha256):
+            raise OperationFailed(f"{src.label}: stored file {e.path} does not match its recorded sha256; "
+                                  f"refusing to package a damaged version (run: maasctl verify {src.label})")
+
+
+def _tar_header(name: str, size: int, is_dir: bool) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.size = 0 if is_dir else size
+    info.mode = 0o755 if is_dir else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _pad(n: int) -> int:
+    return -n % _BLOCK
+
+
+def _head_tar_len(manifest_len: int) -> int:
+    return len(_tar_header(mf.MANIFEST_NAME, manifest_len, False)) + manifest_len + _pad(manifest_len)
+
+
+def _head_length(manifest_len: int, compression: str) -> int:
+    raw = _head_tar_len(manifest_len)
+    if compression == "none":
+        return raw
+    return len(_GZIP_HEADER) + raw + 5 * max(1, math.ceil(raw / _STORED_MAX)) + 8
+
+
+def _head(manifest_bytes: bytes, compression: str) -> bytes:
+    raw = (_tar_header(mf.MANIFEST_NAME, len(manifest_bytes), False) + manifest_bytes
+           + b"\0" * _pad(len(manifest_bytes)))
+    return raw if compression == "none" else _stored_gzip_member(raw)
+
+
+def _stored_gzip_member(data: bytes) -> bytes:
+    """A gzip member holding `data` in stored deflate blocks: its length depends only on len(data)."""
+    out = bytearray(_GZIP_HEADER)
+    pos = 0
+    while True:
+        chunk = data[pos:pos + _STORED_MAX]
+        pos += len(chunk)
+        final = pos >= len(data)
+        out += bytes([1 if final else 0]) + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk
+        if final:
+            break
+    out += struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def _write_body(f: BinaryIO, root: Path, files: list[str], dirs: list[str], sizes: dict[str, int],
+                compression: str, *, tar_offset: int) -> list[FileEntry]:
+    """Stream `saved_model/...` entries after the head, hashing each chunk as it is written."""
+    sink: BinaryIO
+    if compression == "gzip":
+        sink = gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+    else:
+        sink = f
+    offset = tar_offset
+    entries: list[FileEntry] = []
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    items = sorted([(d, True) for d in dirs] + [(p, False) for p in files])
+    header = _tar_header(MODEL_DIR, 0, True)
+    sink.write(header)
+    offset += len(header)
+    for rel, is_dir in items:
+        size = 0 if is_dir else sizes[rel]
+        header = _tar_header(f"{MODEL_DIR}/{rel}", size, is_dir)
+        sink.write(header)
+        offset += len(header)
+        if is_dir:
+            continue
+        h = hashlib.sha256()
+        remaining = size
+        with open(root / rel, "rb", buffering=0) as fin:
+            while remaining:
+                n = fin.readinto(view[:min(CHUNK, remaining)])
+                if not n:
+                    raise OperationFailed(f"{root / rel}: the file shrank while it was being packaged")
+                chunk = view[:n]
+                h.update(chunk)
+                sink.write(chunk)
+                remaining -= n
+            if fin.read(1):
+                raise OperationFailed(f"{root / rel}: the file grew while it was being packaged")
+        sink.write(b"\0" * _pad(size))
+        offset += size + _pad(size)
+        entries.append(FileEntry(rel, size, h.hexdigest()))
+    end = 2 * _BLOCK
+    end += -(offset + end) % _RECORD
+    sink.write(b"\0" * end)
+    if sink is not f:
+        sink.close()  # writes the gzip trailer; leaves f open
+    return entries
+
+
+def _file_digest(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+    return h.hexdigest(), size
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+class _ArchiveError(Exception):
+    """A structural problem found inside tarfile's parsing; turned into InvalidInput naming the file."""
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses huge metadata headers (read into memory by tarfile) and reports truncation
+    and corrupt headers instead of letting tarfile treat them as a quiet end of archive."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tarfile_)
+        except (tarfile.TruncatedHeaderError, tarfile.EmptyHeaderError):
+            if tarfile_.offset == 0:
+                raise _ArchiveError("not a maasctl package (empty, or not a tar archive)") from None
+            raise _ArchiveError("truncated archive (it ends before the end-of-archive marker)") from None
+        except tarfile.InvalidHeaderError as exc:
+            if tarfile_.offset == 0:
+                raise _ArchiveError("not a maasctl package (not a tar archive)") from None
+            raise _ArchiveError(f"corrupt tar header at byte {tarfile_.offset} ({exc})") from None
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        meta_types = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                      tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+        if self.type in meta_types and self.size > MAX_METADATA_HEADER:
+            raise _ArchiveError(f"a tar metadata header of {self.size} bytes exceeds the limit of "
+                                f"{MAX_METADATA_HEADER} bytes")
+        return super()._proc_member(tarfile_)
+
+
+class _CappedReader:
+    """Counts decompressed bytes and stops a decompression bomb hiding where members cannot see it."""
+
+    def __init__(self, raw: BinaryIO, limit: int, what: str) -> None:
+        self._raw = raw
+        self.count = 0
+        self._limit = limit
+        self._what = what
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.count += len(data)
+        if self.count > self._limit:
+            raise _ArchiveError(f"decompressed data exceeds {self._limit} bytes ({self._what}); "
+                                f"the archive looks like a decompression bomb")
+        return data
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES
+    max_entries: int = DEFAULT_MAX_ENTRIES
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        return cls(_env_int(ENV_MAX_BYTES, DEFAULT_MAX_EXTRACT_BYTES), _env_int(ENV_MAX_ENTRIES, DEFAULT_MAX_ENTRIES))
+
+
+def _env_int(var: str, default: int) -> int:
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidInput(f"{var}={text!r}: expected a positive whole number")
+    return value
+
+
+class _PackageReader:
+    """A package opened for one streaming pass: the manifest first, then the model entries."""
+
+    def __init__(self, path: Path, tar: tarfile.TarFile, stream: _CappedReader) -> None:
+        self.path = path
+        self._tar = tar
+        self._stream = stream
+        self.manifest = self._read_manifest()
+
+    def _fail(self, text: str) -> InvalidInput:
+        return InvalidInput(f"{self.path}: {text}")
+
+    def _read_manifest(self) -> dict[str, Any]:
+        member = self._tar.next()
+        if member is None:
+            raise self._fail(f"empty archive (a package starts with {mf.MANIFEST_NAME})")
+        if member.name != mf.MANIFEST_NAME or not member.isreg():
+            raise self._fail(f"not a maasctl package: its first entry is {member.name!r}, expected {mf.MANIFEST_NAME}")
+        if member.size > MAX_MANIFEST_BYTES:
+            raise self._fail(f"{mf.MANIFEST_NAME} is {member.size} bytes, over the limit of {MAX_MANIFEST_BYTES}")
+        fobj = self._tar.extractfile(member)
+        assert fobj is not None
+        data = fobj.read()
+        manifest = mf.parse_manifest(data, f"{self.path}:{mf.MANIFEST_NAME}")
+        _check_manifest_paths(manifest, f"{self.path}:{mf.MANIFEST_NAME}")
+        return manifest
+
+    def extract_to(self, dest: Path, limits: Limits) -> list[FileEntry]:
+        """Stream every remaining entry into `dest`, checking it against the manifest as it goes."""
+        expected = {f.path: f for f in mf.file_entries(self.manifest)}
+        seen = {mf.MANIFEST_NAME}
+        written: list[FileEntry] = []
+        made_dirs: list[str] = []
+        total = 0
+        count = 1
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        prefix = MODEL_DIR + "/"
+        while (member := self._tar.next()) is not None:
+            count += 1
+            if count > limits.max_entries:
+                raise self._fail(f"more than {limits.max_entries} entries (limit {ENV_MAX_ENTRIES}="
+                                 f"{limits.max_entries}); refusing a possible decompression bomb")
+            name = self._check_member(member, seen)
+            rel = "" if name == MODEL_DIR else name[len(prefix):]
+            if member.isdir():
+                bad = [p for p in _ancestors(rel) if p in expected]
+                if bad:
+                    raise self._fail(f"entry {name}/ is a directory but the manifest lists {prefix}{bad[0]} as a file")
+                if rel:
+                    (dest / rel).mkdir(parents=True, exist_ok=True)
+                    made_dirs.append(rel)
+                continue
+            exp = expected.get(rel)
+            if exp is None:
+                raise self._fail(f"the archive holds {name}, which {mf.MANIFEST_NAME} does not list")
+            if member.size != exp.size:
+                raise self._fail(f"size mismatch in {name}: {mf.MANIFEST_NAME} says {exp.size} bytes, "
+                                 f"the archive holds {member.size}")
+            total += member.size
+            if total > limits.max_bytes:
+                raise self._fail(f"the model would extract to more than {limits.max_bytes} bytes (limit "
+                                 f"{ENV_MAX_BYTES}={limits.max_bytes}); refusing a possible decompression bomb")
+            with contextlib.suppress(AttributeError):
+                tarfile.data_filter(member, str(dest))  # defence in depth; our own checks came first
+            written.append(self._extract_file(member, dest / rel, rel, exp, view))
+        missing = sorted(set(expected) - {e.path for e in written})
+        if missing:
+            raise self._fail(f"{mf.MANIFEST_NAME} lists {prefix}{missing[0]}, which the archive does not hold"
+                             + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        while self._stream.read(CHUNK):  # read to the end: checks the gzip trailer, refuses trailing junk
+            pass
+        fsync_tree_dirs(dest, made_dirs)
+        return written
+
+    def _check_member(self, member: tarfile.TarInfo, seen: set[str]) -> str:
+        name = member.name
+        if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+            raise self._fail(f"entry {name!r} has an absolute path")
+        parts = name.split("/")
+        if ".." in parts:
+            raise self._fail(f"entry {name!r} has a '..' component")
+        if member.issym():
+            raise self._fail(f"entry {name!r} is a symbolic link (links are not allowed in a package)")
+        if member.islnk():
+            raise self._fail(f"entry {name!r} is a hard link (links are not allowed in a package)")
+        if member.ischr() or member.isblk():
+            raise self._fail(f"entry {name!r} is a device file")
+        if member.isfifo():
+            raise self._fail(f"entry {name!r} is a FIFO")
+        if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+            raise self._fail(f"entry {name!r} has unsupported tar type {member.type!r}")
+        if parts[0] != MODEL_DIR or any(p in ("", ".") for p in parts) or (len(parts) == 1 and not member.isdir()):
+            raise self._fail(f"entry {name!r} is outside {mf.MANIFEST_NAME} and {MODEL_DIR}/")
+        if name in seen:
+            raise self._fail(f"duplicate entry {name!r}")
+        seen.add(name)
+        return name
+
+    def _extract_file(self, member: tarfile.TarInfo, target: Path, rel: str, exp: FileEntry,
+                      view: memoryview) -> FileEntry:
+        fobj = self._tar.extractfile(member)
+        assert fobj is not None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        size = 0
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with open(fd, "wb", buffering=0) as out:
+            while n := fobj.readinto(view):
+                chunk = view[:n]
+                h.update(chunk)
+                out.write(chunk)
+                size += n
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if size != exp.size:
+            raise self._fail(f"truncated archive: {MODEL_DIR}/{rel} holds {size} of {exp.size} bytes")
+        if digest != exp.sha256:
+            raise self._fail(f"sha256 mismatch in {MODEL_DIR}/{rel}: {mf.MANIFEST_NAME} says {exp.sha256[:12]}..., "
+                             f"the archive holds {digest[:12]}...")
+        return FileEntry(rel, size, digest)
+
+
+def _ancestors(rel: str) -> list[str]:
+    parts = rel.split("/") if rel else []
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _check_manifest_paths(manifest: dict[str, Any], where: str) -> None:
+    """Manifest paths must be plain relative paths that can all exist together in one directory."""
+    paths = [f["path"] for f in manifest["files"]]
+    if not isinstance(manifest.get("name"), str) or not isinstance(manifest.get("signatures"), dict):
+        raise InvalidInput(f"{where}: manifest fields 'name' (text) and 'signatures' (object) are required")
+    seen: set[str] = set()
+    for p in paths:
+        parts = p.split("/")
+        if p.startswith("/") or any(x in ("", ".", "..") for x in parts) or "\\" in p or "\0" in p:
+            raise InvalidInput(f"{where}: unsafe file path {p!r} in the manifest")
+        if p == mf.MANIFEST_NAME:
+            raise InvalidInput(f"{where}: the manifest lists a model file named {mf.MANIFEST_NAME}, which is reserved")
+        if p in seen:
+            raise InvalidInput(f"{where}: the manifest lists {p!r} twice")
+        seen.add(p)
+    for p in paths:
+        for a in _ancestors(p)[:-1]:
+            if a in seen:
+                raise InvalidInput(f"{where}: the manifest lists {a!r} both as a file and as a directory")
+
+
+@contextlib.contextmanager
+def _open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_PackageReader]:
+    """Open a package for one streaming pass; every archive-level failure becomes InvalidInput naming it."""
+    path = Path(path)
+    limits = limits or Limits()
+    try:
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such package file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory, not a package file") from None
+    with raw:
+        magic = raw.read(2)
+        raw.seek(257)
+        ustar = raw.read(5)
+        raw.seek(0)
+        decompressed: BinaryIO
+        if magic == b"\x1f\x8b":
+            decompressed = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        elif ustar == b"ustar":
+            decompressed = raw
+        else:
+            raise InvalidInput(f"{path}: not a maasctl package (neither a gzip nor a tar archive)")
+        # headers, padding and the end marker are small; 1 KiB per entry plus 64 MiB covers them generously
+        cap = limits.max_bytes + MAX_MANIFEST_BYTES + 1024 * (limits.max_entries + 16)
+        stream = _CappedReader(decompressed, cap, f"limit {ENV_MAX_BYTES}={limits.max_bytes}")
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo,  # type: ignore[arg-type]
+                              bufsize=1024 * 1024) as tar:
+                yield _PackageReader(path, tar, stream)
+        except _ArchiveError as exc:
+            raise InvalidInput(f"{path}: {exc}") from None
+        except EOFError:
+            raise InvalidInput(f"{path}: truncated archive (the compressed stream ends early)") from None
+        except gzip.BadGzipFile as exc:
+            raise InvalidInput(f"{path}: corrupt gzip data ({exc})") from None
+        except zlib.error as exc:
+            raise InvalidInput(f"{path}: corrupt gzip data ({exc})") from None
+        except tarfile.ReadError as exc:
+            text = str(exc)
+            if "unexpected end of data" in text:
+                raise InvalidInput(f"{path}: truncated archive (unexpected end of data)") from None
+            raise InvalidInput(f"{path}: not a valid package archive ({text})") from None
+        except tarfile.TarError as exc:
+            raise InvalidInput(f"{path}: not a valid package archive ({exc})") from None
+        finally:
+            if decompressed is not raw:
+                decompressed.close()
+
+
+def read_package_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a package file, read from its first entry (nothing is extracted)."""
+    with _open_package(path) as reader:
+        return reader.manifest
+
+
+def register_package(store: Store, path: str | Path, name: str | None = None, *,
+                     aliases: list[str] | tuple[str, ...] = (), description: str = "",
+                     tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
+                     source_label: str | None = None, new_version: bool = False) -> RegisterResult:
+    """Verify a package entry by entry while extracting it into staging, then publish it as NAME@N.
+
+    Nothing enters the store unless every check passed; the registry keeps the manifest's metadata.
+    """
+    path = Path(path)
+    limits = Limits.from_env()
+    if name is not None:
+        check_name(name)
+    for a in aliases:
+        check_alias(a)
+    root_existed = store.root.exists()
+    staging_existed = store.staging_root.exists()
+    try:
+        with _open_package(path, limits) as reader:
+            manifest = reader.manifest
+            if name is None:
+                name = manifest["name"]
+                try:
+                    check_name(name)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{path}: the package's name is not usable ({exc}); pass --name NAME") from None
+            store.sweep_staging()
+            with store.staging() as staged:
+                files = reader.extract_to(staged, limits)
+                signatures = _checked_signatures(path, staged, manifest)
+                return store.publish(staged, files, name, signatures=signatures,
+                                     meta={**mf.model_meta(manifest), **(meta or {})}, aliases=aliases,
+                                     description=description, tags=tags,
+                                     source_label=source_label or str(path.resolve()), new_version=new_version)
+    except BaseException:
+        # a refused package leaves no trace: not even the directories a fresh store would have gained
+        if not staging_existed:
+            with contextlib.suppress(OSError):
+                store.staging_root.rmdir()
+        if not root_existed:
+            with contextlib.suppress(OSError):
+                store.root.rmdir()
+        raise
+
+
+def _checked_signatures(path: Path, staged: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    from maasctl.savedmodel import read_signatures
+
+    try:
+        signatures = read_signatures(staged)
+    except InvalidInput as exc:
+        detail = str(exc).replace(str(staged), MODEL_DIR)
+        raise InvalidInput(f"{path}: {MODEL_DIR}/ is not a valid SavedModel ({detail})") from None
+    if manifest.get("signatures") != signatures:
+        raise InvalidInput(f"{path}: the signatures in {mf.MANIFEST_NAME} do not match {MODEL_DIR}/saved_model.pb")
+    return signatures
+
+
+def inspect_target(store: Store, target: str) -> dict[str, Any]:
+    """The manifest of a package file, or of a registered version (`NAME[@VERSION|@ALIAS]`)."""
+    path = Path(target)
+    if path.is_file():
+        return read_package_manifest(path)
+    if path.is_dir():
+        raise InvalidInput(f"{target}: is a directory; inspect takes a package file or a registered NAME@VERSION")
+    if "/" in target or os.sep in target or target.endswith(PACKAGE_SUFFIX):
+        raise NotFound(f"{target}: no such package file")
+    try:
+        ref = parse_ref(target)
+    except InvalidInput:
+        raise NotFound(f"{target}: no such package file or registered model (see: maasctl list)") from None
+    return store.manifest(store.resolve(ref))
