@@ -1,9 +1,208 @@
-"""The `serve` command group (placeholder until its issue lands)."""
+"""Serving commands: serve, ps, stop."""
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated, Optional
+
 import typer
+
+from maasctl import output
+from maasctl.cli._options import JsonOpt, state
+from maasctl.errors import InvalidInput
+
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+
+
+def serve(
+    ctx: typer.Context,
+    refs: Annotated[list[str], typer.Argument(help="Models to serve: NAME (latest, follows new versions), "
+                                              "NAME@VERSION (pinned) or NAME@ALIAS (follows the alias).")],
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.")] = 8501,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Most rows merged into one model call.")] = 64,
+    batch_timeout_ms: Annotated[float, typer.Option("--batch-timeout-ms", help="How long an idle model waits for "
+                                                    "more rows before a call (0: never wait).")] = 0.0,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body (413 above).")]
+    = DEFAULT_MAX_BODY,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
+                                                 help="Require 'Authorization: Bearer TOKEN' (all routes but "
+                                                 "/healthz).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
+                                         "(runs tensorflow_model_server).")] = "maasctl",
+    server_id: Annotated[Optional[str], typer.Option("--server-id", hidden=True)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Serve models over TensorFlow Serving's REST API (predict, classify, regress, status, metadata).
+
+    Also: GET /v1/models, /healthz, /readyz and Prometheus metrics at /monitoring/prometheus/metrics.
+    SIGTERM or Ctrl-C stops gracefully (in-flight requests finish).
+
+    Example: maasctl serve iris@production --port 8501 --detach
+    """
+    from maasctl.refs import parse_ref
+
+    store = state(ctx).store
+    parsed = [parse_ref(r) for r in refs]
+    for ref in parsed:
+        store.resolve(ref)  # fail fast (exit 3) on a name, version or alias that does not exist
+    if backend not in ("maasctl", "tfserving"):
+        raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
+    models = sorted({r.name for r in parsed})
+    if detach:
+        _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
+                batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
+                json_out=json_out)
+        return
+    _configure_logging()
+    if backend == "tfserving":
+        _tfserving(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
+                   batch_timeout_ms=batch_timeout_ms, server_id=server_id, json_out=json_out)
+        return
+    from maasctl import servers
+    from maasctl.serving.server import ServeOptions, bind, build_app, run, url_of
+
+    options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
+                           max_body_bytes=max_body_bytes, token=token)
+    options.check()
+    sock = bind(host, port)
+    url = url_of(sock)
+    app = build_app(store, parsed, options)
+    app.start()  # load models while uvicorn starts
+    if server_id:
+        servers.write_record(store, server_id, url=url, models=models, refs=list(refs))
+    try:
+        if json_out:
+            output.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
+        else:
+            print(url)
+        sys.stdout.flush()
+        output.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
+        run(app, sock)
+    finally:
+        if server_id:
+            servers.remove_record(store, server_id, pid=os.getpid())
+    output.message("server stopped")
+
+
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
+            batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: Optional[str], backend: str,
+            json_out: bool) -> None:
+    from maasctl import servers
+
+    server_id = servers.new_id()
+    args = ["serve", *refs, "--host", host, "--port", str(port), "--batch-size", str(batch_size),
+            "--batch-timeout-ms", str(batch_timeout_ms), "--max-body-bytes", str(max_body_bytes),
+            "--backend", backend, "--server-id", server_id]
+    if state(ctx).debug:
+        args.insert(0, "--debug")
+    rec = servers.spawn_detached(store, server_id, args, token=token)
+    if json_out:
+        output.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
+    else:
+        print(rec.url)
+        output.message(f"server {rec.id} (pid {rec.pid}) serving {', '.join(refs)}; log: {rec.log}; "
+                       f"stop it with: maasctl stop {rec.id}")
+
+
+def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, port: int, batch_size: int,
+               batch_timeout_ms: float, server_id: Optional[str], json_out: bool) -> None:
+    from maasctl import servers
+    from maasctl.serving import tfserving
+
+    if port == 0:
+        from maasctl.serving.server import bind
+
+        sock = bind(host, 0)
+        port = sock.getsockname()[1]
+        sock.close()
+    url = f"http://{host}:{port}"
+    workdir = store.servers_dir / f"tfserving-{server_id or os.getpid()}"
+    if server_id:
+        servers.write_record(store, server_id, url=url, models=models, refs=list(refs), backend="tfserving")
+    try:
+        if json_out:
+            output.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
+        else:
+            print(url)
+        sys.stdout.flush()
+        code = tfserving.run(store, parsed, host=host, port=port, batch_size=batch_size,
+                             batch_timeout_ms=batch_timeout_ms, workdir=workdir)
+    finally:
+        if server_id:
+            servers.remove_record(store, server_id, pid=os.getpid())
+    if code:
+        raise typer.Exit(1)
+
+
+def ps(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List running detached servers of this store.
+
+    Example: maasctl ps --json
+    """
+    from maasctl import servers
+
+    recs = servers.list_servers(state(ctx).store)
+    if json_out:
+        output.emit_json([r.to_json() for r in recs])
+        return
+    if not recs:
+        output.message("no running servers (start one with: maasctl serve NAME --detach)")
+        return
+    output.table(["id", "pid", "url", "models", "uptime"],
+                 [(r.id, r.pid, r.url, ", ".join(r.refs or r.models), _duration(r.uptime)) for r in recs])
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def stop(
+    ctx: typer.Context,
+    server_id: Annotated[Optional[str], typer.Argument(help="Server id (or a unique prefix) from `maasctl ps`.")]
+    = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every running server of this store.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait before killing.")] = 30.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop detached servers gracefully (SIGTERM: in-flight requests finish).
+
+    Example: maasctl stop 3f2a9c1d
+    """
+    from maasctl import servers
+
+    store = state(ctx).store
+    if all_ == (server_id is not None):
+        raise InvalidInput("give a server id or --all (see: maasctl ps)")
+    recs = servers.list_servers(store) if all_ else [servers.find_server(store, server_id)]
+    stopped = []
+    for rec in recs:
+        graceful = servers.stop_server(store, rec, timeout=timeout)
+        stopped.append({"id": rec.id, "pid": rec.pid, "url": rec.url, "graceful": graceful})
+        if not json_out:
+            output.message(f"stopped {rec.id} (pid {rec.pid}, {rec.url})" + ("" if graceful else " (killed)"))
+    if json_out:
+        output.emit_json(stopped)
+    elif not recs:
+        output.message("no running servers")
 
 
 def attach(app: typer.Typer) -> None:
     """Register this module's commands on the root app."""
+    app.command("serve")(serve)
+    app.command("ps")(ps)
+    app.command("stop")(stop)

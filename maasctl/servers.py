@@ -1,0 +1,235 @@
+"""Records of detached servers: `<store>/servers/<id>.json` (+ `<id>.log`), listing and stopping them.
+
+A record is written by the server process itself once its socket is bound (so it knows its URL and pid)
+and removed by it on a clean exit. Readers prune records whose process is gone (or is a zombie, or is a
+different program that reused the pid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from maasctl.errors import InvalidInput, NotFound, OperationFailed
+
+
+@dataclass
+class ServerRecord:
+    id: str
+    pid: int
+    url: str
+    models: list[str]
+    refs: list[str]
+    started_at: str
+    log: str
+    backend: str = "maasctl"
+    path: Path | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def uptime(self) -> float:
+        try:
+            started = datetime.strptime(self.started_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return 0.0
+        return max(0.0, (datetime.now(timezone.utc) - started).total_seconds())
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.pop("path")
+        doc["uptime_seconds"] = round(self.uptime)
+        return doc
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_path(store: Any, server_id: str) -> Path:
+    return Path(store.servers_dir) / f"{server_id}.json"
+
+
+def log_path(store: Any, server_id: str) -> Path:
+    return Path(store.servers_dir) / f"{server_id}.log"
+
+
+def write_record(store: Any, server_id: str, *, url: str, models: list[str], refs: list[str],
+                 backend: str = "maasctl", pid: int | None = None) -> ServerRecord:
+    """Atomically write this process's record (called by the server once bound)."""
+    rec = ServerRecord(server_id, pid or os.getpid(), url, models, refs, _now(), str(log_path(store, server_id)),
+                       backend)
+    path = record_path(store, server_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    doc = rec.to_json()
+    doc.pop("uptime_seconds")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+    rec.path = path
+    return rec
+
+
+def remove_record(store: Any, server_id: str, pid: int | None = None) -> None:
+    """Remove a record (only if it is still ours when `pid` is given)."""
+    path = record_path(store, server_id)
+    if pid is not None:
+        rec = _read(path)
+        if rec is not None and rec.pid != pid:
+            return
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _read(path: Path) -> ServerRecord | None:
+    try:
+        doc = json.loads(path.read_text())
+        return ServerRecord(id=doc["id"], pid=int(doc["pid"]), url=doc["url"], models=list(doc["models"]),
+                            refs=list(doc.get("refs", [])), started_at=doc.get("started_at", ""),
+                            log=doc.get("log", ""), backend=doc.get("backend", "maasctl"), path=path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when pid is a live (non-zombie) process that looks like a maasctl server."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            stat = (proc / "stat").read_text()
+            if stat[stat.rindex(")") + 2] in "ZX":
+                return False
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"maasctl" not in cmdline and b"tensorflow_model_server" not in cmdline:
+                return False  # the pid was reused by another program
+        except (OSError, ValueError, IndexError):
+            return False
+    return True
+
+
+def list_servers(store: Any) -> list[ServerRecord]:
+    """Live detached servers of this store, oldest first; records of dead ones are removed."""
+    d = Path(store.servers_dir)
+    if not d.is_dir():
+        return []
+    out = []
+    for path in sorted(d.glob("*.json")):
+        rec = _read(path)
+        if rec is None:
+            continue
+        if pid_alive(rec.pid):
+            out.append(rec)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return sorted(out, key=lambda r: r.started_at)
+
+
+def find_server(store: Any, server_id: str) -> ServerRecord:
+    servers = list_servers(store)
+    matches = [r for r in servers if r.id == server_id] or [r for r in servers if r.id.startswith(server_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        have = ", ".join(r.id for r in servers) or "none running"
+        raise NotFound(f"no running server '{server_id}' (servers: {have}). See: maasctl ps")
+    raise InvalidInput(f"'{server_id}' matches several servers ({', '.join(r.id for r in matches)}); give more of the id")
+
+
+def stop_server(store: Any, rec: ServerRecord, timeout: float = 30.0) -> bool:
+    """SIGTERM (graceful: in-flight requests finish), wait, SIGKILL after `timeout`. True if it stopped gracefully."""
+    graceful = True
+    try:
+        os.kill(rec.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        remove_record(store, rec.id)
+        return True
+    deadline = time.monotonic() + timeout
+    while pid_alive(rec.pid):
+        if time.monotonic() > deadline:
+            graceful = False
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec.pid, signal.SIGKILL)
+            time.sleep(0.2)
+            break
+        _reap(rec.pid)
+        time.sleep(0.05)
+    remove_record(store, rec.id)
+    return graceful
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def tail(path: str | Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | None = None,
+                   timeout: float = 120.0) -> ServerRecord:
+    """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
+    ready (its record exists and /readyz answers 200). On failure: OperationFailed with the log's tail."""
+    import urllib.error
+    import urllib.request
+
+    log = log_path(store, server_id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if token:
+        env["MAASCTL_TOKEN"] = token  # via the environment, not argv: argv is visible to every local user
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), *args],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, close_fds=True)
+    deadline = time.monotonic() + timeout
+    path = record_path(store, server_id)
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    while True:
+        code = proc.poll()
+        if code is not None:
+            remove_record(store, server_id)
+            raise OperationFailed(f"the server exited with code {code} before it was ready; log {log}:\n"
+                                  + tail(log))
+        rec = _read(path)
+        if rec is not None:
+            try:
+                req = urllib.request.Request(rec.url + "/readyz", headers=headers)
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    if resp.status == 200:
+                        return rec
+            except (urllib.error.URLError, OSError):
+                pass
+        if time.monotonic() > deadline:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            remove_record(store, server_id)
+            raise OperationFailed(f"the server was not ready after {timeout:.0f} s (stopped it); log {log}:\n"
+                                  + tail(log))
+        time.sleep(0.05)

@@ -1,0 +1,345 @@
+"""The REST API as a plain ASGI callable: TF Serving's routes plus /v1/models, /healthz, /readyz, metrics.
+
+No web framework: routing is a few string operations, which keeps the per-request overhead at the level of
+the HTTP parser. Every error is `{"error": "..."}` with TF Serving's status code; no traceback ever reaches
+a client (unexpected exceptions are logged and answered with 500).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
+from maasctl.savedmodel import tf_serving_metadata
+from maasctl.serving import codec
+from maasctl.serving.manager import Manager, Servable
+from maasctl.serving.metrics import Metrics
+
+log = logging.getLogger("maasctl.serve")
+
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+_JSON = [(b"content-type", b"application/json")]
+_PREFIX = "/v1/models/"
+
+
+class HttpError(MaasError):
+    """An HTTP-level refusal (401, 405, 413) with its own status."""
+
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.headers = headers or []
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class ServingApp:
+    def __init__(self, manager: Manager, metrics: Metrics | None = None, *,
+                 max_body_bytes: int = DEFAULT_MAX_BODY, token: str | None = None) -> None:
+        self.manager = manager
+        self.metrics = metrics or Metrics(manager.loaded_counts)
+        if self.metrics.loaded is None:
+            self.metrics.loaded = manager.loaded_counts
+        self.max_body_bytes = max_body_bytes
+        self._token = f"Bearer {token}".encode() if token else None
+        self._started = False
+
+    def start(self) -> None:
+        """Start loading models (idempotent; the lifespan startup calls it too)."""
+        if not self._started:
+            self._started = True
+            self.manager.start()
+
+    # -- ASGI ------------------------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                self.manager.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        t0 = time.perf_counter()
+        labels = ["", "", "other"]  # model, version, api: filled in by the handler
+        extra_headers: list[tuple[bytes, bytes]] = []
+        content_type = _JSON
+        try:
+            if self._token is not None and scope["path"] != "/healthz":
+                self._authorize(scope)
+            status, body, content_type = await self._route(scope, receive, labels)
+        except MaasError as exc:
+            status = exc.http_status
+            body = codec.error_body(str(exc))
+            extra_headers = getattr(exc, "headers", [])
+        except _Disconnected:
+            return
+        except Exception as exc:  # the crash boundary: log it, tell the client only that it happened
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            status = 500
+            body = codec.error_body(f"internal error: {type(exc).__name__} (see the server log)")
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*content_type, (b"content-length", str(len(body)).encode()), *extra_headers]})
+        await send({"type": "http.response.body", "body": body})
+        model, version, api = labels
+        if model:
+            self.metrics.requests.inc(model, version, api, str(status))
+            self.metrics.request_latency.observe(time.perf_counter() - t0, model, api)
+
+    def _authorize(self, scope: dict[str, Any]) -> None:
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                if hmac.compare_digest(v, self._token):
+                    return
+                raise HttpError(401, "invalid bearer token", [(b"www-authenticate", b'Bearer error="invalid_token"')])
+        raise HttpError(401, "missing 'Authorization: Bearer <token>' header (this server requires a token)",
+                        [(b"www-authenticate", b"Bearer")])
+
+    # -- routing ---------------------------------------------------------------------------------------
+    async def _route(self, scope: dict[str, Any], receive: Any, labels: list[str]
+                     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith(_PREFIX):
+            rest = path[len(_PREFIX):]
+            verb = None
+            if ":" in rest:
+                rest, _, verb = rest.rpartition(":")
+            name, version, label, tail = self._parse_model_path(rest, path)
+            labels[0] = name if self.manager.serves(name) else "(unknown)"  # bounded label cardinality
+            if verb is not None:
+                if tail:
+                    raise NotFound(f"no route {path}")
+                if verb not in ("predict", "classify", "regress"):
+                    raise NotFound(f"unknown method ':{verb}' in {path} (use :predict, :classify or :regress)")
+                labels[2] = verb
+                _require(method, "POST", path)
+                body = await self._read_body(scope, receive)
+                return 200, await self._infer(verb, name, version, label, body, labels), _JSON
+            if tail == ["metadata"]:
+                labels[2] = "metadata"
+                _require(method, "GET", path)
+                return 200, self._metadata(name, version, label, labels), _JSON
+            if tail:
+                raise NotFound(f"no route {path} (see /v1/models/{name}[/versions/V|/labels/L][/metadata|:predict])")
+            labels[2] = "status"
+            _require(method, "GET", path)
+            return 200, self._status(name, version, label), _JSON
+        if path == "/healthz":
+            return 200, b'{"status":"ok"}', _JSON
+        if path == "/readyz":
+            ready, problems = self.manager.readiness()
+            if not ready:
+                return 503, codec.error_body("not ready: " + "; ".join(problems)), _JSON
+            return 200, codec.dumps({"ready": True, "models": self.manager.names}), _JSON
+        if path in ("/v1/models", "/v1/models/"):
+            _require(method, "GET", path)
+            return 200, self._list(), _JSON
+        if path == "/monitoring/prometheus/metrics":
+            return 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        raise NotFound(f"no route {path} (TF Serving routes live under /v1/models/)")
+
+    @staticmethod
+    def _parse_model_path(rest: str, path: str) -> tuple[str, int | None, str | None, list[str]]:
+        parts = [p for p in rest.split("/")]
+        if parts and parts[-1] == "":
+            parts.pop()
+        if not parts or not parts[0]:
+            raise NotFound(f"no route {path}: a model name is missing")
+        name, version, label, i = parts[0], None, None, 1
+        if len(parts) >= 2 and parts[1] in ("versions", "labels"):
+            if len(parts) < 3 or not parts[2]:
+                raise NotFound(f"no route {path}: {parts[1]} needs a value")
+            if parts[1] == "versions":
+                if not parts[2].isdigit():
+                    raise InvalidInput(f"version must be a positive integer, got '{parts[2]}' in {path}")
+                version = int(parts[2])
+            else:
+                label = parts[2]
+            i = 3
+        return name, version, label, parts[i:]
+
+    async def _read_body(self, scope: dict[str, Any], receive: Any) -> bytes:
+        limit = self.max_body_bytes
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    raise InvalidInput("invalid Content-Length header") from None
+                if declared > limit:
+                    raise HttpError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes "
+                                         "(raise it with --max-body-bytes)")
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise _Disconnected
+        body = msg.get("body", b"")
+        if not msg.get("more_body"):
+            if len(body) > limit:
+                raise HttpError(413, f"request body exceeds the limit of {limit} bytes (raise it with --max-body-bytes)")
+            return body
+        chunks, total = [body], len(body)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = msg.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise HttpError(413, f"request body exceeds the limit of {limit} bytes (raise it with --max-body-bytes)")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return b"".join(chunks)
+
+    # -- handlers --------------------------------------------------------------------------------------
+    async def _infer(self, verb: str, name: str, version: int | None, label: str | None, body: bytes,
+                     labels: list[str]) -> bytes:
+        doc = codec.loads(body)
+        servable = self.manager.acquire(name, version, label)
+        labels[1] = str(servable.version)
+        try:
+            if verb == "predict":
+                req = codec.parse_predict(doc, servable.signatures)
+                outputs = await servable.batcher(req.signature_name).submit(req.inputs, req.rows)
+                return codec.encode_predict(outputs, req.row_format)
+            return await self._classify_regress(verb, servable, doc)
+        finally:
+            servable.release()
+
+    async def _classify_regress(self, verb: str, servable: Servable, doc: Any) -> bytes:
+        task = str(servable.meta.get("task") or "")
+        wanted = "classif" if verb == "classify" else "regress"
+        if not task.lower().startswith(wanted):
+            recorded = f"task '{task}'" if task else "no task"
+            raise Unimplemented(f"{verb} is not available for model '{servable.name}' version {servable.version}: "
+                                f"maasctl recorded {recorded} for it ({verb} needs a maasctl "
+                                f"{'classification' if verb == 'classify' else 'regression'} model); use :predict")
+        sig_name, inputs, rows = _examples_to_inputs(doc, servable)
+        outputs = await servable.batcher(sig_name).submit(inputs, rows)
+        if len(outputs) != 1:
+            raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
+        out = np.asarray(next(iter(outputs.values())))
+        if verb == "regress":
+            return codec.dumps({"results": out.reshape(out.shape[0], -1)[:, 0].astype(np.float64).tolist()})
+        scores = out.reshape(out.shape[0], -1).astype(np.float64)
+        names = list(servable.meta.get("class_names") or [])
+        if scores.shape[1] == 1:  # a single sigmoid unit: P(positive)
+            scores = np.concatenate([1.0 - scores, scores], axis=1)
+        if len(names) != scores.shape[1]:
+            names = [str(i) for i in range(scores.shape[1])]
+        results = [[[names[j], float(row[j])] for j in range(len(names))] for row in scores.tolist()]
+        return codec.dumps({"results": results})
+
+    def _metadata(self, name: str, version: int | None, label: str | None, labels: list[str]) -> bytes:
+        servable = self.manager.acquire(name, version, label)
+        try:
+            labels[1] = str(servable.version)
+            sigs = {k: tf_serving_metadata(v) for k, v in servable.signatures.items()}
+            return codec.dumps({"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
+                                "metadata": {"signature_def": {"signature_def": sigs}}})
+        finally:
+            servable.release()
+
+    def _status(self, name: str, version: int | None, label: str | None) -> bytes:
+        if not self.manager.serves(name):
+            raise NotFound(f"Could not find any versions of model {name} (this server serves: "
+                           f"{', '.join(self.manager.names)})")
+        statuses = self.manager.status(name)
+        if label is not None:
+            v = self.manager.snapshot.labels.get(name, {}).get(label)
+            if v is None:
+                raise InvalidInput(f"Unrecognized servable version label: {label}")
+            version = v
+        if version is not None:
+            if version not in statuses:
+                raise NotFound(f"Could not find version {version} of model {name} "
+                               f"(known versions: {', '.join(map(str, sorted(statuses))) or 'none'})")
+            statuses = {version: statuses[version]}
+        if not statuses:
+            raise NotFound(f"Could not find any versions of model {name}")
+        return codec.dumps({"model_version_status": [s.to_json(v) for v, s in sorted(statuses.items(), reverse=True)]})
+
+    def _list(self) -> bytes:
+        snap = self.manager.snapshot
+        models = []
+        for name in self.manager.names:
+            st = self.manager.status(name)
+            models.append({
+                "name": name,
+                "default_version": str(snap.latest[name]) if name in snap.latest else None,
+                "labels": {a: str(v) for a, v in sorted(snap.labels.get(name, {}).items())},
+                "model_version_status": [s.to_json(v) for v, s in sorted(st.items(), reverse=True)],
+            })
+        return codec.dumps({"models": models})
+
+
+def _require(method: str, expected: str, path: str) -> None:
+    if method != expected and not (expected == "GET" and method == "HEAD"):
+        raise HttpError(405, f"method {method} not allowed on {path}; use {expected}",
+                        [(b"allow", expected.encode())])
+
+
+def _examples_to_inputs(doc: Any, servable: Servable) -> tuple[str, dict[str, np.ndarray], int]:
+    """TF Serving's tf.Example-style `examples` (+ `context`) -> inputs of the model's signature.
+
+    Each example maps feature names to values; with a single input of shape [-1, n] the features are taken
+    in the recorded `feature_names` order (or an example may give the input by name)."""
+    if not isinstance(doc, dict):
+        raise InvalidInput("the request body must be a JSON object with 'examples'")
+    examples = doc.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise InvalidInput("'examples' must be a non-empty list of objects (feature name -> value)")
+    context = doc.get("context") or {}
+    if not isinstance(context, dict):
+        raise InvalidInput("'context' must be an object (feature name -> value)")
+    sig_name = doc.get("signature_name") or codec.DEFAULT_SIGNATURE
+    if not isinstance(sig_name, str) or sig_name not in servable.signatures:
+        raise InvalidInput(f"Serving signature name: '{sig_name}' not found in signature def "
+                           f"(available: {', '.join(sorted(servable.signatures))})")
+    specs = servable.signatures[sig_name]["inputs"]
+    merged = []
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict):
+            raise InvalidInput(f"examples[{i}] must be an object (feature name -> value)")
+        merged.append({**context, **ex})
+    feature_names = list(servable.meta.get("feature_names") or [])
+    if len(specs) == 1:
+        (name, spec), = specs.items()
+        if all(name in ex for ex in merged):
+            rows = [ex[name] for ex in merged]
+        elif feature_names:
+            rows = []
+            for i, ex in enumerate(merged):
+                missing = [f for f in feature_names if f not in ex]
+                if missing:
+                    raise InvalidInput(f"examples[{i}] lacks feature(s) {', '.join(missing)} "
+                                       f"(the model takes: {', '.join(feature_names)})")
+                rows.append([ex[f] for f in feature_names])
+        else:
+            raise InvalidInput(f"examples must give input '{name}' (no feature names were recorded for this model)")
+        return sig_name, {name: codec.to_array(rows, name, spec, "examples", row_format=True)}, len(rows)
+    inputs = {}
+    for name, spec in specs.items():
+        for i, ex in enumerate(merged):
+            if name not in ex:
+                raise InvalidInput(f"examples[{i}] lacks feature '{name}' (the model takes: {', '.join(specs)})")
+        inputs[name] = codec.to_array([ex[name] for ex in merged], name, spec, f"examples[*]['{name}']",
+                                      row_format=True)
+    return sig_name, inputs, len(merged)

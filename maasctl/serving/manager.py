@@ -1,0 +1,320 @@
+"""The Manager: loads and unloads servables to match the Source, one action at a time.
+
+Availability first: a new version is loaded and published before an old one is unloaded. Request code
+reads `manager.snapshot` (an immutable object swapped by assignment) without locks and holds a servable
+through `acquire()`/`release()`; unloading publishes a snapshot without the version, marks it closing,
+then waits for its in-flight requests before freeing it. A request that picked the servable from an old
+snapshot sees `closing` after acquiring and retries on the current snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from maasctl.errors import InvalidInput, MaasError, NotFound, Unavailable
+from maasctl.refs import ModelRef
+from maasctl.serving.batching import Batcher
+from maasctl.serving.source import Aspired, StoreSource
+
+log = logging.getLogger("maasctl.serve")
+
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+
+
+@dataclass
+class VersionStatus:
+    state: str
+    error_code: str = "OK"
+    error_message: str = ""
+
+    def to_json(self, version: int) -> dict[str, Any]:
+        return {"version": str(version), "state": self.state,
+                "status": {"error_code": self.error_code, "error_message": self.error_message}}
+
+
+class Servable:
+    """One loaded version: the model, its signatures and metadata, and its batch queues."""
+
+    def __init__(self, name: str, version: int, model: Any, meta: dict[str, Any], *,
+                 batch_size: int, batch_timeout_s: float, on_batch: Callable[[str, int, int, float], None] | None):
+        self.name = name
+        self.version = version
+        self.model = model
+        self.signatures: dict[str, Any] = model.signatures
+        self.meta = meta
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self._on_batch = on_batch
+        self._batchers: dict[str, Batcher] = {}
+        self._lock = threading.Lock()
+        self.inflight = 0
+        self.closing = False
+
+    def acquire(self) -> bool:
+        with self._lock:
+            self.inflight += 1
+        if self.closing:
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.inflight -= 1
+
+    def batcher(self, signature: str) -> Batcher:
+        b = self._batchers.get(signature)
+        if b is None:
+            with self._lock:
+                b = self._batchers.get(signature)
+                if b is None:
+                    model, sig = self.model, signature
+                    on_batch = self._on_batch
+                    name, version = self.name, self.version
+
+                    def report(rows: int, seconds: float) -> None:
+                        if on_batch is not None:
+                            on_batch(name, version, rows, seconds)
+
+                    b = Batcher(lambda inputs: model.predict(inputs, sig), max_rows=self.batch_size,
+                                timeout_s=self.batch_timeout_s, name=f"{name}-{version}-{sig}", on_batch=report)
+                    self._batchers[signature] = b
+        return b
+
+    def close(self) -> None:
+        for b in list(self._batchers.values()):
+            b.stop()
+        self._batchers.clear()
+        self.model = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    servables: dict[tuple[str, int], Servable] = field(default_factory=dict)
+    labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    latest: dict[str, int] = field(default_factory=dict)
+
+
+def default_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]]]:
+    """Resolve, digest-check and load `name@version` from the store -> (LoadedModel, meta)."""
+
+    def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
+        from maasctl.tf.loader import load_model
+
+        info = store.resolve(ModelRef(name, version=version))
+        model = load_model(info.path, check=store.check_version(info))
+        return model, dict(info.meta)
+
+    return load
+
+
+class Manager:
+    def __init__(self, store: Any, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
+                 poll_interval: float = 0.5, on_batch: Callable[[str, int, int, float], None] | None = None,
+                 loader: Callable[[str, int], tuple[Any, dict[str, Any]]] | None = None,
+                 source: Any = None) -> None:
+        self.refs = list(refs)
+        self.names = sorted({r.name for r in refs})
+        self.source = source or StoreSource(store, self.refs)
+        self.loader = loader or default_loader(store)
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.poll_interval = poll_interval
+        self.on_batch = on_batch
+        self.snapshot = Snapshot()
+        self._status: dict[str, dict[int, VersionStatus]] = {n: {} for n in self.names}
+        self._status_lock = threading.Lock()
+        self._failed: set[tuple[str, int]] = set()
+        self._aspired: dict[str, Aspired] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="maasctl-manager", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        snap = self.snapshot
+        self.snapshot = Snapshot()
+        for s in snap.servables.values():
+            s.closing = True
+            s.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # never let the manager thread die
+                log.exception("serving manager: unexpected error (will retry)")
+            self._stop.wait(self.poll_interval)
+
+    def poll_once(self) -> None:
+        aspired = self.source.poll()
+        if aspired is None:
+            return
+        self._aspired = aspired
+        for name in self.names:
+            self._reconcile(name, aspired.get(name, Aspired(frozenset())))
+
+    # -- reconciliation ---------------------------------------------------------------------------------
+    def _set_status(self, name: str, version: int, status: VersionStatus) -> None:
+        with self._status_lock:
+            self._status.setdefault(name, {})[version] = status
+
+    def _reconcile(self, name: str, want: Aspired) -> None:
+        loaded = {v for (n, v) in self.snapshot.servables if n == name}
+        for v in sorted(want.versions - loaded, reverse=True):  # newest first: it becomes the default soonest
+            if self._stop.is_set():
+                return
+            if (name, v) in self._failed:
+                continue
+            self._load(name, v, want)
+        self._publish(name, want, drop=frozenset())
+        for v in sorted(loaded - want.versions):
+            self._unload(name, v, want)
+
+    def _load(self, name: str, version: int, want: Aspired) -> None:
+        self._set_status(name, version, VersionStatus(START))
+        self._set_status(name, version, VersionStatus(LOADING))
+        t0 = time.perf_counter()
+        try:
+            model, meta = self.loader(name, version)
+        except Exception as exc:  # noqa: BLE001 - a failed load is a status, not a crash
+            msg = str(exc) if isinstance(exc, MaasError) else f"{type(exc).__name__}: {exc}"
+            msg = msg.splitlines()[0] if msg else type(exc).__name__
+            code = "NOT_FOUND" if isinstance(exc, NotFound) else "UNKNOWN"
+            self._failed.add((name, version))
+            self._set_status(name, version, VersionStatus(END, code, msg))
+            log.error("failed to load %s@%d: %s", name, version, msg)
+            return
+        servable = Servable(name, version, model, meta, batch_size=self.batch_size,
+                            batch_timeout_s=self.batch_timeout_s, on_batch=self.on_batch)
+        servables = dict(self.snapshot.servables)
+        servables[(name, version)] = servable
+        self._swap(servables, name, want)
+        self._set_status(name, version, VersionStatus(AVAILABLE))
+        log.info("loaded %s@%d in %.2f s", name, version, time.perf_counter() - t0)
+
+    def _publish(self, name: str, want: Aspired, drop: frozenset[int]) -> None:
+        servables = {k: s for k, s in self.snapshot.servables.items() if not (k[0] == name and k[1] in drop)}
+        self._swap(servables, name, want)
+
+    def _swap(self, servables: dict[tuple[str, int], Servable], name: str, want: Aspired) -> None:
+        versions = [v for (n, v) in servables if n == name]
+        labels = dict(self.snapshot.labels)
+        latest = dict(self.snapshot.latest)
+        labels[name] = {a: v for a, v in want.labels.items() if (name, v) in servables}
+        if versions:
+            latest[name] = max(versions)
+        else:
+            latest.pop(name, None)
+        self.snapshot = Snapshot(servables, labels, latest)
+
+    def _unload(self, name: str, version: int, want: Aspired) -> None:
+        servable = self.snapshot.servables.get((name, version))
+        if servable is None:
+            return
+        self._set_status(name, version, VersionStatus(UNLOADING))
+        self._publish(name, want, drop=frozenset({version}))
+        servable.closing = True
+        deadline = time.monotonic() + 60
+        while servable.inflight > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        servable.close()
+        self._set_status(name, version, VersionStatus(END))
+        log.info("unloaded %s@%d", name, version)
+
+    # -- queries (request path) -------------------------------------------------------------------------
+    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request names, held until `release()`; TF Serving's errors otherwise."""
+        for _ in range(5):
+            snap = self.snapshot
+            if label is not None:
+                v = snap.labels.get(name, {}).get(label)
+                if v is None:
+                    self._missing(name, None, label)
+            elif version is not None:
+                v = version
+            else:
+                v = snap.latest.get(name)
+                if v is None:
+                    self._missing(name, None, None)
+            servable = snap.servables.get((name, v))
+            if servable is None:
+                self._missing(name, v, None)
+            if servable.acquire():
+                return servable
+        raise Unavailable(f"model '{name}' is being reloaded; retry")
+
+    def _missing(self, name: str, version: int | None, label: str | None) -> None:
+        if name not in self._status:
+            served = ", ".join(self.names)
+            what = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+            raise NotFound(f"Servable not found for request: {what} (this server serves: {served})")
+        statuses = self.status(name)
+        available = sorted(v for v, s in statuses.items() if s.state == AVAILABLE)
+        if label is not None:
+            known = self.snapshot.labels.get(name, {})
+            have = ", ".join(f"{a} -> {v}" for a, v in sorted(known.items())) or "none"
+            raise InvalidInput(f"Unrecognized servable version label: {label} (labels of '{name}': {have})")
+        if version is not None and version in statuses and statuses[version].state != AVAILABLE:
+            s = statuses[version]
+            if s.state in (START, LOADING):
+                raise Unavailable(f"model '{name}' version {version} is {s.state}; retry shortly")
+            if s.error_code != "OK":
+                raise Unavailable(f"model '{name}' version {version} failed to load: {s.error_message}")
+        if version is not None:
+            have = ", ".join(map(str, available)) or "none"
+            raise NotFound(f"Servable not found for request: Specific({name}, {version}) "
+                           f"(available versions: {have})")
+        loading = sorted(v for v, s in statuses.items() if s.state in (START, LOADING))
+        if loading or not statuses:
+            raise Unavailable(f"model '{name}' is not ready yet (loading version(s) "
+                              f"{', '.join(map(str, loading)) or '...'}); retry shortly")
+        failed = [(v, s) for v, s in sorted(statuses.items()) if s.error_code != "OK"]
+        if failed:
+            v, s = failed[-1]
+            raise Unavailable(f"model '{name}' has no available version: version {v} failed to load: "
+                              f"{s.error_message}")
+        raise NotFound(f"Servable not found for request: Latest({name}) (no version is loaded)")
+
+    def status(self, name: str) -> dict[int, VersionStatus]:
+        with self._status_lock:
+            return dict(self._status.get(name, {}))
+
+    def serves(self, name: str) -> bool:
+        return name in self._status
+
+    def loaded_counts(self) -> dict[str, int]:
+        counts = {n: 0 for n in self.names}
+        for n, _ in self.snapshot.servables:
+            counts[n] = counts.get(n, 0) + 1
+        return counts
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when every requested model has all its aspired versions AVAILABLE."""
+        aspired = self._aspired
+        if aspired is None:
+            return False, ["the store has not been read yet"]
+        problems = []
+        for name in self.names:
+            want = aspired.get(name)
+            if want is None or not want.versions:
+                problems.append(f"{name}: no version to serve")
+                continue
+            st = self.status(name)
+            for v in sorted(want.versions):
+                s = st.get(v)
+                if s is None or s.state != AVAILABLE:
+                    state = s.state if s else START
+                    detail = f" ({s.error_message})" if s and s.error_message else ""
+                    problems.append(f"{name}@{v} is {state}{detail}")
+        return not problems, problems

@@ -1,0 +1,145 @@
+"""Assemble and run the server: bind the socket, build the app, run uvicorn (foreground or in a thread).
+
+The socket is bound here rather than by uvicorn so that `--port 0` yields the real port before serving and
+a port in use is a clean one-line error instead of uvicorn's log message and sys.exit.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from maasctl.errors import InvalidInput, OperationFailed
+from maasctl.refs import ModelRef
+from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
+from maasctl.serving.manager import Manager
+from maasctl.serving.metrics import Metrics
+
+log = logging.getLogger("maasctl.serve")
+
+
+@dataclass
+class ServeOptions:
+    batch_size: int = 64
+    batch_timeout_ms: float = 0.0
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    token: str | None = None
+    poll_interval: float = 0.5
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise InvalidInput(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.batch_timeout_ms < 0:
+            raise InvalidInput(f"--batch-timeout-ms cannot be negative (got {self.batch_timeout_ms})")
+        if self.max_body_bytes < 1:
+            raise InvalidInput(f"--max-body-bytes must be positive (got {self.max_body_bytes})")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; OperationFailed with a clear message when the port is taken."""
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"--port must be between 0 and 65535 (got {port})")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidInput(f"--host {host!r} cannot be resolved: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OperationFailed(f"port {port} on {host} is already in use (another server?); choose another "
+                                  "with --port, or --port 0 for a free one. See: maasctl ps") from None
+        if exc.errno == errno.EACCES:
+            raise OperationFailed(f"not allowed to bind {host}:{port} (ports below 1024 need privileges)") from None
+        raise OperationFailed(f"cannot bind {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def build_app(store: Any, refs: list[ModelRef], options: ServeOptions) -> ServingApp:
+    options.check()
+    metrics = Metrics()
+
+    def on_batch(name: str, version: int, rows: int, seconds: float) -> None:
+        v = str(version)
+        metrics.batch_size.observe(rows, name, v)
+        metrics.model_latency.observe(seconds, name, v)
+
+    manager = Manager(store, refs, batch_size=options.batch_size, batch_timeout_s=options.batch_timeout_ms / 1000,
+                      poll_interval=options.poll_interval, on_batch=on_batch)
+    return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token)
+
+
+def _uvicorn_server(app: ServingApp) -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # the graceful stop is the whole answer to SIGTERM/SIGINT: do not re-raise the signal afterwards
+            self._captured_signals.clear()
+
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, log_config=None,
+                            server_header=False, timeout_keep_alive=30)
+    return Server(config)
+
+
+def run(app: ServingApp, sock: socket.socket) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests finish first."""
+    server = _uvicorn_server(app)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise OperationFailed("the server failed to start (see the log above)")
+
+
+class ServerThread:
+    """Run a server in a background thread of this process (tests, benchmarks)."""
+
+    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.sock = bind(host, port)
+        self.url = url_of(self.sock)
+        self.server = _uvicorn_server(app)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="uvicorn", daemon=True)
+
+    def start(self, timeout: float = 30) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OperationFailed("the server thread did not start")
+            time.sleep(0.01)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, problems = self.app.manager.readiness()
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise OperationFailed("not ready: " + "; ".join(problems))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
