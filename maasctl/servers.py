@@ -218,18 +218,36 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
                                   + tail(log))
         rec = _read(path)
         if rec is not None:
+            failed: list[str] = []
             try:
                 req = urllib.request.Request(rec.url + "/readyz", headers=headers)
                 with urllib.request.urlopen(req, timeout=2) as resp:
                     if resp.status == 200:
                         return rec
+            except urllib.error.HTTPError as exc:
+                with contextlib.suppress(ValueError, OSError):
+                    failed = json.loads(exc.read() or b"{}").get("failed") or []
+                if exc.code == 401:
+                    failed = ["the server refused the readiness check (401): token mismatch"]
             except (urllib.error.URLError, OSError):
                 pass
+            if failed:
+                _terminate(proc)
+                remove_record(store, server_id)
+                raise OperationFailed(f"the server could not load {'; '.join(failed)} (stopped it); log {log}:\n"
+                                      + tail(log))
         if time.monotonic() > deadline:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
+            _terminate(proc)
             remove_record(store, server_id)
             raise OperationFailed(f"the server was not ready after {timeout:.0f} s (stopped it); log {log}:\n"
                                   + tail(log))
         time.sleep(0.05)
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -145,9 +145,9 @@ class ServingApp:
         if path == "/healthz":
             return 200, b'{"status":"ok"}', _JSON
         if path == "/readyz":
-            ready, problems = self.manager.readiness()
+            ready, problems, failed = self.manager.readiness()
             if not ready:
-                return 503, codec.error_body("not ready: " + "; ".join(problems)), _JSON
+                return 503, codec.dumps({"error": "not ready: " + "; ".join(problems), "failed": failed}), _JSON
             return 200, codec.dumps({"ready": True, "models": self.manager.names}), _JSON
         if path in ("/v1/models", "/v1/models/"):
             _require(method, "GET", path)

@@ -299,12 +299,15 @@ class Manager:
             counts[n] = counts.get(n, 0) + 1
         return counts
 
-    def readiness(self) -> tuple[bool, list[str]]:
-        """Ready when every requested model has all its aspired versions AVAILABLE."""
+    def readiness(self) -> tuple[bool, list[str], list[str]]:
+        """Ready when every requested model has all its aspired versions AVAILABLE.
+
+        Returns (ready, problems, failed): `failed` lists versions whose load failed (they will not recover
+        without a restart), so a caller waiting for readiness can give up at once."""
         aspired = self._aspired
         if aspired is None:
-            return False, ["the store has not been read yet"]
-        problems = []
+            return False, ["the store has not been read yet"], []
+        problems, failed = [], []
         for name in self.names:
             want = aspired.get(name)
             if want is None or not want.versions:
@@ -317,4 +320,6 @@ class Manager:
                     state = s.state if s else START
                     detail = f" ({s.error_message})" if s and s.error_message else ""
                     problems.append(f"{name}@{v} is {state}{detail}")
-        return not problems, problems
+                    if s is not None and s.error_code != "OK":
+                        failed.append(f"{name}@{v}: {s.error_message}")
+        return not problems, problems, failed

@@ -132,7 +132,7 @@ class ServerThread:
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            ready, problems = self.app.manager.readiness()
+            ready, problems, _ = self.app.manager.readiness()
             if ready:
                 return
             if time.monotonic() > deadline:

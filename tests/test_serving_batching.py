@@ -1,0 +1,103 @@
+"""Dynamic batching with a real SavedModel: merged calls, exact splitting, errors delivered to every caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from maasctl.errors import InvalidInput
+from maasctl.serving.batching import Batcher
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def model(tf, models):
+    from maasctl.tf.loader import load_model
+
+    return load_model(models["small"])
+
+
+def run_concurrently(batcher: Batcher, inputs: list[np.ndarray], first_alone: bool = False) -> list:
+    """Submit all inputs at once (or the first, then the rest once the worker has picked it up)."""
+    async def main():
+        head = []
+        if first_alone:
+            head = [asyncio.ensure_future(batcher.submit({"features": inputs[0]}, len(inputs[0])))]
+            await asyncio.sleep(0.2)
+        rest = inputs[1:] if first_alone else inputs
+        return await asyncio.gather(*head, *(batcher.submit({"features": x}, len(x)) for x in rest),
+                                    return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_requests_queued_while_busy_share_one_call(model):
+    gate, calls = threading.Event(), []
+
+    def call(inputs):
+        calls.append(len(inputs["features"]))
+        if len(calls) == 1:
+            gate.wait(10)  # hold the first batch so the others queue up behind it
+        return model.predict(inputs)
+
+    batcher = Batcher(call, max_rows=64)
+    rng = np.random.default_rng(1)
+    inputs = [rng.normal(size=(1 + i % 4, 4)).astype(np.float32) for i in range(20)]
+    threading.Timer(0.5, gate.set).start()
+    results = run_concurrently(batcher, inputs, first_alone=True)
+    batcher.stop()
+    assert calls[0] == len(inputs[0]) and len(calls) == 2 and calls[1] == sum(len(x) for x in inputs[1:])
+    for x, out in zip(inputs, results):
+        np.testing.assert_allclose(out["output_0"], model.predict({"features": x})["output_0"], atol=1e-6)
+
+
+def test_batches_respect_max_rows(model):
+    gate, calls = threading.Event(), []
+
+    def call(inputs):
+        calls.append(len(inputs["features"]))
+        gate.wait(10)
+        return model.predict(inputs)
+
+    batcher = Batcher(call, max_rows=5)
+    inputs = [np.full((2, 4), i, dtype=np.float32) for i in range(7)]
+    threading.Timer(0.5, gate.set).start()
+    results = run_concurrently(batcher, inputs, first_alone=True)
+    batcher.stop()
+    assert max(calls) <= 5 and sum(calls) == 14
+    for x, out in zip(inputs, results):
+        np.testing.assert_allclose(out["output_0"], model.predict({"features": x})["output_0"], atol=1e-6)
+
+
+def test_timeout_waits_for_more_rows(model):
+    calls = []
+
+    def call(inputs):
+        calls.append(len(inputs["features"]))
+        return model.predict(inputs)
+
+    batcher = Batcher(call, max_rows=8, timeout_s=0.5)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit({"features": np.zeros((1, 4), np.float32)}, 1))
+        await asyncio.sleep(0.05)
+        second = batcher.submit({"features": np.ones((1, 4), np.float32)}, 1)
+        return await asyncio.gather(first, second)
+
+    asyncio.run(main())
+    batcher.stop()
+    assert calls == [2]
+
+
+def test_errors_reach_every_caller(model):
+    def call(inputs):
+        raise InvalidInput("bad rows")
+
+    batcher = Batcher(call, max_rows=8)
+    results = run_concurrently(batcher, [np.zeros((1, 4), np.float32)] * 3)
+    batcher.stop()
+    assert all(isinstance(r, InvalidInput) for r in results)

@@ -1,0 +1,159 @@
+"""Source + Manager: aspired versions, hot reload over real HTTP, alias moves, digest-checked loads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from maasctl.refs import parse_ref
+from maasctl.serving.server import ServeOptions, ServerThread, build_app
+from maasctl.serving.source import Aspired, StoreSource, aspired_for
+from maasctl.store import Store
+
+pytestmark = pytest.mark.tf
+X = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]
+
+
+def refs(*texts: str):
+    return [parse_ref(t) for t in texts]
+
+
+# -- Source (pure) -----------------------------------------------------------------------------------------
+def test_aspired_latest_pinned_alias():
+    snap = {"m": {"versions": [1, 2, 3], "aliases": {"prod": 1, "dev": 3}}}
+    assert aspired_for(refs("m"), snap)["m"] == Aspired(frozenset({1, 3}), {"prod": 1, "dev": 3})
+    assert aspired_for(refs("m@2"), snap)["m"] == Aspired(frozenset({2}), {})
+    assert aspired_for(refs("m@prod"), snap)["m"] == Aspired(frozenset({1}), {"prod": 1})
+    assert aspired_for(refs("m@2", "m@prod"), snap)["m"].versions == {1, 2}
+
+
+def test_aspired_follows_the_registry():
+    prev = aspired_for(refs("m@prod"), {"m": {"versions": [1, 2], "aliases": {"prod": 1}}})
+    moved = aspired_for(refs("m@prod"), {"m": {"versions": [1, 2], "aliases": {"prod": 2}}}, prev)
+    assert moved["m"] == Aspired(frozenset({2}), {"prod": 2})
+    # a deleted alias keeps its last target served; a removed pinned version is dropped
+    gone = aspired_for(refs("m@prod"), {"m": {"versions": [1, 2], "aliases": {}}}, moved)
+    assert gone["m"] == Aspired(frozenset({2}), {"prod": 2})
+    assert aspired_for(refs("m@2"), {"m": {"versions": [1], "aliases": {}}})["m"].versions == frozenset()
+
+
+def test_unreadable_store_keeps_the_last_good_set(tmp_path, models):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "m")
+    source = StoreSource(store, refs("m"))
+    first = source.poll()
+    assert first["m"].versions == {1}
+    (store.root / "index.db").write_bytes(b"this is not a database" * 100)
+    for p in store.root.glob("index.db-*"):
+        p.unlink()
+    assert source.poll() == first and source.last_error is not None
+
+
+# -- hot reload over HTTP ----------------------------------------------------------------------------------
+@pytest.fixture
+def reload_server(tf, models, tmp_path):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "m")
+    options = ServeOptions(poll_interval=0.2)
+    server = ServerThread(build_app(store, refs("m", "m@prod"), options)).start()
+    yield store, server
+    server.stop()
+
+
+def outputs(tf, path, x):
+    sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return next(iter(sig(features=np.array(x, dtype=np.float32)).values())).numpy()
+
+
+def test_hot_reload_without_failed_requests(tf, models, reload_server):
+    store, server = reload_server
+    store.set_alias("m@1", "prod")
+    server.wait_ready()
+    v1 = outputs(tf, store.version_dir("m", 1), X)
+    failures, seen = [], []
+    stop = threading.Event()
+
+    def client():
+        with requests.Session() as s:
+            while not stop.is_set():
+                r = s.post(server.url + "/v1/models/m:predict", data=json.dumps({"instances": X}), timeout=30)
+                if r.status_code != 200:
+                    failures.append(r.text)
+                else:
+                    seen.append((time.monotonic(), np.array(r.json()["predictions"])))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    t_register = time.monotonic()
+    store.register(models["small_b"], "m")
+    v2 = outputs(tf, store.version_dir("m", 2), X)
+    deadline = t_register + 10
+    switched = None
+    while time.monotonic() < deadline and switched is None:
+        switched = next((t for t, p in list(seen) if t > t_register and np.allclose(p, v2, atol=1e-6)), None)
+        time.sleep(0.02)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    assert switched is not None, "version 2 never became the default"
+    print(f"new default served {switched - t_register:.2f} s after registration")
+    for t, p in seen:  # every answer is exactly one version's
+        assert np.allclose(p, v1, atol=1e-6) or np.allclose(p, v2, atol=1e-6)
+    # v1 stays (prod points at it); the label route serves it
+    r = requests.post(server.url + "/v1/models/m/labels/prod:predict", data=json.dumps({"instances": X}), timeout=30)
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), v1, atol=1e-6)
+
+
+def test_alias_move_unloads_the_old_version(tf, models, reload_server):
+    store, server = reload_server
+    store.register(models["small_b"], "m")
+    store.set_alias("m@1", "prod")
+    server.wait_ready()
+    store.set_alias("m@2", "prod")
+
+    def states():
+        doc = requests.get(server.url + "/v1/models/m", timeout=30).json()
+        return {s["version"]: s["state"] for s in doc["model_version_status"]}
+
+    deadline = time.monotonic() + 15
+    while states().get("1") != "END" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert states() == {"1": "END", "2": "AVAILABLE"}
+    r = requests.post(server.url + "/v1/models/m/versions/1:predict", data=json.dumps({"instances": X}), timeout=30)
+    assert r.status_code == 404 and "Specific(m, 1)" in r.json()["error"]
+    r = requests.post(server.url + "/v1/models/m/labels/prod:predict", data=json.dumps({"instances": X}), timeout=30)
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), outputs(tf, store.version_dir("m", 2), X), atol=1e-6)
+
+
+def test_corrupted_version_is_refused(tf, models, tmp_path):
+    store = Store(tmp_path / "store")
+    info = store.register(models["small"], "m").info
+    victim = next(p for p in sorted((info.path / "variables").iterdir()) if p.name.startswith("variables.data"))
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    server = ServerThread(build_app(store, refs("m"), ServeOptions())).start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = requests.get(server.url + "/v1/models/m", timeout=30).json()["model_version_status"]
+            if status and status[0]["state"] == "END":
+                break
+            time.sleep(0.05)
+        assert status[0]["state"] == "END" and status[0]["status"]["error_code"] != "OK"
+        assert victim.name in status[0]["status"]["error_message"]
+        ready = requests.get(server.url + "/readyz", timeout=30)
+        assert ready.status_code == 503 and ready.json()["failed"]
+        r = requests.post(server.url + "/v1/models/m:predict", data=json.dumps({"instances": X}), timeout=30)
+        assert r.status_code == 503 and "failed to load" in r.json()["error"]
+    finally:
+        server.stop()
