@@ -25,11 +25,11 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
 
 def register(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="SavedModel directory, package file (.maas) or run id.")],
-    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Model name.")] = None,
-    alias: Annotated[list[str], typer.Option("--alias", "-a", help="Point ALIAS at the version (repeatable).")] = [],
-    description: Annotated[str, typer.Option("--description", "-d", help="Free text stored with the version.")] = "",
-    tag: Annotated[list[str], typer.Option("--tag", "-t", help="KEY=VALUE stored with the version (repeatable).")] = [],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.")],
+    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name.")] = None,
+    alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the version (repeatable).")] = [],
+    description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
+    tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],
     new_version: Annotated[bool, typer.Option("--new-version", help="Create a version even if identical content exists.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -84,7 +84,7 @@ def list_(
 
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@VERSION or NAME@ALIAS.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Everything about one version, including its signatures.
@@ -122,8 +122,8 @@ def show(
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).")],
-    alias: Annotated[str, typer.Argument(help="Alias name (not all digits, not 'latest').")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).")],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias name (not all digits, not 'latest').")],
     json_out: JsonOpt = False,
 ) -> None:
     """Point ALIAS at a version (creating or moving it).
@@ -141,8 +141,8 @@ def alias_set(
 @alias_app.command("rm")
 def alias_rm(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.")],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to remove.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Remove an alias (the version stays).
@@ -159,7 +159,7 @@ def alias_rm(
 @alias_app.command("history")
 def alias_history(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.")],
     alias: Annotated[Optional[str], typer.Argument(help="Only this alias.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -180,7 +180,7 @@ def alias_history(
 
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME@VERSION (or NAME@ALIAS).")],
     force: Annotated[bool, typer.Option("--force", "-f", help="Also remove aliases pointing at it.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -220,7 +220,7 @@ def verify(
 
 def gc(
     ctx: typer.Context,
-    keep: Annotated[Optional[int], typer.Option("--keep", help="Keep the newest N versions of each model "
+    keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the newest N versions of each model "
                                                 "(aliased versions are always kept).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
     json_out: JsonOpt = False,
