@@ -1,0 +1,127 @@
+"""`maasctl serve --detach`, `ps`, `stop` in real subprocesses; port conflicts; graceful stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import run_cli
+from maasctl import servers
+from maasctl.errors import OperationFailed
+from maasctl.serving.server import bind
+from maasctl.store import Store
+
+X = [[5.1, 3.5, 1.4, 0.2]]
+
+
+def gone(pid: int) -> bool:
+    return not servers.pid_alive(pid)
+
+
+def test_bind_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OperationFailed, match=f"port {port} on 127.0.0.1 is already in use"):
+            bind("127.0.0.1", port)
+
+
+def test_serve_unknown_model_exits_3(tmp_path):
+    r = run_cli("serve", "nope", "--port", "0", store=tmp_path / "store")
+    assert r.returncode == 3 and r.stderr.startswith("Error: model 'nope' not found")
+
+
+@pytest.mark.tf
+def test_foreground_port_in_use_exits_1(tmp_path, models):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_cli("serve", "small", "--port", str(port), store=store.root)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"Error: port {port} on 127.0.0.1 is already in use (another server?); choose "
+                                "another with --port, or --port 0 for a free one. See: maasctl ps")
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_detach_ps_stop(tmp_path, models):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    store.register(models["multi"], "multi")
+    # a 1.5 s batch timeout makes a lone request wait in the server: it must still finish on stop
+    r = run_cli("serve", "small", "multi@1", "--port", "0", "--detach", "--json", "--batch-timeout-ms", "1500",
+                store=store.root)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) >= {"url", "pid", "models", "id"} and doc["models"] == ["multi", "small"]
+    url, pid = doc["url"], doc["pid"]
+    try:
+        assert requests.get(url + "/readyz", timeout=10).status_code == 200
+        ps = run_cli("ps", "--json", store=store.root)
+        listed = json.loads(ps.stdout)
+        assert [(s["id"], s["pid"], s["url"]) for s in listed] == [(doc["id"], pid, url)]
+        assert listed[0]["refs"] == ["small", "multi@1"] and listed[0]["uptime_seconds"] >= 0
+        assert os.path.exists(listed[0]["log"])
+        assert [s.id for s in servers.list_servers(store)] == [doc["id"]]
+
+        # a second server on the same port: exit 1 with the log's last line saying why
+        port = url.rsplit(":", 1)[1]
+        clash = run_cli("serve", "small", "--port", port, "--detach", store=store.root)
+        assert clash.returncode == 1
+        assert "already in use" in clash.stderr and "exited with code 1" in clash.stderr
+        assert len(json.loads(run_cli("ps", "--json", store=store.root).stdout)) == 1
+
+        # graceful stop: an in-flight request completes
+        result = {}
+
+        def slow_request():
+            result["r"] = requests.post(url + "/v1/models/small:predict", data=json.dumps({"instances": X}),
+                                        timeout=30)
+
+        t = threading.Thread(target=slow_request)
+        t.start()
+        time.sleep(0.5)
+        stopped = run_cli("stop", doc["id"][:4], "--json", store=store.root)
+        t.join()
+        assert stopped.returncode == 0, stopped.stderr
+        assert json.loads(stopped.stdout)[0]["graceful"] is True
+        assert result["r"].status_code == 200 and len(result["r"].json()["predictions"]) == 1
+        assert gone(pid)
+        assert json.loads(run_cli("ps", "--json", store=store.root).stdout) == []
+        assert not list(store.servers_dir.glob("*.json"))
+        missing = run_cli("stop", doc["id"], store=store.root)
+        assert missing.returncode == 3 and "no running server" in missing.stderr
+    finally:
+        if not gone(pid):
+            os.kill(pid, 9)
+
+
+@pytest.mark.tf
+def test_detach_fails_fast_on_a_corrupt_model(tmp_path, models):
+    store = Store(tmp_path / "store")
+    info = store.register(models["small"], "small").info
+    (info.path / "saved_model.pb").write_bytes((info.path / "saved_model.pb").read_bytes() + b"\x00")
+    r = run_cli("serve", "small", "--port", "0", "--detach", store=store.root, timeout=120)
+    assert r.returncode == 1
+    assert "could not load small@1" in r.stderr and "saved_model.pb" in r.stderr
+    assert servers.list_servers(store) == []
+
+
+def test_stale_records_are_pruned(tmp_path):
+    store = Store(tmp_path / "store")
+    servers.write_record(store, "dead0001", url="http://127.0.0.1:1", models=["m"], refs=["m"], pid=2**22 + 12345)
+    assert servers.list_servers(store) == []
+    assert not servers.record_path(store, "dead0001").exists()
+    r = run_cli("stop", "--all", store=store.root)
+    assert r.returncode == 0 and "no running servers" in r.stderr
+    assert run_cli("stop", store=store.root).returncode == 2
