@@ -1,9 +1,207 @@
-"""The `train` command group (placeholder until its issue lands)."""
+"""`maasctl train` and `maasctl runs list|show`."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from maasctl import output
+from maasctl.cli._options import JsonOpt, state
+from maasctl.errors import InvalidInput
+
+runs_app = typer.Typer(help="Training runs recorded in the store.", no_args_is_help=True)
+
+
+def _fmt_logs(logs: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
+
+
+class PlainReporter:
+    """One line per epoch on stderr (logs, CI, pipes)."""
+
+    wants_batches = False
+
+    def start(self, epochs: int, steps: int) -> None:
+        self.epochs = epochs
+        self.t0 = time.perf_counter()
+
+    def epoch_start(self, epoch: int) -> None:
+        self.t_epoch = time.perf_counter()
+
+    def batch(self, step: int, logs: dict[str, float]) -> None:
+        pass
+
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        width = len(str(self.epochs))
+        output.message(f"epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  "
+                       f"({time.perf_counter() - self.t_epoch:.1f}s)")
+
+    def end(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A rich progress bar per epoch with live loss and metrics (stderr is a terminal)."""
+
+    wants_batches = True
+
+    def start(self, epochs: int, steps: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.epochs, self.steps = epochs, steps
+        width = len(str(epochs))
+        self.progress = Progress(
+            TextColumn(f"epoch {{task.fields[epoch]:>{width}}}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[logs]}"),
+            console=Console(stderr=True), refresh_per_second=8)
+        self.progress.start()
+        self.task: Any = None
+
+    def epoch_start(self, epoch: int) -> None:
+        self.task = self.progress.add_task("", total=self.steps, epoch=epoch, logs="")
+
+    def batch(self, step: int, logs: dict[str, float]) -> None:
+        self.progress.update(self.task, completed=step, logs=_fmt_logs(logs))
+
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.progress.update(self.task, completed=self.steps, logs=_fmt_logs(logs))
+
+    def end(self) -> None:
+        self.progress.stop()
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The training config (TOML); see docs/config.md.")],
+    set_: Annotated[list[str], typer.Option("--set", "-s", metavar="KEY=VALUE",
+                                            help="Override a config key (dotted path, TOML value), e.g. "
+                                                 "train.epochs=5 or model.layers[0].units=32 (repeatable).")] = [],
+    register: Annotated[bool, typer.Option("--register", help="Register the exported model right away as NAME@N "
+                                           "(NAME from --name, else the config's [register] name).")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name to register under "
+                                                "(implies --register).")] = None,
+    alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the registered version "
+                                             "(repeatable; implies --register; default: [register] aliases).")] = [],
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a Keras model from a TOML config; record it as a run (SavedModel + lineage) in the store.
+
+    The config and data are checked before TensorFlow loads. Progress goes to stderr; stdout gets the run id
+    (and NAME@N when registering), or one JSON document with --json.
+
+    Example: maasctl train iris.toml --set train.epochs=5 --register --alias candidate
+    """
+    started = time.time()
+    from maasctl.data import prepare
+    from maasctl.refs import check_alias, check_name
+
+    cfg, ds = prepare(config, set_)
+    register = register or name is not None or bool(alias)
+    reg_name = name or cfg.register.get("name")
+    if register:
+        if not reg_name:
+            raise InvalidInput(f"{cfg.path}: --register needs a model name: pass --name NAME or set "
+                               f"[register] name in the config")
+        check_name(reg_name)
+        for a in alias:
+            check_alias(a)
+    from maasctl.tf.train import run_training
+
+    store = state(ctx).store
+    reporter = RichReporter() if sys.stderr.isatty() else PlainReporter()
+    run, result = run_training(store, cfg, ds, reporter, started=started)
+    ref = None
+    if register:
+        from maasctl.sources import register_source
+
+        ref = register_source(store, run.run_id, reg_name, aliases=alias).info.ref
+    if json_out:
+        output.emit_json({"run_id": run.run_id, "metrics": result.metrics, "model_dir": str(run.model_dir),
+                          "run_dir": str(run.path), "epochs_run": result.epochs_run, "ref": ref})
+        return
+    output.message(f"run {run.run_id}: {_summary(result.metrics)} ({result.train_time_s:.1f}s training)")
+    print(run.run_id)
+    if ref:
+        output.message(f"registered {ref}")
+        print(ref)
+
+
+@runs_app.command("list")
+def runs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List training runs, oldest first.
+
+    Example: maasctl runs list --json
+    """
+    from maasctl.runs import list_runs
+
+    store = state(ctx).store
+    runs = list_runs(store)
+    if json_out:
+        output.emit_json([{"run_id": r.run_id, "created_at": r.created_at, "task": r.meta.get("task"),
+                           "config": (r.meta.get("lineage") or {}).get("config_path"), "metrics": r.meta.get("metrics"),
+                           "register_name": r.register_name, "model_dir": str(r.model_dir)} for r in runs])
+    elif not runs:
+        output.message(f"no runs in {store.root} (see: maasctl train --help)")
+    else:
+        output.table(["run", "created", "task", "config", "metrics"],
+                     [(r.run_id, r.created_at, r.meta.get("task"),
+                       Path((r.meta.get("lineage") or {}).get("config_path") or "-").name,
+                       _summary({k: v for k, v in (r.meta.get("metrics") or {}).items()}))
+                      for r in runs])
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (see: maasctl runs list).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Everything recorded about a run: metrics, per-epoch history, features, classes, lineage.
+
+    Example: maasctl runs show 20261123-115500-ab12cd
+    """
+    from maasctl.runs import load_run
+
+    run = load_run(state(ctx).store, run_id)
+    if json_out:
+        output.emit_json(run.to_json())
+        return
+    rec, lin = run.record, run.meta.get("lineage") or {}
+    pairs: list[tuple[str, Any]] = [
+        ("run", run.run_id), ("created", run.created_at), ("task", rec.get("task")),
+        ("model", run.model_dir), ("config", lin.get("config_path")), ("config sha256", lin.get("config_sha256")),
+        ("overrides", " ".join(lin.get("overrides") or []) or "-"),
+        ("features", ", ".join(rec.get("feature_names") or [])),
+    ]
+    if rec.get("class_names"):
+        pairs.append(("classes", ", ".join(rec["class_names"])))
+    for f in lin.get("data_files") or []:
+        pairs.append((f"data ({f['role']})", f"{f['path']} sha256 {f['sha256'][:12]}"))
+    pairs += [("git commit", lin.get("git_commit") or "-"), ("seed", lin.get("seed")),
+              ("epochs run", rec.get("epochs_run")), ("wall time", f"{rec.get('wall_time_s', 0):.1f}s"),
+              ("register name", run.register_name or "-")]
+    pairs += [(f"metric {k}", f"{v:.6g}") for k, v in (run.meta.get("metrics") or {}).items()]
+    env = run.meta.get("environment") or {}
+    pairs.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items() if k != "platform")))
+    output.key_values(pairs)
+    history = rec.get("history") or []
+    if history:
+        print()
+        keys = [k for k in history[0] if k != "epoch"]
+        output.table(["epoch", *keys], [(h["epoch"], *(f"{h.get(k, float('nan')):.4f}" for k in keys))
+                                         for h in history])
 
 
 def attach(app: typer.Typer) -> None:
     """Register this module's commands on the root app."""
+    app.command("train")(train)
+    app.add_typer(runs_app, name="runs")

@@ -1,0 +1,138 @@
+"""Training runs in the store: `runs/<run-id>/` holds `model/` (the exported SavedModel), `run.json` and
+`config.toml` (the effective config).
+
+A run is written into a staging directory and renamed into `runs/` only when complete, so an interrupted
+or failed training never leaves a half run. Run ids sort by creation time: `20261123-115500-ab12cd` (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maasctl import manifest as mf
+from maasctl.errors import InvalidInput, NotFound, OperationFailed
+from maasctl.hashing import fsync_dir
+from maasctl.store import RegisterResult, Store
+
+RUN_FILE = "run.json"
+MODEL_DIR = "model"
+CONFIG_COPY = "config.toml"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Run:
+    run_id: str
+    path: Path
+    model_dir: Path
+    meta: dict[str, Any]  # manifest.META_KEYS: task, feature_names, class_names, metrics, params, lineage, environment
+    register_name: str | None
+    record: dict[str, Any]  # the whole run.json
+
+    @property
+    def register_aliases(self) -> list[str]:
+        return list((self.meta.get("params") or {}).get("register", {}).get("aliases", []))
+
+    @property
+    def created_at(self) -> str:
+        return self.record.get("created_at", "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "path": str(self.path), "model_dir": str(self.model_dir), **self.record}
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable (UTC second) and unique (random suffix)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _check_run_id(run_id: str) -> None:
+    if not run_id or "/" in run_id or run_id.startswith(".") or os.sep in run_id:
+        raise InvalidInput(f"{run_id!r} is not a run id (see: maasctl runs list)")
+
+
+def commit_run(store: Store, staged: Path, run_id: str) -> Path:
+    """Rename a complete staged run (model/ + run.json) into `runs/<run_id>/`."""
+    if not (staged / RUN_FILE).is_file() or not (staged / MODEL_DIR).is_dir():
+        raise OperationFailed(f"{staged}: incomplete run (needs {RUN_FILE} and {MODEL_DIR}/)")
+    fsync_dir(staged)
+    store.runs_dir.mkdir(parents=True, exist_ok=True)
+    final = store.runs_dir / run_id
+    if final.exists():
+        raise OperationFailed(f"run {run_id} already exists in {store.runs_dir}")
+    os.rename(staged, final)
+    fsync_dir(store.runs_dir)
+    return final
+
+
+def write_record(directory: Path, record: dict[str, Any]) -> None:
+    data = (json.dumps(record, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n").encode()
+    with open(directory / RUN_FILE, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _run_ids(store: Store) -> list[str]:
+    if not store.runs_dir.is_dir():
+        return []
+    return sorted(p.name for p in store.runs_dir.iterdir() if (p / RUN_FILE).is_file())
+
+
+def load_run(store: Store, run_id: str) -> Run:
+    """Read one run; NotFound lists the most recent run ids."""
+    _check_run_id(run_id)
+    path = store.runs_dir / run_id
+    file = path / RUN_FILE
+    try:
+        record = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        recent = _run_ids(store)[-5:]
+        hint = f"recent runs: {', '.join(reversed(recent))}" if recent else f"no runs in {store.root}"
+        raise NotFound(f"run '{run_id}' not found ({hint}; see: maasctl runs list)") from None
+    except ValueError as exc:
+        raise OperationFailed(f"{file}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise OperationFailed(f"{file}: expected a JSON object")
+    meta = {k: record[k] for k in mf.META_KEYS if record.get(k) is not None}
+    name = ((record.get("params") or {}).get("register") or {}).get("name")
+    return Run(run_id, path, path / MODEL_DIR, meta, name, record)
+
+
+def list_runs(store: Store) -> list[Run]:
+    """Every complete run, oldest first."""
+    runs = []
+    for run_id in _run_ids(store):
+        try:
+            runs.append(load_run(store, run_id))
+        except (NotFound, OperationFailed):
+            continue  # removed meanwhile, or damaged: `runs show` reports it
+    return runs
+
+
+def register_run(store: Store, run_id: str, name: str | None, **options: Any) -> RegisterResult:
+    """Register a run's model as NAME@N (name and aliases default to the config's [register] section)."""
+    run = load_run(store, run_id)
+    name = name or run.register_name
+    if not name:
+        raise InvalidInput(f"run {run_id}: its config has no [register] name; pass a name (--name NAME)")
+    if not run.model_dir.is_dir():
+        raise OperationFailed(f"run {run_id}: {run.model_dir} is missing")
+    reg = (run.meta.get("params") or {}).get("register") or {}
+    options = dict(options)
+    if not options.get("aliases"):
+        options["aliases"] = list(reg.get("aliases", []))
+    if not options.get("description") and reg.get("description"):
+        options["description"] = reg["description"]
+    if reg.get("tags"):
+        options["tags"] = {**reg["tags"], **(options.get("tags") or {})}
+    options.setdefault("source_label", f"run {run_id}")
+    meta = {k: v for k, v in run.meta.items() if k in mf.META_KEYS}
+    return store.register(run.model_dir, name, meta=meta, **options)

@@ -1,0 +1,344 @@
+"""Build a Keras model from a validated config, fit it deterministically, and record the run in the store.
+
+The caller has already validated the config and read the data (maasctl.config / maasctl.data, no TensorFlow);
+errors found here are the ones only Keras can find (layer arguments, shapes, loss and metric names) and are
+attributed to the config key that caused them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from maasctl import __version__
+from maasctl.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
+from maasctl.data import Dataset
+from maasctl.errors import InvalidInput
+from maasctl.runs import CONFIG_COPY, MODEL_DIR, FORMAT_VERSION, Run, commit_run, load_run, new_run_id, write_record
+from maasctl.store import Store, utcnow
+from maasctl.tf import load_tensorflow
+
+tf = load_tensorflow()
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+
+# Strings `Model.compile` accepts as metrics although `keras.metrics.get` does not.
+_COMPILE_METRIC_ALIASES = {"acc", "ce", "crossentropy"}
+
+
+class Reporter(Protocol):
+    """Receives training progress (the CLI renders it; library callers may pass None)."""
+
+    wants_batches: bool
+
+    def start(self, epochs: int, steps: int) -> None: ...
+    def epoch_start(self, epoch: int) -> None: ...
+    def batch(self, step: int, logs: dict[str, float]) -> None: ...
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass
+class FitResult:
+    model: Any  # keras.Model, including the Normalization layer
+    history: list[dict[str, float]]
+    metrics: dict[str, float]
+    epochs_run: int
+    stopped_early: bool
+    train_time_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- the model -------------------------------------------------------------------------------------------
+def set_determinism(seed: int) -> None:
+    """Same seed, same machine -> same weights, metrics and predictions."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_model(cfg: TrainConfig, ds: Dataset) -> Any:
+    """Input `features` float32 [None, n_features] -> (Normalization adapted on x_train) -> layers or builder."""
+    n_features, n_outputs = ds.n_features, ds.n_outputs
+    inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
+    x = inputs
+    if cfg.model["normalize"]:
+        norm = keras.layers.Normalization(axis=-1, name="normalize")
+        norm.adapt(ds.x_train)
+        x = norm(x)
+    if "builder" in cfg.model:
+        outputs = _apply_builder(cfg, x, n_features, n_outputs if ds.class_names is not None else None)
+    else:
+        outputs = _apply_layers(cfg, x)
+    model = keras.Model(inputs, outputs, name="maasctl_model")
+    _check_output(cfg, model, ds)
+    return model
+
+
+def _apply_layers(cfg: TrainConfig, x: Any) -> Any:
+    for i, spec in enumerate(cfg.model["layers"]):
+        kind = spec["type"]
+        where = f"model.layers[{i}]"
+        cls = getattr(keras.layers, kind, None)
+        if not isinstance(cls, type):
+            names = [n for n in dir(keras.layers) if not n.startswith("_")]
+            raise cfg.error(f"{where}.type", f"unknown layer type '{kind}'{did_you_mean(kind, names)} "
+                            f"(see {LAYERS_DOCS})")
+        kwargs = {k: v for k, v in spec.items() if k != "type"}
+        try:
+            layer = cls(**kwargs)
+        except Exception as exc:  # Keras raises ValueError/TypeError with a useful message
+            raise cfg.error(where, f"{kind}: {_first_line(exc)}") from None
+        try:
+            x = layer(x)
+        except Exception as exc:
+            raise cfg.error(where, f"{kind} cannot take the previous output (shape {tuple(x.shape)}): "
+                            f"{_first_line(exc)}") from None
+    return x
+
+
+def _import_builder(cfg: TrainConfig) -> Any:
+    spec = cfg.model["builder"]
+    modname, fname = spec.split(":")
+    base = str(cfg.base_dir)
+    cached = sys.modules.get(modname)
+    if cached is not None and not str(getattr(cached, "__file__", "") or "").startswith(base):
+        del sys.modules[modname]  # another config's module of the same name
+    sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(modname)
+    except Exception as exc:
+        raise cfg.error("model.builder", f"cannot import '{spec}' from {base}: {type(exc).__name__}: "
+                        f"{_first_line(exc)}") from None
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(base)
+    fn = getattr(module, fname, None)
+    if not callable(fn):
+        names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        raise cfg.error("model.builder", f"module '{modname}' ({getattr(module, '__file__', '?')}) has no function "
+                        f"'{fname}'{did_you_mean(fname, names)}")
+    return fn
+
+
+def _apply_builder(cfg: TrainConfig, x: Any, n_features: int, n_classes: int | None) -> Any:
+    fn = _import_builder(cfg)
+    spec = cfg.model["builder"]
+    try:
+        built = fn(cfg.values, n_features, n_classes)
+    except InvalidInput:
+        raise
+    except Exception as exc:
+        raise cfg.error("model.builder", f"'{spec}' raised {type(exc).__name__}: {_first_line(exc)}") from None
+    if not isinstance(built, keras.Model):
+        raise cfg.error("model.builder", f"'{spec}' returned {type(built).__name__}, expected a keras.Model")
+    try:
+        return built(x)
+    except Exception as exc:
+        raise cfg.error("model.builder", f"the model from '{spec}' cannot take input of shape [None, {n_features}]: "
+                        f"{_first_line(exc)}") from None
+
+
+def _check_output(cfg: TrainConfig, model: Any, ds: Dataset) -> None:
+    shape = tuple(model.output.shape)
+    where = "model.builder" if "builder" in cfg.model else f"model.layers[{len(cfg.model['layers']) - 1}]"
+    n = ds.n_outputs
+    if len(shape) != 2 or shape[-1] != n:
+        if ds.class_names is not None:
+            expected = f"[None, {n}] (one probability per class: {', '.join(ds.class_names)})"
+        else:
+            expected = f"[None, {n}] (one value per regression target)"
+        raise cfg.error(where, f"the model outputs shape {list(shape)}; expected {expected}")
+
+
+def compile_model(cfg: TrainConfig, model: Any) -> None:
+    train = cfg.train
+    optimizer = getattr(keras.optimizers, OPTIMIZERS[train["optimizer"]])(learning_rate=train["learning_rate"])
+    try:
+        keras.losses.get(train["loss"])
+    except Exception:
+        raise cfg.error("train.loss", f"unknown loss '{train['loss']}' (see https://keras.io/api/losses/)") from None
+    for i, m in enumerate(train["metrics"]):
+        if m in _COMPILE_METRIC_ALIASES:
+            continue
+        try:
+            keras.metrics.get(m)
+        except Exception:
+            raise cfg.error(f"train.metrics[{i}]", f"unknown metric '{m}' (see https://keras.io/api/metrics/)") from None
+    model.compile(optimizer=optimizer, loss=train["loss"], metrics=list(train["metrics"]))
+
+
+# -- fitting ---------------------------------------------------------------------------------------------
+def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items()}
+
+
+class _EpochProgress(keras.callbacks.Callback):
+    def __init__(self, reporter: Reporter, epochs: int, steps: int) -> None:
+        super().__init__()
+        self.reporter, self.epochs, self.steps = reporter, epochs, steps
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.reporter.start(self.epochs, self.steps)
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.reporter.epoch_start(epoch + 1)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.reporter.epoch_end(epoch + 1, _floats(logs))
+
+
+class _BatchProgress(_EpochProgress):
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.reporter.batch(batch + 1, _floats(logs))
+
+
+def _class_weight(cfg: TrainConfig, ds: Dataset) -> dict[int, float] | None:
+    cw = cfg.train.get("class_weight")
+    if cw is None or ds.class_names is None:
+        return None
+    if cw == "balanced":
+        counts = np.bincount(ds.y_train, minlength=len(ds.class_names))
+        return {i: (len(ds.y_train) / (len(counts) * c) if c else 0.0) for i, c in enumerate(counts)}
+    return {i: float(cw.get(name, 1.0)) for i, name in enumerate(ds.class_names)}
+
+
+def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitResult:
+    """Build, compile and fit; final metrics are evaluated on the final weights (train and validation)."""
+    train = cfg.train
+    set_determinism(train["seed"])
+    model = build_model(cfg, ds)
+    compile_model(cfg, model)
+    callbacks: list[Any] = []
+    es = train.get("early_stopping")
+    if es:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=es["monitor"], patience=es["patience"], min_delta=es["min_delta"],
+            restore_best_weights=es["restore_best_weights"], mode=es["mode"]))
+    steps = math.ceil(len(ds.x_train) / train["batch_size"])
+    if reporter is not None:
+        cls = _BatchProgress if reporter.wants_batches else _EpochProgress
+        callbacks.append(cls(reporter, train["epochs"], steps))
+    validation = (ds.x_val, ds.y_val) if ds.x_val is not None else None
+    t0 = time.perf_counter()
+    try:
+        hist = model.fit(ds.x_train, ds.y_train, batch_size=train["batch_size"], epochs=train["epochs"],
+                         validation_data=validation, shuffle=cfg.data["shuffle"], callbacks=callbacks,
+                         class_weight=_class_weight(cfg, ds), verbose=0)
+    except (ValueError, TypeError) as exc:  # e.g. a loss that does not fit the labels
+        raise InvalidInput(f"{cfg.path}: training failed: {_first_line(exc)} (check train.loss, train.metrics "
+                           f"and the output layer)") from None
+    finally:
+        if reporter is not None:
+            reporter.end()
+    train_time = time.perf_counter() - t0
+    epochs_run = len(hist.history.get("loss", []))
+    history = [{"epoch": e + 1, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(epochs_run)]
+    eval_batch = max(train["batch_size"], 1024)
+    metrics = _floats(model.evaluate(ds.x_train, ds.y_train, batch_size=eval_batch, verbose=0, return_dict=True))
+    if validation is not None:
+        val = model.evaluate(ds.x_val, ds.y_val, batch_size=eval_batch, verbose=0, return_dict=True)
+        metrics.update({f"val_{k}": v for k, v in _floats(val).items()})
+    return FitResult(model, history, metrics, epochs_run, epochs_run < train["epochs"], train_time)
+
+
+# -- the run record --------------------------------------------------------------------------------------
+def _git(base: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(base), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_lineage(cfg: TrainConfig, data_paths: list[str]) -> dict[str, Any]:
+    """The config directory's git commit, and whether the config or data differ from it (None: not in git)."""
+    commit = _git(cfg.base_dir, "rev-parse", "HEAD")
+    if not commit:
+        return {"git_commit": None}
+    status = _git(cfg.base_dir, "status", "--porcelain", "--", str(cfg.path), *data_paths)
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def environment() -> dict[str, str]:
+    return {"maasctl": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, *, started_at: str,
+                 wall_time_s: float) -> dict[str, Any]:
+    files = ds.files
+    lineage = {
+        "run_id": run_id,
+        "config_path": str(cfg.path),
+        "config_sha256": cfg.text_sha256,
+        "overrides": list(cfg.overrides),
+        "data_sha256": files[0]["sha256"],
+        **({"validation_sha256": files[1]["sha256"]} if len(files) > 1 else {}),
+        "data_files": files,
+        **git_lineage(cfg, [f["path"] for f in files]),
+        "seed": cfg.train["seed"],
+        "started_at": started_at,
+        "wall_time_s": round(wall_time_s, 3),
+    }
+    return {
+        "format_version": FORMAT_VERSION,
+        "run_id": run_id,
+        "created_at": utcnow(),
+        "task": cfg.task,
+        "feature_names": ds.feature_names,
+        "class_names": ds.class_names,
+        "metrics": result.metrics,
+        "params": cfg.values,
+        "lineage": lineage,
+        "environment": environment(),
+        "history": result.history,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "data": ds.summary(),
+        "train_time_s": round(result.train_time_s, 3),
+        "wall_time_s": round(wall_time_s, 3),
+    }
+
+
+def _config_copy(cfg: TrainConfig, run_id: str) -> str:
+    import tomli_w
+
+    head = f"# effective config of run {run_id} (from {cfg.path}"
+    head += f", with --set {' --set '.join(cfg.overrides)})\n" if cfg.overrides else ")\n"
+    return head + tomli_w.dumps(cfg.values)
+
+
+def run_training(store: Store, cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *,
+                 started: float | None = None) -> tuple[Run, FitResult]:
+    """Fit, export into a staging dir, and rename it into `runs/<run-id>/` only when complete."""
+    from maasctl.tf.export import export_model
+
+    started = time.time() if started is None else started
+    t0 = time.perf_counter() - (time.time() - started)
+    result = fit(cfg, ds, reporter)
+    run_id = new_run_id()
+    with contextlib.suppress(OSError):  # housekeeping must never fail a run
+        store.sweep_staging()
+    with store.staging() as staged:
+        export_model(result.model, staged / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
+        (staged / CONFIG_COPY).write_text(_config_copy(cfg, run_id), encoding="utf-8")
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+        record = build_record(run_id, cfg, ds, result, started_at=started_at,
+                              wall_time_s=time.perf_counter() - t0)
+        write_record(staged, record)
+        commit_run(store, staged, run_id)
+    return load_run(store, run_id), result
