@@ -30,6 +30,8 @@ import struct
 import tarfile
 import uuid
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -57,6 +59,7 @@ _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, OS unknown
 _STORED_MAX = 0xFFFF
+_READ_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -288,9 +291,18 @@ def _write_body(f: BinaryIO, root: Path, files: list[str], dirs: list[str], size
     """Stream `saved_model/...` entries after the head, hashing each chunk as it is written."""
     sink: BinaryIO
     if compression == "gzip":
-        sink = gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+        sink = _ParallelGzipWriter(f, GZIP_LEVEL)  # type: ignore[assignment]
     else:
         sink = f
+    try:
+        return _write_entries(sink, root, files, dirs, sizes, tar_offset)
+    finally:
+        if isinstance(sink, _ParallelGzipWriter):
+            sink.shutdown()
+
+
+def _write_entries(sink: BinaryIO, root: Path, files: list[str], dirs: list[str], sizes: dict[str, int],
+                   tar_offset: int) -> list[FileEntry]:
     offset = tar_offset
     entries: list[FileEntry] = []
     buf = bytearray(CHUNK)
@@ -325,9 +337,83 @@ def _write_body(f: BinaryIO, root: Path, files: list[str], dirs: list[str], size
     end = 2 * _BLOCK
     end += -(offset + end) % _RECORD
     sink.write(b"\0" * end)
-    if sink is not f:
-        sink.close()  # writes the gzip trailer; leaves f open
+    if isinstance(sink, _ParallelGzipWriter):
+        sink.close()  # writes the gzip trailer; leaves the file open
     return entries
+
+
+def _worker_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _ParallelGzipWriter:
+    """One gzip member, deflated on every core the way pigz does it.
+
+    Deflate dominates packaging time (trained float weights barely compress, yet zlib still works through
+    every byte). The stream is cut into fixed 1 MiB blocks; each is deflated on its own, primed with the
+    previous block's last 32 KiB as dictionary and ended with a sync flush (the last with a finish), so the
+    concatenation is one valid deflate stream. Fixed block boundaries make the bytes independent of the
+    number of threads, so packages stay reproducible across machines.
+    """
+
+    BLOCK = 1024 * 1024
+    WINDOW = 32 * 1024
+
+    def __init__(self, f: BinaryIO, level: int) -> None:
+        self._f = f
+        self._level = level
+        self._pending = bytearray()
+        self._tail = b""
+        self._crc = 0
+        self._size = 0
+        workers = _worker_count()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="maas-gzip") if workers > 1 else None
+        self._queue: deque[Future[bytes]] = deque()
+        self._max_queue = 2 * workers
+        f.write(_GZIP_HEADER)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        self._pending += data
+        while len(self._pending) >= self.BLOCK:
+            block = bytes(self._pending[:self.BLOCK])
+            del self._pending[:self.BLOCK]
+            self._submit(block, last=False)
+
+    def _submit(self, block: bytes, *, last: bool) -> None:
+        zdict, self._tail = self._tail, block[-self.WINDOW:]
+        if self._pool is None:
+            self._f.write(_deflate_block(block, zdict, self._level, last))
+            return
+        self._queue.append(self._pool.submit(_deflate_block, block, zdict, self._level, last))
+        while len(self._queue) > self._max_queue:
+            self._f.write(self._queue.popleft().result())
+
+    def close(self) -> None:
+        self._submit(bytes(self._pending), last=True)
+        self._pending.clear()
+        while self._queue:
+            self._f.write(self._queue.popleft().result())
+        self._f.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            for fut in self._queue:
+                fut.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _deflate_block(block: bytes, zdict: bytes, level: int, last: bool) -> bytes:
+    if zdict:
+        c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, zdict)
+    else:
+        c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return c.compress(block) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
 def _file_digest(path: Path) -> tuple[str, int]:
@@ -431,7 +517,7 @@ class _PackageReader:
         member = self._tar.next()
         if member is None:
             raise self._fail(f"empty archive (a package starts with {mf.MANIFEST_NAME})")
-        if member.name != mf.MANIFEST_NAME or not member.isreg():
+        if member.name != mf.MANIFEST_NAME or member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
             raise self._fail(f"not a maasctl package: its first entry is {member.name!r}, expected {mf.MANIFEST_NAME}")
         if member.size > MAX_MANIFEST_BYTES:
             raise self._fail(f"{mf.MANIFEST_NAME} is {member.size} bytes, over the limit of {MAX_MANIFEST_BYTES}")
@@ -450,8 +536,6 @@ class _PackageReader:
         made_dirs: list[str] = []
         total = 0
         count = 1
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
         prefix = MODEL_DIR + "/"
         while (member := self._tar.next()) is not None:
             count += 1
@@ -480,14 +564,15 @@ class _PackageReader:
                                  f"{ENV_MAX_BYTES}={limits.max_bytes}); refusing a possible decompression bomb")
             with contextlib.suppress(AttributeError):
                 tarfile.data_filter(member, str(dest))  # defence in depth; our own checks came first
-            written.append(self._extract_file(member, dest / rel, rel, exp, view))
+            written.append(self._extract_file(member, dest / rel, rel, exp))
         missing = sorted(set(expected) - {e.path for e in written})
         if missing:
             raise self._fail(f"{mf.MANIFEST_NAME} lists {prefix}{missing[0]}, which the archive does not hold"
                              + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
         while self._stream.read(CHUNK):  # read to the end: checks the gzip trailer, refuses trailing junk
             pass
-        fsync_tree_dirs(dest, made_dirs)
+        parents = {str(Path(e.path).parent) for e in written} - {"."}
+        fsync_tree_dirs(dest, sorted(set(made_dirs) | parents))
         return written
 
     def _check_member(self, member: tarfile.TarInfo, seen: set[str]) -> str:
@@ -514,20 +599,25 @@ class _PackageReader:
         seen.add(name)
         return name
 
-    def _extract_file(self, member: tarfile.TarInfo, target: Path, rel: str, exp: FileEntry,
-                      view: memoryview) -> FileEntry:
-        fobj = self._tar.extractfile(member)
-        assert fobj is not None
+    def _extract_file(self, member: tarfile.TarInfo, target: Path, rel: str, exp: FileEntry) -> FileEntry:
+        # Read the data straight from the tar stream (positioned at it in stream mode): extractfile() would add
+        # two more buffer copies per chunk, which is a third of the time of an uncompressed register.
+        stream = self._tar.fileobj
+        stream.seek(member.offset_data)  # a no-op here; refuses to go backwards
         target.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
         size = 0
+        remaining = member.size
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
         with open(fd, "wb", buffering=0) as out:
-            while n := fobj.readinto(view):
-                chunk = view[:n]
+            while remaining:
+                chunk = stream.read(min(_READ_CHUNK, remaining))
+                if not chunk:
+                    break
                 h.update(chunk)
                 out.write(chunk)
-                size += n
+                size += len(chunk)
+                remaining -= len(chunk)
             os.fsync(out.fileno())
         digest = h.hexdigest()
         if size != exp.size:
@@ -592,7 +682,7 @@ def _open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_P
         stream = _CappedReader(decompressed, cap, f"limit {ENV_MAX_BYTES}={limits.max_bytes}")
         try:
             with tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo,  # type: ignore[arg-type]
-                              bufsize=1024 * 1024) as tar:
+                              bufsize=_READ_CHUNK) as tar:
                 yield _PackageReader(path, tar, stream)
         except _ArchiveError as exc:
             raise InvalidInput(f"{path}: {exc}") from None

@@ -289,6 +289,25 @@ def test_round_trip_into_empty_store(base, tf, tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["created"] is False
 
 
+def test_parallel_gzip_independent_of_thread_count(models, tmp_path, monkeypatch):
+    """Blocks are cut at fixed offsets, so one thread and many give the same bytes (a 3 MiB+ model)."""
+    import numpy as np
+
+    from maasctl import package
+
+    src = tmp_path / "model"
+    shutil.copytree(models["small"], src)
+    (src / "assets" / "blob.bin").write_bytes(np.random.default_rng(0).normal(size=900_000).astype("float32").tobytes())
+    store = Store(tmp_path / "store")
+    outs = []
+    for workers in (1, 3):
+        monkeypatch.setattr(package, "_worker_count", lambda w=workers: w)
+        outs.append(build_package(store, src, tmp_path / f"w{workers}.maas", name="m").path.read_bytes())
+    assert outs[0] == outs[1]
+    raw = gzip.decompress(outs[0])  # checks every member's CRC and length
+    assert raw[:9] == b"maas.json" and len(raw) % 512 == 0
+
+
 def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):
     store = Store(tmp_path / "store")
     src = tmp_path / "model"
