@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from maasctl.config import TrainConfig, check_against_data, did_you_mean, load_config
-from maasctl.errors import InvalidInput, NotFound
+from maasctl.errors import InvalidInput
 from maasctl.hashing import hash_file
 
 
@@ -109,7 +109,7 @@ def _existing(cfg: TrainConfig, key: str, value: str) -> Path:
     path = cfg.resolve(value)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "file not found"
-        raise NotFound(f"{cfg.path}: {key}: {what}: {path}")
+        raise InvalidInput(f"{cfg.path}: {key}: {what}: {path}")
     return path
 
 
