@@ -140,7 +140,8 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
     try:
         with open(tmp, "wb") as f:
             f.write(b"\0" * head_len)  # the hole the manifest fills once every digest is known
-            entries = _write_body(f, src.model_dir, files, dirs, sizes, compression, tar_offset=_head_tar_len(manifest_len))
+            entries = _write_body(f, src.model_dir, files, dirs, sizes, compression,
+                                  tar_offset=_head_tar_len(manifest_len))
             manifest = mf.build_manifest(src.name, entries, signatures, meta)
             if src.expected is not None:
                 _check_digests(src, entries)
@@ -190,7 +191,8 @@ def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
         raise NotFound(f"{source}: not a directory or run id, and {exc}") from None
     stored = store.manifest(info)
     if stored.get("content_sha256") != info.sha256:
-        raise OperationFailed(f"{info.ref}: {mf.MANIFEST_NAME} does not match the registry (run: maasctl verify {info.ref})")
+        raise OperationFailed(f"{info.ref}: {mf.MANIFEST_NAME} does not match the registry "
+                              f"(run: maasctl verify {info.ref})")
     return _Source(info.path, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored))
 
 
@@ -227,7 +229,8 @@ def _check_file_set(src: _Source, files: list[str]) -> None:
         raise OperationFailed(f"{src.label}: stored file {rel} is missing (run: maasctl verify {src.label})")
     if have - want:
         rel = sorted(have - want)[0]
-        raise OperationFailed(f"{src.label}: unexpected file {rel} in the stored version (run: maasctl verify {src.label})")
+        raise OperationFailed(f"{src.label}: unexpected file {rel} in the stored version "
+                              f"(run: maasctl verify {src.label})")
 
 
 def _check_digests(src: _Source, entries: list[FileEntry]) -> None:

@@ -239,7 +239,8 @@ def test_decompression_bomb_refused_before_extraction(base, tmp_path, monkeypatc
 
     def add(doc):
         import hashlib
-        doc["files"].append({"path": "variables/zeros.bin", "size": len(big), "sha256": hashlib.sha256(big).hexdigest()})
+        doc["files"].append({"path": "variables/zeros.bin", "size": len(big),
+                             "sha256": hashlib.sha256(big).hexdigest()})
     ms = _with_manifest(ms, add) + [(_info("saved_model/variables/zeros.bin"), big)]
     pkg = _write_tar(tmp_path / "bomb.maas", ms)
     assert pkg.stat().st_size < 1024 * 1024
@@ -306,6 +307,39 @@ def test_parallel_gzip_independent_of_thread_count(models, tmp_path, monkeypatch
     assert outs[0] == outs[1]
     raw = gzip.decompress(outs[0])  # checks every member's CRC and length
     assert raw[:9] == b"maas.json" and len(raw) % 512 == 0
+
+
+def test_round_trip_from_a_training_run(tf, tmp_path):
+    """train a tiny model -> package the run -> register into an empty store: metadata and predictions equal."""
+    import numpy as np
+
+    from maasctl.runs import load_run
+    from maasctl.tf.loader import load_model, load_version
+
+    store_a, store_b = tmp_path / "a", tmp_path / "b"
+    config = Path(__file__).resolve().parent.parent / "examples" / "iris" / "config.toml"
+    r = run_cli("train", str(config), "--set", "train.epochs=2", "--json", store=store_a)
+    assert r.returncode == 0, r.stderr
+    run = load_run(Store(store_a), json.loads(r.stdout)["run_id"])
+    made = [json.loads(run_cli("package", run.run_id, "-o", str(tmp_path / f"p{i}.maas"), "--json",
+                               store=store_a).stdout) for i in (1, 2)]
+    assert made[0]["sha256"] == made[1]["sha256"] and made[0]["name"] == run.register_name == "iris"
+    manifest = read_package_manifest(made[0]["path"])
+    for key in mf.META_KEYS:
+        assert manifest.get(key) == run.meta.get(key), key
+    assert manifest["lineage"]["run_id"] == run.run_id and manifest["class_names"]
+
+    r = run_cli("register", made[0]["path"], "--json", store=store_b)
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(run_cli("show", "iris", "--json", store=store_b).stdout)
+    assert shown["sha256"] == made[0]["content_sha256"]
+    assert (shown["metrics"], shown["lineage"], shown["class_names"], shown["feature_names"], shown["params"]) == (
+        run.meta["metrics"], run.meta["lineage"], run.meta["class_names"], run.meta["feature_names"],
+        run.meta["params"])
+    x = np.random.default_rng(1).normal(5.0, 1.5, size=(7, 4)).astype("float32")
+    want = load_model(run.model_dir).predict({"features": x})
+    got = load_version(Store(store_b), "iris@1")[1].predict({"features": x})
+    assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
 
 
 def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):

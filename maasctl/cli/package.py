@@ -26,9 +26,9 @@ def package(
                                                 "[default: the run's [register] name, the ref's name, "
                                                 "or the directory's name].")] = None,
     compression: Annotated[Compression, typer.Option(
-        "--compression", help="gzip (default: the standard .tar.gz, readable with tar xzf) or none (an "
-        "uncompressed tar). Trained float weights shrink only ~8% under gzip while gzip takes ~90% of the "
-        "packaging time, so use none for big models on fast links.")] = Compression.gzip,
+        "--compression", help="gzip (default: a standard .tar.gz that tar xzf reads, deflated on every core) "
+        "or none (an uncompressed tar). Random-looking float weights shrink only ~10% under gzip, which then "
+        "takes ~90% of the packaging time: use none for big models on fast links.")] = Compression.gzip,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a reproducible, self-describing package: the SavedModel plus maas.json (signatures, metrics,
@@ -66,6 +66,8 @@ def inspect(
 
 
 def _render(manifest: dict[str, Any]) -> None:
+    import json
+
     from maasctl.savedmodel import format_spec
 
     files = manifest.get("files", [])
@@ -79,7 +81,8 @@ def _render(manifest: dict[str, Any]) -> None:
         if value:
             pairs.append((label, ", ".join(map(str, value)) if isinstance(value, list) else value))
     for section in ("metrics", "lineage", "environment"):
-        pairs += [(f"{section[:-1] if section == 'metrics' else section} {k}", v)
+        label = "metric" if section == "metrics" else section
+        pairs += [(f"{label} {k}", json.dumps(v) if isinstance(v, (dict, list)) else v)
                   for k, v in (manifest.get(section) or {}).items()]
     output.key_values(pairs)
     print()
