@@ -268,6 +268,9 @@ class InputSource:
             return "json"
         second = self._file.readline()
         self._pushback.append(second)
+        while second and not second.strip():
+            second = self._file.readline()
+            self._pushback.append(second)
         return "jsonl" if second.strip() else "json"
 
     def _load_json(self) -> None:
@@ -481,7 +484,7 @@ class Encoder:
         parsed: list[list[Any]] = []
         line = chunk.first_line
         row = chunk.start
-        for fields in csv.reader(chunk.items, skipinitialspace=True, strict=True):
+        for fields in _csv_rows(chunk.items, self.where, chunk.first_line):
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 line += 1
                 continue
@@ -650,7 +653,7 @@ class Encoder:
                 bad = int(np.argmax((arr < info.min) | (arr > info.max)) // max(1, arr.size // len(arr)))
                 raise InvalidInput(f"{self.where}: input '{name}': a value in batch row {bad + 1} is out of range "
                                    f"for {spec['dtype']}")
-        return arr.astype(target, copy=False)
+        return np.ascontiguousarray(arr, dtype=target)
 
     # structured (non-tabular) values -------------------------------------------------------------------------
     def _encode_structured(self, records: list[dict[str, Any]], start: int) -> dict[str, np.ndarray]:
@@ -752,6 +755,14 @@ class Encoder:
         return ", ".join(f"{n} {self._dtype(n)}" for n in self.schema.inputs)
 
 
+def _csv_rows(lines: list[str], where: str, first_line: int) -> Iterator[list[str]]:
+    reader = csv.reader(lines, skipinitialspace=True)
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise InvalidInput(f"{where}: line {first_line + reader.line_num - 1}: bad CSV ({exc})") from None
+
+
 def _leaves(value: Any, shape: tuple[int, ...], ragged: Callable[[], Exception]) -> Iterator[Any]:
     if not shape:
         if isinstance(value, list):
@@ -790,8 +801,16 @@ def _strings(v: Any) -> Any:
 
 def dumps(doc: Any) -> bytes:
     if orjson is not None:
-        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(doc, default=lambda a: _jsonable(a) if isinstance(a, np.ndarray) else str(a)).encode()
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
+    return json.dumps(doc, default=_default).encode()
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
 
 
 def loads(data: bytes | str) -> Any:
@@ -927,7 +946,7 @@ def _row_texts(arr: np.ndarray) -> list[str]:
     """Each row of `arr` as JSON text (a number, or a nested list). Numeric arrays go through orjson in bulk,
     which also writes float32 in its shortest form."""
     if arr.dtype != object and arr.dtype.kind in "fiub" and orjson is not None and len(arr):
-        text = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1]
+        text = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1]
         if arr.ndim == 1:
             return text.split(",")
         sep = "]" * (arr.ndim - 1) + "," + "[" * (arr.ndim - 1)

@@ -1,0 +1,340 @@
+"""`maasctl predict` as a library: pick where to send (a server or in-process), then stream input through it.
+
+Target selection (`select_target`):
+
+1. `--url URL`: that server. `--model` may be omitted only when the server lists exactly one model through
+   maasctl's `/v1/models` extension (a plain TF Serving server has no such route: then --model is required).
+2. `--local`: load `--model` in-process from the store.
+3. Otherwise the running maasctl servers recorded in the store (`maasctl ps`): exactly one serving the model (or,
+   without --model, exactly one running) is used; several is an error listing them; none, with --model, loads the
+   model in-process (and says so on stderr).
+
+Feature and class names come from the store: for a server, from the stored version with the same name and
+version as the server reports, when its signature matches; otherwise records are taken in the file's order.
+
+Streaming (`run_predict`): chunks of --batch-size rows are encoded and checked, then scored with several
+requests in flight, and written in input order. A regular file is checked completely before anything is sent
+(encoded chunks are kept up to a memory budget, beyond which the file is parsed again for sending), so a bad row
+anywhere means nothing was sent. stdin is checked chunk by chunk: a bad chunk and everything after it are not
+sent.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+from maasctl.errors import InvalidInput, MaasError
+from maasctl.predict_io import (Encoder, InputSource, ModelSchema, Writer, loads, predictions_doc, request_body,
+                                response_outputs, schema_from_signature, signature_from_metadata)
+from maasctl.refs import ModelRef, parse_ref
+
+T = TypeVar("T")
+R = TypeVar("R")
+CACHE_BUDGET = 64 << 20  # bytes of encoded input kept between the checking pass and the sending pass
+REMOTE_WORKERS = 4
+
+
+# -- targets ---------------------------------------------------------------------------------------------------
+class Target:
+    """Where predictions come from. `predict` is called from worker threads."""
+
+    describe: str
+    schema: ModelSchema
+    workers: int = 1
+
+    def predict(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def predict_body(self, body: dict[str, Any], inputs: dict[str, np.ndarray], rows: int
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteTarget(Target):
+    """A TF-Serving-compatible REST server."""
+
+    def __init__(self, client: Any, ref: ModelRef, schema: ModelSchema, describe: str,
+                 workers: int = REMOTE_WORKERS) -> None:
+        self.client, self.ref, self.schema, self.describe, self.workers = client, ref, schema, describe, workers
+        self._where = client.base_url + client.model_path(ref) + ":predict"
+
+    def predict(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        raw = self.client.predict_raw(self.ref, request_body(self.schema, inputs))
+        return response_outputs(self.schema, loads(raw), rows, self._where)
+
+    def predict_body(self, body: dict[str, Any], inputs: dict[str, np.ndarray], rows: int
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        doc = self.client.predict(self.ref, body)
+        return doc, response_outputs(self.schema, doc, rows, self._where)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class LocalTarget(Target):
+    """A SavedModel loaded in this process (maasctl.tf.loader)."""
+
+    def __init__(self, model: Any, schema: ModelSchema, describe: str) -> None:
+        self.model, self.schema, self.describe = model, schema, describe
+        self.workers = 2  # TensorFlow runs outside the GIL: overlap a call with encoding/writing
+
+    def predict(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        out = self.model.predict(inputs, self.schema.signature_name)
+        return {n: out[n] for n in self.schema.outputs if n in out}
+
+    def predict_body(self, body: dict[str, Any], inputs: dict[str, np.ndarray], rows: int
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        outputs = self.predict(inputs, rows)
+        return predictions_doc(self.schema, outputs, columnar="inputs" in body), outputs
+
+
+def _signatures_match(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def key(sig: dict[str, Any]) -> Any:
+        return sorted((n, s["dtype"], tuple(s["shape"] or ())) for n, s in sig["inputs"].items())
+
+    return key(a) == key(b)
+
+
+def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signature: str) -> dict[str, Any]:
+    """Recorded meta of NAME@VERSION when the store has it with the same signature; else {}."""
+    if store is None or version in (None, ""):
+        return {}
+    try:
+        info = store.resolve(f"{name}@{int(version)}")
+        stored = store.manifest(info).get("signatures", {}).get(signature)
+    except (MaasError, ValueError, OSError):
+        return {}
+    return info.meta if stored and _signatures_match(stored, sig) else {}
+
+
+def remote_target(url: str, model: str | None, *, signature: str = "serving_default", token: str | None = None,
+                  timeout: float = 60.0, store: Any = None, retries: int | None = None,
+                  via: str | None = None, workers: int = REMOTE_WORKERS) -> RemoteTarget:
+    from maasctl.client import DEFAULT_RETRIES, TFServingClient
+
+    client = TFServingClient(url, token=token, timeout=timeout,
+                             retries=DEFAULT_RETRIES if retries is None else retries)
+    if model is None:
+        names = client.list_models()
+        if names is None:
+            raise InvalidInput(f"--model is required: {client.base_url} does not list its models "
+                               f"(TF Serving has no model-list route); pass --model NAME")
+        if len(names) != 1:
+            raise InvalidInput(f"--model is required: {client.base_url} serves "
+                               f"{len(names)} models ({', '.join(names) or 'none'})")
+        model = names[0]
+    ref = parse_ref(model)
+    doc = client.metadata(ref)
+    where = client.base_url + client.model_path(ref) + "/metadata"
+    sig = signature_from_metadata(doc, signature, where)
+    version = (doc.get("model_spec") or {}).get("version")
+    meta = _store_meta(store, ref.name, version, sig, signature)
+    schema = schema_from_signature(sig, signature, meta)
+    label = f"{ref.name}@{version}" if version else str(ref)
+    return RemoteTarget(client, ref, schema, f"{label} at {client.base_url}" + (f" ({via})" if via else ""),
+                        workers=workers)
+
+
+def local_target(store: Any, model: str, *, signature: str = "serving_default") -> LocalTarget:
+    from maasctl.tf.loader import load_version
+
+    info, loaded = load_version(store, model)
+    if signature not in loaded.signatures:
+        raise InvalidInput(f"{info.ref} has no signature '{signature}' (available: {', '.join(loaded.signatures)})")
+    schema = schema_from_signature(loaded.signatures[signature], signature, info.meta)
+    return LocalTarget(loaded, schema, f"{info.ref} in-process from {store.root}")
+
+
+def live_servers(store: Any) -> list[Any]:
+    """Running maasctl servers recorded in the store (via maasctl.servers, or its record files directly)."""
+    try:
+        from maasctl.servers import list_servers
+    except ImportError:  # the servers module is optional for predict: read the records ourselves
+        return _read_server_records(Path(store.servers_dir))
+    return list_servers(store)
+
+
+@dataclass
+class _Record:
+    id: str
+    pid: int
+    url: str
+    models: list[str]
+    refs: list[str]
+
+
+def _read_server_records(directory: Path) -> list[Any]:
+    import json
+    import os
+
+    out = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+            os.kill(int(doc["pid"]), 0)
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+        out.append(_Record(str(doc.get("id", path.stem)), int(doc["pid"]), str(doc["url"]),
+                           list(doc.get("models", [])), list(doc.get("refs", []))))
+    return out
+
+
+def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
+                  signature: str = "serving_default", token: str | None = None, timeout: float = 60.0,
+                  say: Callable[[str], None] = lambda text: None) -> Target:
+    """Decide where to predict (see the module docstring) and connect or load."""
+    if url and local:
+        raise InvalidInput("--url and --local exclude each other")
+    if url:
+        return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store)
+    if local:
+        if not model:
+            raise InvalidInput("--local needs --model NAME[@VERSION|@ALIAS] (the model to load from the store)")
+        say(f"loading {model} in-process from the store at {store.root}")
+        return local_target(store, model, signature=signature)
+    servers = live_servers(store)
+
+    def listing(recs: Iterable[Any]) -> str:
+        return "; ".join(f"{r.id} at {r.url} ({', '.join(r.refs or r.models)})" for r in recs)
+
+    if model:
+        ref = parse_ref(model)
+        serving = [s for s in servers if ref.name in s.models]
+        if len(serving) > 1:
+            raise InvalidInput(f"model '{ref.name}' is served by {len(serving)} running servers: {listing(serving)}; "
+                               f"pass --url URL to pick one, or --local")
+        if serving:
+            s = serving[0]
+            return remote_target(s.url, model, signature=signature, token=token, timeout=timeout, store=store,
+                                 via=f"server {s.id}")
+        say(f"no running server serves '{ref.name}': loading {model} in-process from the store at {store.root}")
+        return local_target(store, model, signature=signature)
+    if not servers:
+        raise InvalidInput("no --model given and no maasctl server is running (see: maasctl ps); pass --model REF "
+                           "to predict in-process, or --url URL")
+    if len(servers) > 1:
+        raise InvalidInput(f"{len(servers)} servers are running: {listing(servers)}; pass --model REF or --url URL")
+    s = servers[0]
+    if len(s.models) != 1:
+        raise InvalidInput(f"server {s.id} at {s.url} serves {len(s.models)} models ({', '.join(s.models)}); "
+                           f"pass --model NAME")
+    return remote_target(s.url, s.models[0], signature=signature, token=token, timeout=timeout, store=store,
+                         via=f"server {s.id}")
+
+
+# -- streaming -------------------------------------------------------------------------------------------------
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """fn over items with up to `workers` calls in flight; results in input order, lazily (bounded memory)."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Encoded:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    consumed: int
+
+
+@dataclass
+class PredictSummary:
+    rows: int
+    target: str
+    checked_first: bool
+
+
+Progress = Callable[[str, int, int], None]  # (phase "check"/"predict", rows done, input chars consumed)
+
+
+def _encoded(source: InputSource, encoder: Encoder, batch_size: int) -> Iterator[Encoded]:
+    for chunk in source.chunks(batch_size):
+        inputs = encoder.encode(chunk)
+        rows = len(next(iter(inputs.values()))) if inputs else 0
+        if rows:
+            yield Encoded(inputs, rows, chunk.consumed)
+
+
+def _nbytes(e: Encoded) -> int:
+    return sum(a.nbytes if a.dtype != object else a.size * 64 for a in e.inputs.values())
+
+
+def _checked_first(source: InputSource, encoder: Encoder, batch_size: int, progress: Progress | None
+                   ) -> Iterator[Encoded]:
+    """Check the whole (rewindable) input before yielding anything; keep the encoded chunks if they fit."""
+    cache: list[Encoded] | None = []
+    size = rows = 0
+    for e in _encoded(source, encoder, batch_size):
+        rows += e.rows
+        if progress:
+            progress("check", rows, e.consumed)
+        if cache is not None:
+            cache.append(e)
+            size += _nbytes(e)
+            if size > CACHE_BUDGET:
+                cache = None
+    if cache is not None:
+        yield from cache
+        return
+    source.rewind()
+    if source.format == "csv":
+        source.header()
+    yield from _encoded(source, encoder, batch_size)
+
+
+def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_size: int = 1024,
+                progress: Progress | None = None, warn: Callable[[str], None] = lambda text: None,
+                check_first: bool = True) -> PredictSummary:
+    """Stream `source` through `target` into `writer`, in input order."""
+    if batch_size < 1:
+        raise InvalidInput(f"--batch-size {batch_size}: must be at least 1")
+    encoder = Encoder(target.schema, source.where, warn=warn)
+    if source.body is not None:
+        inputs, rows = encoder.encode_body(source.body)
+        doc, outputs = target.predict_body(source.body, inputs, rows)
+        writer.write_body(doc, outputs)
+        writer.close()
+        return PredictSummary(rows, target.describe, True)
+    if source.format == "csv":
+        encoder.set_csv_header(source.header())
+    first = check_first and source.rewindable
+    chunks = _checked_first(source, encoder, batch_size, progress) if first else _encoded(source, encoder, batch_size)
+    done = 0
+
+    def call(e: Encoded) -> tuple[Encoded, dict[str, np.ndarray]]:
+        return e, target.predict(e.inputs, e.rows)
+
+    for e, outputs in ordered_map(call, chunks, target.workers):
+        writer.write(outputs)
+        done += e.rows
+        if progress:
+            progress("predict", done, e.consumed)
+    writer.close()
+    return PredictSummary(done, target.describe, first)
+
+
+__all__ = ["LocalTarget", "PredictSummary", "RemoteTarget", "Target", "live_servers", "local_target",
+           "ordered_map", "remote_target", "run_predict", "select_target"]
