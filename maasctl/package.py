@@ -157,9 +157,11 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
         if final is None:
             final = out_dir / _default_filename(src, manifest)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError):  # unreadable model file, full disk...: say which file, no traceback
+            raise OperationFailed(f"cannot package {src.label}: {exc.filename or tmp}: {exc.strerror or exc}") from None
         raise
     return PackageResult(final, sha, size, manifest, compression)
 
@@ -740,7 +742,12 @@ def register_package(store: Store, path: str | Path, name: str | None = None, *,
                     raise InvalidInput(f"{path}: the package's name is not usable ({exc}); pass --name NAME") from None
             store.sweep_staging()
             with store.staging() as staged:
-                files = reader.extract_to(staged, limits)
+                try:
+                    files = reader.extract_to(staged, limits)
+                except gzip.BadGzipFile:
+                    raise  # a bad archive: _open_package reports it
+                except OSError as exc:  # writing into staging failed (full disk...), not a bad archive
+                    raise OperationFailed(f"cannot extract {path} into {staged}: {exc.strerror or exc}") from None
                 signatures = _checked_signatures(path, staged, manifest)
                 return store.publish(staged, files, name, signatures=signatures,
                                      meta={**mf.model_meta(manifest), **(meta or {})}, aliases=aliases,

@@ -357,6 +357,9 @@ def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):
     c2 = build_package(store, src, tmp_path / "c2.maas", name="m", compression="none")
     assert c1.path.read_bytes() == c2.path.read_bytes() and c1.sha256 != a.sha256
     assert c1.manifest == a.manifest
+    reg = Store(tmp_path / "other")
+    assert register_package(reg, c1.path).created  # an uncompressed package registers the same content
+    assert not register_package(reg, a.path).created
 
     weights = moved / "variables" / "variables.data-00000-of-00001"
     data = bytearray(weights.read_bytes())
