@@ -1,0 +1,180 @@
+"""The TF Serving REST client: retries, error mapping, tokens, keep-alive, ordered concurrency.
+
+Real HTTP on 127.0.0.1 throughout: small stdlib servers with scripted behaviour for the network cases, and the
+TF-Serving-protocol stub backed by a real SavedModel for the protocol cases.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from maasctl.client import TFServingClient
+from maasctl.errors import InvalidInput, NotFound, OperationFailed
+from maasctl.predict import ordered_map
+from maasctl.refs import ModelRef
+
+
+class Scripted:
+    """A real HTTP/1.1 server answering from a list of (status, body); records peers and concurrency."""
+
+    def __init__(self, answers: list[tuple[int, dict]], delay: float = 0.0, port: int = 0) -> None:
+        self.answers, self.delay = list(answers), delay
+        self.peers: list[tuple[str, int]] = []
+        self.paths: list[str] = []
+        self.active = self.max_active = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    outer.peers.append(self.client_address)
+                    outer.paths.append(self.path)
+                    outer.active += 1
+                    outer.max_active = max(outer.max_active, outer.active)
+                    status, doc = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
+                time.sleep(outer.delay)
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                with lock:
+                    outer.active -= 1
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_refused_is_retried_then_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}"
+    client = TFServingClient(url, retries=2, backoff=0.01)
+    with pytest.raises(OperationFailed) as exc:
+        client.predict("m", {"instances": [1]})
+    assert str(exc.value).startswith(f"cannot reach {url}: connection refused (3 attempts")
+
+
+def test_a_server_that_comes_up_late_is_reached_by_retrying():
+    port = free_port()
+    late: list[Scripted] = []
+    timer = threading.Timer(0.3, lambda: late.append(Scripted([(200, {"predictions": [1]})], port=port)))
+    timer.start()
+    try:
+        client = TFServingClient(f"127.0.0.1:{port}", retries=6, backoff=0.1)
+        assert client.predict("m", {"instances": [1]}) == {"predictions": [1]}
+    finally:
+        timer.join()
+        for s in late:
+            s.stop()
+
+
+def test_timeouts_and_503_are_retried():
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(OperationFailed, match=r"timed out after 0.2 s \(2 attempts"):
+            TFServingClient(url, timeout=0.2, retries=1, backoff=0.01).status("m")
+    server = Scripted([(503, {"error": "loading"}), (503, {"error": "loading"}), (200, {"ok": 1})])
+    try:
+        assert TFServingClient(server.url, retries=3, backoff=0.01).status("m") == {"ok": 1}
+        assert len(server.paths) == 3
+    finally:
+        server.stop()
+
+
+def test_http_errors_carry_the_server_message():
+    server = Scripted([(400, {"error": "Missing 'inputs' or 'instances' key"}), (404, {"error": "no such model"}),
+                       (500, {"error": "boom"})])
+    try:
+        client = TFServingClient(server.url, retries=0)
+        with pytest.raises(InvalidInput, match="HTTP 400: Missing 'inputs' or 'instances' key"):
+            client.predict("m", {})
+        with pytest.raises(NotFound, match="HTTP 404: no such model"):
+            client.metadata("m")
+        with pytest.raises(OperationFailed, match="HTTP 500: boom") as exc:
+            client.status("m")
+        assert exc.value.exit_code == 1
+    finally:
+        server.stop()
+
+
+def test_routes_keep_alive_and_list_models():
+    server = Scripted([(200, {"models": [{"name": "iris"}]})])
+    try:
+        client = TFServingClient(server.url)
+        for _ in range(5):
+            client.status(ModelRef("iris", version=3))
+        client.metadata(ModelRef("iris", alias="stable"))
+        client.predict(ModelRef("iris"), {"instances": []})
+        assert client.list_models() == ["iris"]
+        assert server.paths[:7] == ["/v1/models/iris/versions/3"] * 5 + ["/v1/models/iris/labels/stable/metadata",
+                                                                        "/v1/models/iris:predict"]
+        assert len({peer for peer in server.peers}) == 1  # one kept-alive connection
+    finally:
+        server.stop()
+
+
+def test_ordered_map_keeps_order_with_requests_in_flight():
+    server = Scripted([(200, {"ok": True})], delay=0.05)
+    try:
+        client = TFServingClient(server.url)
+
+        def call(i: int) -> int:
+            client.predict("m", {"instances": [i]})
+            return i
+
+        assert list(ordered_map(call, range(20), workers=4)) == list(range(20))
+        assert server.max_active == 4
+    finally:
+        server.stop()
+
+
+@pytest.mark.tf
+def test_against_the_tf_serving_stub(models):
+    from tfserving_stub_server import StubServer
+
+    stub = StubServer(models["small"], "iris", version=2, token="s3cret").start()
+    try:
+        with pytest.raises(InvalidInput, match="HTTP 401.*pass --token"):
+            TFServingClient(stub.url).status("iris")
+        client = TFServingClient(stub.url, token="s3cret")
+        status = client.status("iris")
+        assert status["model_version_status"][0]["state"] == "AVAILABLE"
+        assert stub.last_headers["authorization"] == "Bearer s3cret"
+        meta = client.metadata(ModelRef("iris", version=2))
+        assert "serving_default" in meta["metadata"]["signature_def"]["signature_def"]
+        out = client.predict("iris", {"instances": [[1.0, 2.0, 3.0, 4.0]]})
+        assert len(out["predictions"][0]) == 3
+        assert client.list_models() is None  # a plain TF Serving server has no model list
+        with pytest.raises(NotFound, match=r"Specific\(iris, 9\)"):
+            client.predict(ModelRef("iris", version=9), {"instances": [[1.0, 2.0, 3.0, 4.0]]})
+    finally:
+        stub.stop()
