@@ -53,9 +53,9 @@ def root(
 
 
 def _load_commands() -> None:
-    from maasctl.cli import package, predict, registry, serve, train
+    from maasctl.cli import completion, package, predict, registry, serve, train
 
-    for module in (train, package, registry, serve, predict):
+    for module in (train, package, registry, serve, predict, completion):
         module.attach(app)
 
 

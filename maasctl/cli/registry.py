@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from maasctl import output
+from maasctl.cli._complete import complete_alias, complete_model, complete_ref, complete_source
 from maasctl.cli._options import JsonOpt, state
 from maasctl.errors import InvalidInput
 
@@ -25,8 +26,8 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
 
 def register(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.")],
-    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name.")] = None,
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.", autocompletion=complete_source)],
+    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name.", autocompletion=complete_model)] = None,
     alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the version (repeatable).")] = [],
     description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
     tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],
@@ -54,7 +55,7 @@ def register(
 
 def list_(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions.")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions.", autocompletion=complete_model)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List models, or one model's versions.
@@ -84,7 +85,7 @@ def list_(
 
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@VERSION or NAME@ALIAS.", autocompletion=complete_ref)],
     json_out: JsonOpt = False,
 ) -> None:
     """Everything about one version, including its signatures.
@@ -122,7 +123,7 @@ def show(
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).", autocompletion=complete_ref)],
     alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias name (not all digits, not 'latest').")],
     json_out: JsonOpt = False,
 ) -> None:
@@ -141,8 +142,8 @@ def alias_set(
 @alias_app.command("rm")
 def alias_rm(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.")],
-    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to remove.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.", autocompletion=complete_model)],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to remove.", autocompletion=complete_alias)],
     json_out: JsonOpt = False,
 ) -> None:
     """Remove an alias (the version stays).
@@ -159,8 +160,8 @@ def alias_rm(
 @alias_app.command("history")
 def alias_history(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.")],
-    alias: Annotated[Optional[str], typer.Argument(help="Only this alias.")] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.", autocompletion=complete_model)],
+    alias: Annotated[Optional[str], typer.Argument(help="Only this alias.", autocompletion=complete_alias)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The event log of a model (registrations, alias moves, removals), oldest first.
@@ -180,7 +181,7 @@ def alias_history(
 
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME@VERSION (or NAME@ALIAS).")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME@VERSION (or NAME@ALIAS).", autocompletion=complete_ref)],
     force: Annotated[bool, typer.Option("--force", "-f", help="Also remove aliases pointing at it.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -198,7 +199,7 @@ def rm(
 
 def verify(
     ctx: typer.Context,
-    ref: Annotated[Optional[str], typer.Argument(help="One version; default: every version.")] = None,
+    ref: Annotated[Optional[str], typer.Argument(help="One version; default: every version.", autocompletion=complete_ref)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-hash stored files against their recorded sha256; exit 1 on any corruption.
