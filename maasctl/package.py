@@ -670,6 +670,8 @@ def _open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_P
         raise NotFound(f"{path}: no such package file") from None
     except IsADirectoryError:
         raise InvalidInput(f"{path}: is a directory, not a package file") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the package ({exc.strerror or exc})") from None
     with raw:
         magic = raw.read(2)
         raw.seek(257)

@@ -16,7 +16,7 @@ from conftest import run_cli, tree_snapshot
 from maasctl import manifest as mf
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
 from maasctl.hashing import content_sha256
-from maasctl.package import build_package, read_package_manifest, register_package
+from maasctl.package import build_package, inspect_target, read_package_manifest, register_package
 from maasctl.store import Store
 
 META = {
@@ -435,6 +435,10 @@ def test_package_errors(base, models, tmp_path):
     with pytest.raises(InvalidInput, match="output directory"):
         build_package(store, "iris@1", tmp_path / "missing" / "x.maas")
     assert os.listdir(tmp_path) == []
+    with pytest.raises(InvalidInput, match="is a directory"):
+        inspect_target(store, str(models["small"]))
+    with pytest.raises(NotFound, match="model 'nosuch' not found"):
+        inspect_target(store, "nosuch@2")
 
 
 def test_package_refuses_damaged_stored_version(models, tmp_path):
