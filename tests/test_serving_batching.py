@@ -101,3 +101,23 @@ def test_errors_reach_every_caller(model):
     results = run_concurrently(batcher, [np.zeros((1, 4), np.float32)] * 3)
     batcher.stop()
     assert all(isinstance(r, InvalidInput) for r in results)
+
+
+def test_a_lone_request_on_an_idle_model_runs_inline_else_on_the_worker(model):
+    threads = []
+
+    def call(inputs):
+        threads.append(threading.current_thread().name)
+        return model.predict(inputs)
+
+    x = np.ones((1, 4), np.float32)
+    inline = Batcher(call, max_rows=8)
+    run_concurrently(inline, [x])
+    run_concurrently(inline, [x, x, x])  # ready together: handed to the worker as one batch
+    inline.stop()
+    assert threads == [threading.current_thread().name, "batch-"]
+    threads.clear()
+    waiting = Batcher(call, max_rows=8, timeout_s=0.01)  # a batch timeout always uses the worker
+    run_concurrently(waiting, [x])
+    waiting.stop()
+    assert threads == ["batch-"]

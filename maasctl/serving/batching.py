@@ -5,6 +5,12 @@ not wait, unless `timeout_s` > 0: then it waits up to that long for more rows. W
 requests pile up and form the next one, so batches grow exactly when the model is the bottleneck.
 Inputs are concatenated along axis 0, the model is called once off the event loop (TensorFlow releases the
 GIL), and each caller gets exactly its own rows back through its asyncio future.
+
+One shortcut: handing a request to the worker thread and back costs two thread wake-ups, which for a tiny
+model is more than the model call itself. So when exactly one request is ready in an event-loop iteration,
+the worker is idle, no batch timeout is set and the model's recent calls took under INLINE_MAX_S, the call
+runs right there on the event loop (blocking it for at most about that long). Whenever requests arrive
+together or the worker is busy, they go to the worker and are batched as above.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ log = logging.getLogger("maasctl.serve")
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 _STOP = object()
+INLINE_MAX_S = 0.002
 
 
 class _Item:
@@ -64,14 +71,36 @@ class Batcher:
         self._pending: collections.deque[_Item] = collections.deque()
         self._thread = threading.Thread(target=self._run, name=f"batch-{name}", daemon=True)
         self._stopped = False
+        self._busy = False
+        self._recent_s = 0.0  # moving average of model-call time
+        self._ready: list[_Item] = []
+        self._flush_scheduled = False
         self._thread.start()
 
     async def submit(self, inputs: Inputs, rows: int | None) -> Outputs:
         """Queue one request's inputs and wait for its outputs (`rows` None: not batchable, runs alone)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._queue.put(_Item(inputs, rows, fut, loop))
+        item = _Item(inputs, rows, fut, loop)
+        if self.timeout_s > 0:
+            self._queue.put(item)
+        else:
+            # collect the requests that become ready in this loop iteration, then decide in _flush
+            self._ready.append(item)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
         return await fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        items, self._ready = self._ready, []
+        if (len(items) == 1 and not self._busy and self._queue.empty() and not self._stopped
+                and self._recent_s < INLINE_MAX_S):
+            _deliver([self._call_one(items[0])])
+            return
+        for item in items:
+            self._queue.put(item)
 
     def stop(self, wait: bool = True) -> None:
         if not self._stopped:
@@ -110,7 +139,11 @@ class Batcher:
                         break
             batch = self._form_batch()
             if batch:
-                self._execute(batch)
+                self._busy = True
+                try:
+                    self._execute(batch)
+                finally:
+                    self._busy = False
             if self._stopped and not self._pending:
                 return
 
@@ -181,8 +214,10 @@ class Batcher:
     def _timed(self, inputs: Inputs, rows: int) -> Outputs:
         t0 = time.perf_counter()
         out = self.call(inputs)
+        seconds = time.perf_counter() - t0
+        self._recent_s = 0.8 * self._recent_s + 0.2 * seconds
         if self.on_batch is not None:
-            self.on_batch(rows, time.perf_counter() - t0)
+            self.on_batch(rows, seconds)
         return out
 
     def _fail_pending(self) -> None:

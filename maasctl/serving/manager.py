@@ -89,7 +89,10 @@ class Servable:
         for b in list(self._batchers.values()):
             b.stop()
         self._batchers.clear()
-        self.model = None
+        model, self.model = self.model, None
+        close = getattr(model, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,10 @@ def default_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]
     """Resolve, digest-check and load `name@version` from the store -> (LoadedModel, meta)."""
 
     def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
-        from maasctl.tf.loader import load_model
+        from maasctl.tf.servable import load_servable
 
         info = store.resolve(ModelRef(name, version=version))
-        model = load_model(info.path, check=store.check_version(info))
+        model = load_servable(info.path, check=store.check_version(info))
         return model, dict(info.meta)
 
     return load

@@ -1,0 +1,269 @@
+"""Benchmark `maasctl serve` with wrk against in-process baselines measured in the same run.
+
+    python bench/bench_serve.py [--duration 10] [--keep]
+
+Needs wrk (`apt-get install -y wrk`); without it only the baselines, startup time and memory are measured.
+All traffic is on 127.0.0.1; every load phase is bounded by --duration.
+
+Models: MLP 4->16->3 ("small") and 784->512->512->10 ("medium"), exported with Keras and registered in a
+temporary store. Baselines (no HTTP, one thread): the raw signature call rate at batch 1 and 32, and the
+JSON round-trip rate (decode the request body, validate, call the model, encode the response). Figures
+are printed as ratios against these baselines, next to the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from maasctl.serving import codec  # noqa: E402
+from maasctl.store import Store  # noqa: E402
+from maasctl.tf import load_tensorflow  # noqa: E402
+
+
+def build_mlp(path: Path, sizes: list[int], seed: int) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(sizes[0],), name="features")
+    x = inp
+    for units in sizes[1:-1]:
+        x = keras.layers.Dense(units, activation="relu")(x)
+    out = keras.layers.Dense(sizes[-1], activation="softmax")(x)
+    keras.Model(inp, out).export(str(path), verbose=False)
+    return path
+
+
+def rate(fn, seconds: float, warmup: int = 50) -> float:
+    for _ in range(warmup):
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def body_for(rows: int, width: int, seed: int = 0) -> bytes:
+    x = np.random.default_rng(seed).random((rows, width)).astype(np.float32)
+    return json.dumps({"instances": x.tolist()}).encode()
+
+
+def baselines(tf, store: Store, seconds: float) -> dict[str, float]:
+    out = {}
+    for name, width in (("small", 4), ("medium", 784)):
+        path = store.version_dir(name, 1)
+        sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+        for b in (1, 32):
+            x = tf.constant(np.random.default_rng(1).random((b, width)).astype(np.float32))
+            out[f"raw_{name}_b{b}"] = rate(lambda: sig(features=x), seconds)
+        from maasctl.tf.loader import load_model
+
+        model = load_model(path)
+        body = body_for(32, width)
+
+        def round_trip():
+            req = codec.parse_predict(codec.loads(body), model.signatures)
+            return codec.encode_predict(model.predict(req.inputs, req.signature_name), req.row_format)
+
+        out[f"json_{name}_b32_requests"] = rate(round_trip, seconds, warmup=10)
+    return out
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+BARE = """
+import sys, time, numpy as np
+from maasctl.tf import load_tensorflow
+tf = load_tensorflow()
+sigs = [tf.saved_model.load(p).signatures["serving_default"] for p in sys.argv[1:]]
+for s, w in zip(sigs, (4, 784)):
+    for b in (1, 32):
+        s(features=tf.constant(np.zeros((b, w), np.float32)))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def bare_rss(paths: list[Path]) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", BARE, *map(str, paths)], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        proc.stdout.readline()
+        return rss_kb(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def import_tf_seconds() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes) -> int:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()
+        return r.status
+
+
+def start_server(store: Store, refs: list[str], extra: list[str] = ()) -> tuple[subprocess.Popen, str, float]:
+    """`maasctl serve` in the foreground as a subprocess; returns (proc, url, seconds to first prediction)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    body = body_for(1, 4)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), "serve", *refs,
+                             "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server died: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if post(url + "/v1/models/small:predict", body) == 200:
+                return proc, url, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.01)
+
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}", "rb")
+wrk.body = f:read("*all")
+f:close()
+"""
+
+
+def _seconds(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path) -> dict[str, float]:
+    body_path = workdir / f"body-{len(body)}.json"
+    body_path.write_bytes(body)
+    script = workdir / f"post-{len(body)}.lua"
+    script.write_text(WRK_LUA.format(body=body_path))
+    threads = min(connections, 2)
+    run = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
+    out = run.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = _seconds(re.search(r"\s99%\s+(\S+)", out).group(1))
+    p50 = _seconds(re.search(r"\s50%\s+(\S+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else ""}
+
+
+def verdict(ok: bool) -> str:
+    return "ok  " if ok else "MISS"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
+    ap.add_argument("--baseline-seconds", type=float, default=3.0, help="seconds per in-process baseline")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary store")
+    args = ap.parse_args()
+
+    tf = load_tensorflow()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        store = Store(tmp / "store")
+        for name, sizes, seed in (("small", [4, 16, 3], 1), ("medium", [784, 512, 512, 10], 2)):
+            store.register(build_mlp(tmp / name, sizes, seed), name)
+        print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+
+        base = baselines(tf, store, args.baseline_seconds)
+        print("\n== in-process baselines (no HTTP, one thread)")
+        for k, v in base.items():
+            print(f"  {k:28s} {v:10.0f} /s" + (f"   ({v * 32:.0f} rows/s)" if k.startswith("json") else ""))
+
+        t_import = min(import_tf_seconds() for _ in range(2))
+        proc, url, ttfp = start_server(store, ["small", "medium"])
+        print("\n== startup")
+        print(f"  python -c 'import tensorflow'          {t_import:6.2f} s")
+        print(f"  maasctl serve -> first prediction       {ttfp:6.2f} s   (+{ttfp - t_import:.2f} s; "
+              f"target <= +1.5 s) {verdict(ttfp - t_import <= 1.5)}")
+        try:
+            results = {}
+            if shutil.which("wrk") is None:
+                print("\nwrk not found: install it (apt-get install -y wrk) for the HTTP figures")
+            else:
+                small1, medium32 = body_for(1, 4), body_for(32, 784)
+                # warm up (first calls trace and allocate)
+                wrk(url + "/v1/models/small:predict", small1, 16, 1, tmp)
+                wrk(url + "/v1/models/medium:predict", medium32, 16, 1, tmp)
+                results["small_c16"] = wrk(url + "/v1/models/small:predict", small1, 16, args.duration, tmp)
+                results["small_c1"] = wrk(url + "/v1/models/small:predict", small1, 1, args.duration, tmp)
+                results["medium_c16"] = wrk(url + "/v1/models/medium:predict", medium32, 16, args.duration, tmp)
+            server_rss = rss_kb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        bare = bare_rss([store.version_dir("small", 1), store.version_dir("medium", 1)])
+
+        if results:
+            raw1 = base["raw_small_b1"]
+            jrt = base["json_medium_b32_requests"] * 32
+            r = results["small_c16"]
+            print("\n== HTTP with wrk (127.0.0.1, the server in its own process)")
+            print(f"  small, 1 row,  16 conns: {r['rps']:8.0f} req/s = {r['rps'] / raw1:4.2f}x raw batch-1 "
+                  f"(target >= 2x) {verdict(r['rps'] / raw1 >= 2)}; p50 {r['p50'] * 1e3:.2f} ms, "
+                  f"p99 {r['p99'] * 1e3:.2f} ms (target <= 20 ms) {verdict(r['p99'] <= 0.020)}")
+            r = results["small_c1"]
+            print(f"  small, 1 row,   1 conn : {r['rps']:8.0f} req/s = {r['rps'] / raw1:4.2f}x raw batch-1 "
+                  f"(target >= 0.6x) {verdict(r['rps'] / raw1 >= 0.6)}; p50 {r['p50'] * 1e3:.2f} ms, "
+                  f"p99 {r['p99'] * 1e3:.2f} ms")
+            r = results["medium_c16"]
+            rows = r["rps"] * 32
+            print(f"  medium, 32 rows, 16 conns: {rows:8.0f} rows/s = {rows / jrt:4.2f}x JSON round-trip "
+                  f"(target >= 0.8x) {verdict(rows / jrt >= 0.8)}; p99 {r['p99'] * 1e3:.1f} ms")
+            bad = {k: (v["non2xx"], v["socket_errors"]) for k, v in results.items() if v["non2xx"] or v["socket_errors"]}
+            print(f"  failed responses: {bad or 'none'}")
+        print("\n== memory (RSS, small + medium loaded and called)")
+        print(f"  bare python process holding the models  {bare / 1024:7.1f} MiB")
+        print(f"  maasctl serve after the load tests      {server_rss / 1024:7.1f} MiB = {server_rss / bare:.2f}x "
+              f"(target <= 1.3x) {verdict(server_rss / bare <= 1.3)}")
+    finally:
+        if args.keep:
+            print(f"\nstore kept at {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
