@@ -214,7 +214,7 @@ def test_hostile_archive_cli_exit_2(case, base, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and HOSTILE[case] in lines[0]
     assert r.stdout == ""
-    assert not store_path.exists()
+    assert not store_path.exists() and os.listdir(tmp_path) == [pkg.name]
 
 
 def test_limits_entry_count_and_size(base, tmp_path, monkeypatch):
