@@ -1,0 +1,158 @@
+"""Benchmark `maasctl train` against a plain Keras script, and maasctl's CSV loading against numpy.loadtxt.
+
+Both figures are ratios against a baseline measured in the same run on the same generated CSV
+(default 50,000 rows x 20 features, 3 classes):
+
+- loading: `maasctl.data.load_dataset` (parse, label mapping, split, sha256) vs `numpy.loadtxt` of the same
+  file, best of N in this process. Target: <= 2x.
+- training: `python -m maasctl train bench.toml` vs `python plain_keras.py` doing the same fit (same model,
+  seed, op determinism, Normalization adapted on the same training rows, same epochs and batch size, same
+  validation data, SavedModel export), each a fresh process, alternated, median of N wall times.
+  Target: <= 1.10x.
+
+Usage: python bench/bench_train.py [--rows 50000] [--features 20] [--epochs 5] [--batch-size 128] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIG = """
+[data]
+path = "data.csv"
+label = "label"
+validation_split = 0.2
+shuffle = true
+
+[model]
+task = "classification"
+normalize = true
+[[model.layers]]
+type = "Dense"
+units = 64
+activation = "relu"
+[[model.layers]]
+type = "Dense"
+units = 3
+activation = "softmax"
+
+[train]
+epochs = {epochs}
+batch_size = {batch_size}
+optimizer = "adam"
+learning_rate = 0.001
+seed = 42
+"""
+
+# The same work, written the way a user would without maasctl (same split as maasctl's: seeded permutation).
+PLAIN = """
+import sys, time
+import numpy as np
+import tensorflow as tf
+import keras
+
+epochs, batch_size, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+arr = np.loadtxt("data.csv", delimiter=",", skiprows=1, dtype=np.float32)
+x, y = arr[:, :-1], arr[:, -1].astype(np.int32)
+order = np.random.default_rng(42).permutation(len(x))
+n_val = int(round(len(x) * 0.2))
+tr, va = order[: len(x) - n_val], order[len(x) - n_val:]
+keras.utils.set_random_seed(42)
+tf.config.experimental.enable_op_determinism()
+norm = keras.layers.Normalization()
+norm.adapt(x[tr])
+inp = keras.Input((x.shape[1],), name="features")
+h = keras.layers.Dense(64, activation="relu")(norm(inp))
+model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(h))
+model.compile(keras.optimizers.Adam(0.001), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x[tr], y[tr], batch_size=batch_size, epochs=epochs, validation_data=(x[va], y[va]), verbose=0)
+model.export(out, verbose=False)
+"""
+
+
+def make_csv(path: Path, rows: int, features: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, features))
+    w = rng.normal(size=(features, 3))
+    y = (x @ w + rng.normal(scale=0.5, size=(rows, 3))).argmax(axis=1)
+    header = ",".join([f"f{i}" for i in range(features)] + ["label"])
+    data = np.column_stack([x, y])
+    np.savetxt(path, data, delimiter=",", header=header, comments="", fmt=["%.6f"] * features + ["%d"])
+
+
+def best_of(n: int, fn) -> float:
+    best = float("inf")
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def wall(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=50_000)
+    ap.add_argument("--features", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-train", action="store_true", help="Only measure data loading.")
+    args = ap.parse_args()
+
+    from maasctl.config import load_config
+    from maasctl.data import load_dataset
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        root = Path(tmp)
+        csv_path = root / "data.csv"
+        make_csv(csv_path, args.rows, args.features)
+        (root / "bench.toml").write_text(CONFIG.format(epochs=args.epochs, batch_size=args.batch_size))
+        (root / "plain_keras.py").write_text(textwrap.dedent(PLAIN))
+        size_mb = csv_path.stat().st_size / 1e6
+        print(f"data: {args.rows} rows x {args.features} features + label, {size_mb:.1f} MB CSV")
+
+        cfg = load_config(root / "bench.toml")
+        t_np = best_of(5, lambda: np.loadtxt(csv_path, delimiter=",", skiprows=1))
+        t_ours = best_of(5, lambda: load_dataset(cfg))
+        print(f"load   numpy.loadtxt              {t_np:7.3f} s  (best of 5)")
+        print(f"load   maasctl.data.load_dataset  {t_ours:7.3f} s  (best of 5)  ratio {t_ours / t_np:.2f}x  "
+              f"(target <= 2x)")
+        if args.skip_train:
+            return
+
+        env = {**os.environ, "MAASCTL_HOME": str(root / "store"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        plain, ours = [], []
+        for i in range(args.repeats):  # alternate so background load hits both alike
+            plain.append(wall([sys.executable, "plain_keras.py", str(args.epochs), str(args.batch_size),
+                               str(root / f"plain-{i}")], root, env))
+            ours.append(wall([sys.executable, "-m", "maasctl", "train", "bench.toml"], root, env))
+        p, o = statistics.median(plain), statistics.median(ours)
+        print(f"train  plain Keras script         {p:7.2f} s  (median of {args.repeats}: "
+              f"{', '.join(f'{t:.2f}' for t in plain)})")
+        print(f"train  maasctl train              {o:7.2f} s  (median of {args.repeats}: "
+              f"{', '.join(f'{t:.2f}' for t in ours)})  ratio {o / p:.3f}x  (target <= 1.10x)")
+        print(f"       epochs {args.epochs}, batch size {args.batch_size}, wall time of fresh processes "
+              f"(import, load, fit, export)")
+
+
+if __name__ == "__main__":
+    main()
