@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,25 @@ def write_record(directory: Path, record: dict[str, Any]) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _git(base: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(base), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_lineage(config_path: Path, data_paths: list[str]) -> dict[str, Any]:
+    """The config directory's git commit, and whether the config or data differ from it (None: not in git)."""
+    found = _git(config_path.parent, "rev-parse", "HEAD", "--show-toplevel")
+    if not found or len(found.splitlines()) != 2:
+        return {"git_commit": None}
+    commit, top = found.splitlines()
+    inside = [p for p in (str(config_path), *data_paths) if Path(p).resolve().is_relative_to(Path(top).resolve())]
+    status = _git(config_path.parent, "status", "--porcelain", "--", *inside)
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
 def _run_ids(store: Store) -> list[str]:

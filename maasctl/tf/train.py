@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import math
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from maasctl import __version__
 from maasctl.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.data import Dataset
 from maasctl.errors import InvalidInput
-from maasctl.runs import CONFIG_COPY, MODEL_DIR, FORMAT_VERSION, Run, commit_run, load_run, new_run_id, write_record
+from maasctl.runs import (CONFIG_COPY, FORMAT_VERSION, MODEL_DIR, Run, commit_run, git_lineage, load_run, new_run_id,
+                          write_record)
 from maasctl.store import Store, utcnow
 from maasctl.tf import load_tensorflow
 
@@ -256,23 +256,6 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
 
 
 # -- the run record --------------------------------------------------------------------------------------
-def _git(base: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(base), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def git_lineage(cfg: TrainConfig, data_paths: list[str]) -> dict[str, Any]:
-    """The config directory's git commit, and whether the config or data differ from it (None: not in git)."""
-    commit = _git(cfg.base_dir, "rev-parse", "HEAD")
-    if not commit:
-        return {"git_commit": None}
-    status = _git(cfg.base_dir, "status", "--porcelain", "--", str(cfg.path), *data_paths)
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
-
-
 def environment() -> dict[str, str]:
     return {"maasctl": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform()}
@@ -289,7 +272,7 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
         "data_sha256": files[0]["sha256"],
         **({"validation_sha256": files[1]["sha256"]} if len(files) > 1 else {}),
         "data_files": files,
-        **git_lineage(cfg, [f["path"] for f in files]),
+        **git_lineage(cfg.path, [f["path"] for f in files]),
         "seed": cfg.train["seed"],
         "started_at": started_at,
         "wall_time_s": round(wall_time_s, 3),

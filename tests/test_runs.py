@@ -1,0 +1,118 @@
+"""Run records in the store: ids, commit, load/list, lineage from git, registering a run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from maasctl.errors import InvalidInput, NotFound, OperationFailed
+from maasctl.runs import commit_run, git_lineage, list_runs, load_run, new_run_id, register_run, write_record
+
+
+def test_run_ids_sort_by_time_and_are_unique():
+    a = new_run_id(1_700_000_000)
+    b = new_run_id(1_700_000_001)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", a)
+    assert a[:15] == "20231114-221320"
+    assert sorted([b, a]) == [a, b]
+    assert len({new_run_id(1_700_000_000) for _ in range(50)}) == 50
+
+
+def make_run(store, run_id: str, model_src=None, register: dict | None = None) -> None:
+    with store.staging() as staged:
+        model = staged / "model"
+        if model_src is not None:
+            shutil.copytree(model_src, model)
+        else:
+            model.mkdir()
+        record = {"run_id": run_id, "created_at": "2026-11-23T12:00:00Z", "task": "classification",
+                  "feature_names": ["a", "b", "c", "d"], "class_names": ["x", "y", "z"],
+                  "metrics": {"accuracy": 0.9}, "params": {"register": register or {}},
+                  "lineage": {"run_id": run_id, "seed": 42}, "environment": {"python": "3"}, "history": []}
+        write_record(staged, record)
+        commit_run(store, staged, run_id)
+
+
+def test_commit_load_and_list(store):
+    make_run(store, "20261123-120000-aaaaaa")
+    make_run(store, "20261123-110000-bbbbbb", register={"name": "iris"})
+    (store.runs_dir / "20261123-130000-cccccc").mkdir()  # no run.json: not a run
+    runs = list_runs(store)
+    assert [r.run_id for r in runs] == ["20261123-110000-bbbbbb", "20261123-120000-aaaaaa"]
+    run = load_run(store, "20261123-110000-bbbbbb")
+    assert run.register_name == "iris" and run.model_dir == store.runs_dir / run.run_id / "model"
+    assert run.meta == {"task": "classification", "feature_names": ["a", "b", "c", "d"],
+                        "class_names": ["x", "y", "z"], "metrics": {"accuracy": 0.9},
+                        "params": {"register": {"name": "iris"}}, "lineage": {"run_id": run.run_id, "seed": 42},
+                        "environment": {"python": "3"}}
+    assert list(store.staging_root.iterdir()) == []
+
+
+def test_load_run_not_found_lists_recent(store, tmp_path):
+    with pytest.raises(NotFound, match=r"run 'x' not found \(no runs in"):
+        load_run(store, "x")
+    make_run(store, "20261123-120000-aaaaaa")
+    with pytest.raises(NotFound, match=r"recent runs: 20261123-120000-aaaaaa; see: maasctl runs list"):
+        load_run(store, "20261123-120000-ffffff")
+    with pytest.raises(InvalidInput):
+        load_run(store, "../models")
+
+
+def test_commit_refuses_incomplete_or_existing(store):
+    with store.staging() as staged:
+        with pytest.raises(OperationFailed, match="incomplete run"):
+            commit_run(store, staged, "20261123-120000-aaaaaa")
+    make_run(store, "20261123-120000-aaaaaa")
+    with pytest.raises(OperationFailed, match="already exists"):
+        make_run(store, "20261123-120000-aaaaaa")
+    assert [p.name for p in store.runs_dir.iterdir()] == ["20261123-120000-aaaaaa"]
+    assert [p for p in store.staging_root.iterdir()] == []  # the failed writer's staging dir is gone
+
+
+def test_damaged_run_json(store):
+    make_run(store, "20261123-120000-aaaaaa")
+    (store.runs_dir / "20261123-120000-aaaaaa" / "run.json").write_text("{nope")
+    with pytest.raises(OperationFailed, match="run.json: not valid JSON"):
+        load_run(store, "20261123-120000-aaaaaa")
+    assert list_runs(store) == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_git_lineage(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("x = 1\n")
+    data = tmp_path / "d.csv"
+    data.write_text("a\n1\n")
+    assert git_lineage(cfg, [str(data)]) == {"git_commit": None}
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e",
+           "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
+        subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True, env=env, capture_output=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
+    outside.write_text("a\n1\n")
+    assert git_lineage(cfg, [str(data), str(outside)]) == {"git_commit": head, "git_dirty": False}
+    data.write_text("a\n2\n")
+    assert git_lineage(cfg, [str(data)]) == {"git_commit": head, "git_dirty": True}
+
+
+@pytest.mark.tf
+def test_register_run_defaults_from_config(store, models):
+    make_run(store, "20261123-120000-aaaaaa", models["small"],
+             register={"name": "iris", "aliases": ["candidate"], "description": "d", "tags": {"team": "ml"}})
+    res = register_run(store, "20261123-120000-aaaaaa", None)
+    assert res.created and res.info.ref == "iris@1" and res.info.aliases == ["candidate"]
+    assert res.info.description == "d" and res.info.tags == {"team": "ml"}
+    assert res.info.meta["class_names"] == ["x", "y", "z"] and res.info.lineage["seed"] == 42
+    assert res.info.source == "run 20261123-120000-aaaaaa"
+    manifest = json.loads((res.info.path / "maas.json").read_text())
+    assert manifest["feature_names"] == ["a", "b", "c", "d"]
+    res = register_run(store, "20261123-120000-aaaaaa", "other", aliases=["prod"])
+    assert res.info.ref == "other@1" and res.info.aliases == ["prod"]
+    make_run(store, "20261123-120000-bbbbbb", models["small"])
+    with pytest.raises(InvalidInput, match="no \\[register\\] name; pass a name"):
+        register_run(store, "20261123-120000-bbbbbb", None)
