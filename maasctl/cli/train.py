@@ -58,7 +58,7 @@ class RichReporter:
         self.progress = Progress(
             TextColumn(f"epoch {{task.fields[epoch]:>{width}}}/{epochs}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("{task.fields[logs]}"),
-            console=Console(stderr=True), refresh_per_second=8)
+            console=Console(stderr=True), refresh_per_second=8, transient=True)
         self.progress.start()
         self.task: Any = None
 
@@ -69,7 +69,12 @@ class RichReporter:
         self.progress.update(self.task, completed=step, logs=_fmt_logs(logs))
 
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        self.progress.update(self.task, completed=self.steps, logs=_fmt_logs(logs))
+        # Finished epochs scroll up as plain lines; only the running epoch has a live bar (any number of epochs).
+        elapsed = self.progress.tasks[-1].elapsed or 0.0
+        self.progress.remove_task(self.task)
+        width = len(str(self.epochs))
+        self.progress.console.print(f"epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  ({elapsed:.1f}s)",
+                                    highlight=False)
 
     def end(self) -> None:
         self.progress.stop()
