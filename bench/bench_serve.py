@@ -216,7 +216,7 @@ def main() -> None:
         proc, url, ttfp = start_server(store, ["small", "medium"])
         print("\n== startup")
         print(f"  python -c 'import tensorflow'          {t_import:6.2f} s")
-        print(f"  maasctl serve -> first prediction       {ttfp:6.2f} s   (+{ttfp - t_import:.2f} s; "
+        print(f"  maasctl serve -> first prediction       {ttfp:6.2f} s   ({ttfp - t_import:+.2f} s; "
               f"target <= +1.5 s) {verdict(ttfp - t_import <= 1.5)}")
         try:
             results = {}

@@ -33,8 +33,8 @@ _NUMPY_DTYPES: dict[str, Any] = {
 _FLOAT_KINDS = frozenset("fiu")
 _INT_KINDS = frozenset("iu")
 # dtypes orjson serializes natively from NumPy arrays (OPT_SERIALIZE_NUMPY)
-_ORJSON_NUMPY = frozenset(("float32", "float64", "int8", "int16", "int32", "int64",
-                           "uint8", "uint16", "uint32", "uint64", "bool"))
+_ORJSON_NUMPY = frozenset(np.dtype(t) for t in ("float32", "float64", "int8", "int16", "int32", "int64",
+                                                 "uint8", "uint16", "uint32", "uint64", "bool"))
 
 
 @dataclass
@@ -365,10 +365,10 @@ class _NeedsStdlib(Exception):
 
 def _jsonable(name: str, arr: np.ndarray) -> Any:
     """An output array as something orjson can write: the array itself on the fast path."""
-    if arr.dtype.name in _ORJSON_NUMPY:
+    if arr.dtype in _ORJSON_NUMPY:
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise _NeedsStdlib
-        return np.ascontiguousarray(arr)
+        return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     if arr.dtype.kind in "OSU":
         return _strings_out(arr.tolist(), name.endswith("_bytes"))
     if arr.dtype.kind == "f":

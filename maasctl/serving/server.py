@@ -87,6 +87,63 @@ def build_app(store: Any, refs: list[ModelRef], options: ServeOptions) -> Servin
     return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token)
 
 
+class _CoalescingTransport:
+    """Holds writes until the end of the current event-loop step, so a response's status line + headers and
+    its body leave in one send() instead of two (uvicorn writes them separately; on loopback a syscall is a
+    large share of a small request's cost). Everything else is delegated to the real transport."""
+
+    __slots__ = ("_transport", "_loop", "_buffer", "_scheduled")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._buffer.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with coalesced writes, or "auto" when httptools is missing."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
+
+    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(_CoalescingTransport(transport, self.loop))
+
+    return CoalescingHttpToolsProtocol
+
+
 def _uvicorn_server(app: ServingApp) -> Any:
     import uvicorn
 
@@ -96,8 +153,8 @@ def _uvicorn_server(app: ServingApp) -> Any:
             # the graceful stop is the whole answer to SIGTERM/SIGINT: do not re-raise the signal afterwards
             self._captured_signals.clear()
 
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, log_config=None,
-                            server_header=False, timeout_keep_alive=30)
+    config = uvicorn.Config(app, http=_http_protocol(), lifespan="on", log_level="warning", access_log=False, log_config=None,
+                            server_header=False, proxy_headers=False, timeout_keep_alive=30)
     return Server(config)
 
 
