@@ -445,6 +445,10 @@ def _check_data(data: dict[str, Any], task: str, cfg: TrainConfig) -> None:
     is_npz = data["path"].lower().endswith(".npz")
     if "label" not in data and not is_npz:
         raise cfg.error("data.label", "required key is missing: name the label column (e.g. label = \"species\")")
+    if is_npz:
+        if isinstance(data.get("label"), list):
+            raise cfg.error("data.label", "expected the name of one .npz array (targets may be 2-D), got an array")
+        data.setdefault("label", "y")
     if isinstance(data.get("label"), list) and task == "classification":
         raise cfg.error("data.label", "expected one label column for classification, got an array "
                         "(several label columns are for regression)")

@@ -88,6 +88,9 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     if classify:
         assert table.tokens is not None
         class_names, lut = class_mapping(table.tokens)
+        if len(class_names) < 2:
+            raise InvalidInput(f"{path}: the label '{data.get('label', 'y')}' has a single value "
+                               f"({', '.join(class_names)}); classification needs at least two classes")
         y = lut[table.y]
         if val_table is not None:
             assert val_table.tokens is not None

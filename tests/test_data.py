@@ -262,3 +262,8 @@ def test_class_mapping():
     assert names == ["a", "b", "c"] and lut.tolist() == [1, 0, 2]
     names, lut = class_mapping(["10", "9", "9.0"])
     assert names == ["9", "10"] and lut.tolist() == [1, 0, 0]
+
+
+def test_single_class_is_refused(tmp_path):
+    cfg = make(tmp_path, "d.csv", "a,y\n1,x\n2,x\n")
+    assert "d.csv: the label 'y' has a single value (x); classification needs at least two classes" in fails(cfg)

@@ -303,6 +303,8 @@ def test_wrong_layer_arguments_attributed_to_layer(tf, train_store, blob_dir):
     assert "model.layers[0]: Dense:" in msg and "units" in msg
     msg = fit_error(train_store, blob_dir / "blobs.toml", ("model.layers[0].activation=rleu",))
     assert "model.layers[0]: Dense:" in msg and "rleu" in msg
+    msg = fit_error(train_store, blob_dir / "blobs.toml", ("model.layers[0].name=dup", "model.layers[1].name=dup"))
+    assert "model.layers: " in msg and "dup" in msg
 
 
 def test_output_shape_checked_after_build(tf, train_store, blob_dir):
@@ -434,3 +436,17 @@ def test_cli_ctrl_c_leaves_no_run(tmp_path, blob_dir):
     assert runs == []
     staging = list(store.joinpath("staging").iterdir()) if store.joinpath("staging").exists() else []
     assert staging == []
+
+
+def test_diverging_training_fails_without_a_run(tf, train_store, blob_dir):
+    from maasctl.errors import OperationFailed
+    from maasctl.tf.train import run_training
+
+    before = sorted(p.name for p in train_store.runs_dir.iterdir()) if train_store.runs_dir.exists() else []
+    cfg, ds = prepare(blob_dir / "blobs.toml", ("train.learning_rate=1e30", "train.epochs=3",
+                                                "model.normalize=false", "train.optimizer=sgd"))
+    with pytest.raises(OperationFailed, match="training diverged"):
+        run_training(train_store, cfg, ds)
+    after = sorted(p.name for p in train_store.runs_dir.iterdir()) if train_store.runs_dir.exists() else []
+    assert after == before
+

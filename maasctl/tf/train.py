@@ -22,7 +22,7 @@ import numpy as np
 from maasctl import __version__
 from maasctl.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.data import Dataset
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.runs import (CONFIG_COPY, FORMAT_VERSION, MODEL_DIR, Run, commit_run, git_lineage, load_run, new_run_id,
                           write_record)
 from maasctl.store import Store, utcnow
@@ -83,7 +83,13 @@ def build_model(cfg: TrainConfig, ds: Dataset) -> Any:
         outputs = _apply_builder(cfg, x, n_features, n_outputs if ds.class_names is not None else None)
     else:
         outputs = _apply_layers(cfg, x)
-    model = keras.Model(inputs, outputs, name="maasctl_model")
+    where = "model.builder" if "builder" in cfg.model else "model.layers"
+    if not hasattr(outputs, "shape"):
+        raise cfg.error(where, f"the model must have one output tensor, got {type(outputs).__name__}")
+    try:
+        model = keras.Model(inputs, outputs, name="maasctl_model")
+    except Exception as exc:  # e.g. two layers with the same `name`
+        raise cfg.error(where, _first_line(exc)) from None
     _check_output(cfg, model, ds)
     return model
 
@@ -186,6 +192,14 @@ def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stop after an epoch whose loss is not finite (epoch-level: batch hooks would slow every step)."""
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.model.stop_training = True
+
+
 class _EpochProgress(keras.callbacks.Callback):
     def __init__(self, reporter: Reporter, epochs: int, steps: int) -> None:
         super().__init__()
@@ -222,7 +236,7 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
     set_determinism(train["seed"])
     model = build_model(cfg, ds)
     compile_model(cfg, model)
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [_StopOnNaN()]
     es = train.get("early_stopping")
     if es:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -246,6 +260,10 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
             reporter.end()
     train_time = time.perf_counter() - t0
     epochs_run = len(hist.history.get("loss", []))
+    losses = hist.history.get("loss", [])
+    if not losses or not all(math.isfinite(v) for v in losses):
+        raise OperationFailed(f"{cfg.path}: training diverged (the loss became NaN or infinite in epoch "
+                              f"{len(losses)}); try a lower train.learning_rate or model.normalize = true")
     history = [{"epoch": e + 1, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(epochs_run)]
     eval_batch = max(train["batch_size"], 1024)
     metrics = _floats(model.evaluate(ds.x_train, ds.y_train, batch_size=eval_batch, verbose=0, return_dict=True))
