@@ -69,6 +69,9 @@ def serve(
     options.check()
     sock = bind(host, port)
     url = url_of(sock)
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        output.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
+                       "the models")
     app = build_app(store, parsed, options)
     app.start()  # load models while uvicorn starts
     if server_id:

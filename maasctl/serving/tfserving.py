@@ -53,12 +53,12 @@ def model_config_text(models_dir: str | Path, aspired: dict[str, Aspired]) -> st
     return "\n".join(lines) + "\n"
 
 
-def command(config_path: Path, *, host: str, port: int, grpc_port: int = 0, batching_file: Path | None = None
+def command(config_path: Path, *, host: str, port: int, grpc_port: int, batching_file: Path | None = None
             ) -> list[str]:
     binary = shutil.which(BINARY)
     if binary is None:
         raise InvalidInput(INSTALL_HINT)
-    cmd = [binary, f"--rest_api_port={port}", f"--rest_api_host={host}", f"--port={grpc_port or 0}",
+    cmd = [binary, f"--rest_api_port={port}", f"--rest_api_host={host}", f"--port={grpc_port}",
            f"--model_config_file={config_path}", "--model_config_file_poll_wait_seconds=1",
            "--allow_version_labels_for_unavailable_models=true"]
     if batching_file is not None:
@@ -84,7 +84,7 @@ def run(store: Any, refs: list[ModelRef], *, host: str, port: int, batch_size: i
     batching = workdir / "batching.config"
     _write(config, model_config_text(store.models_dir, aspired))
     _write(batching, batching_text(batch_size, batch_timeout_ms))
-    proc = subprocess.Popen(command(config, host=host, port=port, batching_file=batching))
+    proc = subprocess.Popen(command(config, host=host, port=port, grpc_port=_free_port(host), batching_file=batching))
     stopping = False
 
     def forward(sig: int, frame: Any) -> None:
@@ -114,3 +114,12 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _free_port(host: str) -> int:
+    """A free port for TF Serving's gRPC endpoint (it always opens one; maasctl only uses REST)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host if host not in ("0.0.0.0", "") else "127.0.0.1", 0))
+        return s.getsockname()[1]
