@@ -238,13 +238,13 @@ def read_csv(path: Path, labels: list[str], features: list[str] | None, *, class
 def _bad_number(cell: str) -> str | None:
     """Why a cell is not a usable number, or None when it is one."""
     if cell == "":
-        return "is empty (every feature cell needs a number)"
+        return "empty cell (every feature cell needs a number)"
     try:
         v = float(cell)
     except ValueError:
         return f"'{cell}' is not a number"
     if not math.isfinite(v):
-        return f"is {cell} (NaN and infinite values are not allowed; clean or impute the data first)"
+        return f"'{cell}' is not allowed (NaN and infinite values must be cleaned or imputed first)"
     return None
 
 
@@ -265,7 +265,7 @@ def _scan_csv(path: Path, header: list[str], feats: list[int], labs: list[int], 
             for i in numeric:
                 problem = _bad_number(row[i].strip())
                 if problem:
-                    raise InvalidInput(f"{path}:{line}: column '{header[i]}' {problem}")
+                    raise InvalidInput(f"{path}:{line}: column '{header[i]}': {problem}")
             if classify and not row[labs[0]].strip():
                 raise InvalidInput(f"{path}:{line}: label column '{header[labs[0]]}' is empty")
 

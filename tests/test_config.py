@@ -272,3 +272,20 @@ def test_config_and_data_checks_never_import_tensorflow(tmp_path):
 def test_known_layer_names_are_class_names():
     assert "Dense" in KERAS_LAYERS and "Dropout" in KERAS_LAYERS
     assert all(n[0].isupper() for n in KERAS_LAYERS)
+
+
+def test_class_weight(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD + 'class_weight = "balanced"\n'))
+    assert cfg.train["class_weight"] == "balanced"
+    cfg = load_config(write(tmp_path, GOOD + "class_weight = { x = 2.0, y = 1 }\n"))
+    check_against_data(cfg, 2, 3, ["x", "y", "z"])
+    with pytest.raises(InvalidInput, match=r"train.class_weight.q: not a class of the data \(classes: x, y, z\)"):
+        load_and_check(tmp_path, "{ q = 2.0 }")
+    assert "expected \"balanced\" or a table" in error_of(tmp_path, GOOD + 'class_weight = "even"\n')
+    regression = GOOD.replace('"classification"', '"regression"') + 'class_weight = "balanced"\n'
+    assert "train.class_weight: only applies to classification" in error_of(tmp_path, regression)
+
+
+def load_and_check(tmp_path: Path, table: str) -> None:
+    cfg = load_config(write(tmp_path, GOOD + f"class_weight = {table}\n"))
+    check_against_data(cfg, 2, 3, ["x", "y", "z"])

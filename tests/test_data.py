@@ -127,18 +127,18 @@ def test_feature_column_absent(tmp_path):
 
 def test_non_numeric_cell_names_line_and_column(tmp_path):
     cfg = make(tmp_path, "d.csv", "a,b,y\n1,2,x\n3,abc,y\n5,6,x\n")
-    assert fails(cfg) == f"{tmp_path / 'd.csv'}:3: column 'b' 'abc' is not a number"
+    assert fails(cfg) == f"{tmp_path / 'd.csv'}:3: column 'b': 'abc' is not a number"
 
 
 def test_nan_cell(tmp_path):
     cfg = make(tmp_path, "d.csv", "a,b,y\n1,2,x\n3,4,y\nnan,6,x\n")
     msg = fails(cfg)
-    assert "d.csv:4: column 'a' is nan (NaN and infinite values are not allowed" in msg
+    assert "d.csv:4: column 'a': 'nan' is not allowed (NaN and infinite values must be cleaned" in msg
 
 
 def test_empty_cell(tmp_path):
     cfg = make(tmp_path, "d.csv", "a,b,y\n1,,x\n")
-    assert "d.csv:2: column 'b' is empty" in fails(cfg)
+    assert "d.csv:2: column 'b': empty cell" in fails(cfg)
 
 
 def test_empty_label_cell(tmp_path):
@@ -153,7 +153,7 @@ def test_ragged_row(tmp_path):
 
 def test_regression_label_not_numeric(tmp_path):
     cfg = make(tmp_path, "d.csv", "a,y\n1,2\n3,big\n", task="regression", units=1)
-    assert "d.csv:3: column 'y' 'big' is not a number" in fails(cfg)
+    assert "d.csv:3: column 'y': 'big' is not a number" in fails(cfg)
 
 
 def test_header_only(tmp_path):

@@ -373,7 +373,7 @@ def test_cli_bad_input_exit_2_and_no_run(tmp_path, blob_dir):
     good = tmp_path / "good.toml"
     good.write_text(CLASSIFIER.format(path="d.csv"))
     r = run_cli("train", str(good), store=store)
-    assert r.returncode == 2 and r.stderr == f"Error: {tmp_path / 'd.csv'}:3: column 'b' 'oops' is not a number\n"
+    assert r.returncode == 2 and r.stderr == f"Error: {tmp_path / 'd.csv'}:3: column 'b': 'oops' is not a number\n"
     assert not store.exists()
     r = run_cli("train", str(tmp_path / "missing.toml"), store=store)
     assert r.returncode == 3 and "config file not found" in r.stderr
@@ -450,3 +450,14 @@ def test_diverging_training_fails_without_a_run(tf, train_store, blob_dir):
     after = sorted(p.name for p in train_store.runs_dir.iterdir()) if train_store.runs_dir.exists() else []
     assert after == before
 
+
+
+def test_class_weights_map_class_names_to_ids(tf, blob_dir):
+    from maasctl.tf.train import _class_weight
+
+    cfg, ds = prepare(blob_dir / "blobs.toml", ("train.class_weight={ virginica = 3.0 }",))
+    assert _class_weight(cfg, ds) == {0: 1.0, 1: 1.0, 2: 3.0}
+    cfg, ds = prepare(blob_dir / "blobs.toml", ('train.class_weight="balanced"',))
+    weights = _class_weight(cfg, ds)
+    counts = np.bincount(ds.y_train)
+    assert weights == pytest.approx({i: len(ds.y_train) / (3 * c) for i, c in enumerate(counts)})
