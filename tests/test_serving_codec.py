@@ -124,3 +124,12 @@ def test_encode_non_finite_and_strings():
     strings = np.array([b"ok", b"\xff"], dtype=object)
     assert json.loads(codec.encode_predict({"t": strings}, False)) == {"outputs": ["ok", {"b64": "/w=="}]}
     assert json.loads(codec.encode_predict({"t_bytes": strings}, False))["outputs"][0] == {"b64": "b2s="}
+
+
+def test_only_free_batch_dimensions_are_batchable():
+    fixed = {"serving_default": {"inputs": {"x": {"dtype": "float32", "shape": [1, 2], "tensor": "x:0"}},
+                                 "outputs": {}, "method_name": ""}}
+    assert parse({"instances": [[1, 2]]}, fixed).rows is None
+    ragged_lead = parse({"inputs": {"a": [[1, 2], [3, 4]], "s": ["x"]}}, MULTI)
+    assert ragged_lead.rows is None  # leading sizes differ: the model call sees the request alone
+    assert parse({"inputs": {"a": [[1, 2]], "s": ["x"]}}, MULTI).rows == 1

@@ -95,7 +95,13 @@ class Batcher:
     def _flush(self) -> None:
         self._flush_scheduled = False
         items, self._ready = self._ready, []
-        if (len(items) == 1 and not self._busy and self._queue.empty() and not self._stopped
+        if self._stopped:
+            from maasctl.errors import Unavailable
+
+            err = Unavailable("the model version was unloaded while the request waited; retry")
+            _deliver([(item.future, None, err) for item in items])
+            return
+        if (len(items) == 1 and not self._busy and self._queue.empty()
                 and self._recent_s < INLINE_MAX_S):
             _deliver([self._call_one(items[0])])
             return

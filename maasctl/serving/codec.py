@@ -294,8 +294,10 @@ def parse_predict(doc: Any, signatures: dict[str, dict[str, Any]]) -> PredictReq
         inputs = _parse_instances(doc["instances"], specs)
     else:
         inputs = _parse_columnar(doc["inputs"], specs)
+    # batchable only when every input has a free leading (batch) dimension and all agree on its size
+    free = all(specs[n]["shape"] and specs[n]["shape"][0] == -1 for n in inputs)
     leading = {a.shape[0] if a.ndim else None for a in inputs.values()}
-    rows = leading.pop() if len(leading) == 1 else None
+    rows = leading.pop() if free and len(leading) == 1 else None
     return PredictRequest(sig_name, inputs, has_instances, rows)
 
 
