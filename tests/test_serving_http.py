@@ -26,17 +26,29 @@ CLASSES = ["setosa", "versicolor", "virginica"]
 FEATURES = ["sl", "sw", "pl", "pw"]
 
 
+def build_linear(path):
+    """A 4 -> 1 linear regression model, exported like maasctl's own (one `features` input)."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input(shape=(4,), name="features")
+    keras.Model(inp, keras.layers.Dense(1)(inp)).export(str(path), verbose=False)
+    return path
+
+
 @pytest.fixture(scope="module")
 def served(tf, models, tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("serving") / "store")
+    root = tmp_path_factory.mktemp("serving")
+    store = Store(root / "store")
     store.register(models["small"], "small")                       # v1
     store.register(models["small_b"], "small", aliases=["stable"])  # v2 <- stable (moved to v1 below)
     store.set_alias("small@1", "stable")
     store.register(models["multi"], "multi")
     store.register(models["small"], "iris", meta={"task": "classification", "class_names": CLASSES,
                                                   "feature_names": FEATURES})
-    store.register(models["small_b"], "reg", meta={"task": "regression", "feature_names": FEATURES})
-    refs = [parse_ref(r) for r in ("small", "multi", "iris@1", "reg")]
+    store.register(build_linear(root / "linear"), "reg", meta={"task": "regression", "feature_names": FEATURES})
+    store.register(models["small_b"], "reg3", meta={"task": "regression", "feature_names": FEATURES})
+    refs = [parse_ref(r) for r in ("small", "multi", "iris@1", "reg", "reg3")]
     server = ServerThread(build_app(store, refs, ServeOptions(max_body_bytes=MAX_BODY))).start()
     server.wait_ready()
     session = requests.Session()
@@ -107,7 +119,7 @@ def test_metadata(served):
 
 def test_list_health_ready(served):
     models = {m["name"]: m for m in get(served, "/v1/models").json()["models"]}
-    assert set(models) == {"small", "multi", "iris", "reg"}
+    assert set(models) == {"small", "multi", "iris", "reg", "reg3"}
     assert models["small"]["default_version"] == "2" and models["small"]["labels"] == {"stable": "1"}
     assert get(served, "/healthz").json() == {"status": "ok"}
     assert get(served, "/readyz").status_code == 200
@@ -188,10 +200,14 @@ def test_classify_uses_recorded_class_names(served, reference):
 
 
 def test_regress_and_unimplemented(served, reference):
-    r = post(served, "/v1/models/reg:regress", {"examples": [dict(zip(FEATURES, X[0].tolist()))]})
+    examples = [dict(zip(FEATURES, row)) for row in X.tolist()]
+    r = post(served, "/v1/models/reg:regress", {"examples": examples})
     assert r.status_code == 200, r.text
-    want = next(iter(reference("reg", 1)(features=X[:1]).values())).numpy()[:, 0]
+    want = next(iter(reference("reg", 1)(features=X).values())).numpy()[:, 0]
     np.testing.assert_allclose(r.json()["results"], want, atol=1e-6)
+    several = post(served, "/v1/models/reg3:regress", {"examples": examples[:1]})  # 3 targets: a list each
+    want3 = next(iter(reference("reg3", 1)(features=X[:1]).values())).numpy()
+    np.testing.assert_allclose(several.json()["results"], want3, atol=1e-6)
     for path in ("/v1/models/small:classify", "/v1/models/iris:regress", "/v1/models/reg:classify"):
         bad = post(served, path, {"examples": [{"sl": 1}]})
         assert bad.status_code == 501 and "use :predict" in bad.json()["error"]

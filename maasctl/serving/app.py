@@ -237,7 +237,10 @@ class ServingApp:
             raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
         out = np.asarray(next(iter(outputs.values())))
         if verb == "regress":
-            return codec.dumps({"results": out.reshape(out.shape[0], -1)[:, 0].astype(np.float64).tolist()})
+            values = out.reshape(out.shape[0], -1).astype(np.float64)
+            # TF Serving's regress has one value per example; a multi-target maasctl model gives one list each
+            results = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
+            return codec.dumps({"results": results})
         scores = out.reshape(out.shape[0], -1).astype(np.float64)
         names = list(servable.meta.get("class_names") or [])
         if scores.shape[1] == 1:  # a single sigmoid unit: P(positive)
