@@ -9,9 +9,10 @@ One pass over the model bytes. The manifest lists every file's sha256, so it can
 the files were read, yet it must come first (so `inspect` and a streaming `register` see it before any
 data). Its length is known in advance (every digest is 64 hex characters), so the writer leaves a hole
 of exactly that size, streams the files (hashing and compressing each chunk as it goes by), then writes
-the manifest into the hole. For gzip the hole is its own gzip member holding the manifest as stored
-(uncompressed) deflate blocks, whose size depends only on the input length; a gzip file may hold several
-members, and gzip, `tar xzf` and Python read them as one stream.
+the manifest into the hole. For gzip the hole holds the gzip header and the manifest's tar entry as
+stored (uncompressed) deflate blocks, whose size depends only on the input length; the compressed body
+continues the same deflate stream, and the trailer's CRC-32 combines the head's and the body's. The
+result is one ordinary gzip member that every gzip reader accepts.
 
 Reading never trusts the archive: `register_package` streams it, checks every entry itself (paths, types,
 duplicates, sizes, digests, limits) and writes only into a store staging directory, which is removed
@@ -140,15 +141,19 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
     try:
         with open(tmp, "wb") as f:
             f.write(b"\0" * head_len)  # the hole the manifest fills once every digest is known
-            entries = _write_body(f, src.model_dir, files, dirs, sizes, compression,
-                                  tar_offset=_head_tar_len(manifest_len))
+            entries, body_crc, body_len = _write_body(f, src.model_dir, files, dirs, sizes, compression,
+                                                      tar_offset=_head_tar_len(manifest_len))
             manifest = mf.build_manifest(src.name, entries, signatures, meta)
             if src.expected is not None:
                 _check_digests(src, entries)
             data = mf.dumps(manifest)
-            head = _head(data, compression)
+            raw_head = _raw_head(data)
+            head = raw_head if compression == "none" else _GZIP_HEADER + _stored_blocks(raw_head)
             if len(data) != manifest_len or len(head) != head_len:  # cannot happen: digests are fixed-width
                 raise OperationFailed("internal error: manifest length changed while packaging")
+            if compression == "gzip":  # the trailer covers head + body: combine the two CRCs
+                crc = crc32_combine(zlib.crc32(raw_head), body_crc, body_len)
+                f.write(struct.pack("<II", crc, (len(raw_head) + body_len) & 0xFFFFFFFF))
             f.seek(0)
             f.write(head)
             f.flush()
@@ -267,43 +272,74 @@ def _head_length(manifest_len: int, compression: str) -> int:
     raw = _head_tar_len(manifest_len)
     if compression == "none":
         return raw
-    return len(_GZIP_HEADER) + raw + 5 * max(1, math.ceil(raw / _STORED_MAX)) + 8
+    return len(_GZIP_HEADER) + raw + 5 * math.ceil(raw / _STORED_MAX)
 
 
-def _head(manifest_bytes: bytes, compression: str) -> bytes:
-    raw = (_tar_header(mf.MANIFEST_NAME, len(manifest_bytes), False) + manifest_bytes
-           + b"\0" * _pad(len(manifest_bytes)))
-    return raw if compression == "none" else _stored_gzip_member(raw)
+def _raw_head(manifest_bytes: bytes) -> bytes:
+    """The tar bytes of the `maas.json` entry."""
+    return (_tar_header(mf.MANIFEST_NAME, len(manifest_bytes), False) + manifest_bytes
+            + b"\0" * _pad(len(manifest_bytes)))
 
 
-def _stored_gzip_member(data: bytes) -> bytes:
-    """A gzip member holding `data` in stored deflate blocks: its length depends only on len(data)."""
-    out = bytearray(_GZIP_HEADER)
-    pos = 0
-    while True:
+def _stored_blocks(data: bytes) -> bytes:
+    """`data` as non-final stored (uncompressed) deflate blocks: the length depends only on len(data), and
+    the deflate stream of the body continues right after them (it starts on a byte boundary)."""
+    out = bytearray()
+    for pos in range(0, len(data), _STORED_MAX):
         chunk = data[pos:pos + _STORED_MAX]
-        pos += len(chunk)
-        final = pos >= len(data)
-        out += bytes([1 if final else 0]) + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk
-        if final:
-            break
-    out += struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+        out += b"\0" + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk
     return bytes(out)
 
 
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total = 0
+    i = 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of A+B from crc32(A), crc32(B) and len(B) (zlib's crc32_combine, which Python lacks)."""
+    if len2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = [_gf2_times(odd, odd[n]) for n in range(32)]  # two zero bits
+    odd = [_gf2_times(even, even[n]) for n in range(32)]  # four zero bits
+    while True:  # apply len2 zero bytes to crc1, squaring the operator for each bit of len2
+        even = [_gf2_times(odd, odd[n]) for n in range(32)]
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = [_gf2_times(even, even[n]) for n in range(32)]
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2
+
+
 def _write_body(f: BinaryIO, root: Path, files: list[str], dirs: list[str], sizes: dict[str, int],
-                compression: str, *, tar_offset: int) -> list[FileEntry]:
-    """Stream `saved_model/...` entries after the head, hashing each chunk as it is written."""
-    sink: BinaryIO
-    if compression == "gzip":
-        sink = _ParallelGzipWriter(f, GZIP_LEVEL)  # type: ignore[assignment]
-    else:
-        sink = f
+                compression: str, *, tar_offset: int) -> tuple[list[FileEntry], int, int]:
+    """Stream `saved_model/...` entries after the head, hashing each chunk as it is written.
+
+    Returns the entries and, for gzip, the CRC-32 and length of the uncompressed body (for the trailer).
+    """
+    if compression == "none":
+        return _write_entries(f, root, files, dirs, sizes, tar_offset), 0, 0
+    sink = _ParallelGzipWriter(f, GZIP_LEVEL)
     try:
-        return _write_entries(sink, root, files, dirs, sizes, tar_offset)
+        entries = _write_entries(sink, root, files, dirs, sizes, tar_offset)  # type: ignore[arg-type]
+        crc, size = sink.close()
+        return entries, crc, size
     finally:
-        if isinstance(sink, _ParallelGzipWriter):
-            sink.shutdown()
+        sink.shutdown()
 
 
 def _write_entries(sink: BinaryIO, root: Path, files: list[str], dirs: list[str], sizes: dict[str, int],
@@ -342,8 +378,6 @@ def _write_entries(sink: BinaryIO, root: Path, files: list[str], dirs: list[str]
     end = 2 * _BLOCK
     end += -(offset + end) % _RECORD
     sink.write(b"\0" * end)
-    if isinstance(sink, _ParallelGzipWriter):
-        sink.close()  # writes the gzip trailer; leaves the file open
     return entries
 
 
@@ -355,13 +389,14 @@ def _worker_count() -> int:
 
 
 class _ParallelGzipWriter:
-    """One gzip member, deflated on every core the way pigz does it.
+    """The body's deflate stream, compressed on every core the way pigz does it.
 
     Deflate dominates packaging time (trained float weights barely compress, yet zlib still works through
     every byte). The stream is cut into fixed 1 MiB blocks; each is deflated on its own, primed with the
     previous block's last 32 KiB as dictionary and ended with a sync flush (the last with a finish), so the
     concatenation is one valid deflate stream. Fixed block boundaries make the bytes independent of the
-    number of threads, so packages stay reproducible across machines.
+    number of threads, so packages stay reproducible across machines. The gzip header, the manifest's
+    stored blocks before this stream and the trailer after it are written by `build_package`.
     """
 
     BLOCK = 1024 * 1024
@@ -378,7 +413,6 @@ class _ParallelGzipWriter:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="maas-gzip") if workers > 1 else None
         self._queue: deque[Future[bytes]] = deque()
         self._max_queue = 2 * workers
-        f.write(_GZIP_HEADER)
 
     def write(self, data: bytes | memoryview) -> None:
         self._crc = zlib.crc32(data, self._crc)
@@ -398,12 +432,13 @@ class _ParallelGzipWriter:
         while len(self._queue) > self._max_queue:
             self._f.write(self._queue.popleft().result())
 
-    def close(self) -> None:
+    def close(self) -> tuple[int, int]:
+        """Finish the deflate stream; returns the CRC-32 and length of everything written."""
         self._submit(bytes(self._pending), last=True)
         self._pending.clear()
         while self._queue:
             self._f.write(self._queue.popleft().result())
-        self._f.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
+        return self._crc, self._size
 
     def shutdown(self) -> None:
         if self._pool is not None:

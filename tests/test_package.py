@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -342,6 +343,13 @@ def test_round_trip_from_a_training_run(tf, tmp_path):
     assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
 
 
+def test_crc32_combine():
+    from maasctl.package import crc32_combine
+
+    for a, b in [(b"", b"xyz"), (b"abc", b""), (b"head" * 300, os.urandom(70_000)), (os.urandom(9), b"\0" * 3)]:
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
 def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):
     store = Store(tmp_path / "store")
     src = tmp_path / "model"
@@ -374,6 +382,11 @@ def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):
 def test_package_layout(base):
     data = base["pkg"].read_bytes()
     assert data[:2] == b"\x1f\x8b" and data[3] & 0x08 == 0 and data[4:8] == b"\0\0\0\0"  # no name, mtime 0
+    inflater = zlib.decompressobj(31)  # one ordinary gzip member; zlib checks the trailer's CRC-32 and length
+    raw = inflater.decompress(data)
+    assert inflater.eof and inflater.unused_data == b"" and len(raw) % 512 == 0
+    with tarfile.open(base["pkg"], "r|gz") as tar:  # a strict streaming reader sees every entry
+        assert len(list(tar)) == len(_members(base["pkg"]))
     ms = _members(base["pkg"])
     assert ms[0][0].name == "maas.json"
     names = [m.name for m, _ in ms[1:]]
