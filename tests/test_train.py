@@ -155,6 +155,8 @@ def test_run_record(blob_run, blob_dir, train_store):
     assert [h["epoch"] for h in history] == list(range(1, 13))
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert history[-1]["loss"] < history[0]["loss"]
+    assert meta["metrics"] == {k: v for k, v in history[-1].items() if k != "epoch"}
+    assert run.record["final_epoch"] == 12
     assert run.record["data"]["train_rows"] == 240 and run.record["data"]["validation_rows"] == 60
     assert [r.run_id for r in list_runs(train_store)][:1] == [run.run_id] or run.run_id in \
         [r.run_id for r in list_runs(train_store)]
@@ -279,6 +281,9 @@ def test_early_stopping(tf, blob_run, train_store, blob_dir):
     # epoch 1 sets the baseline; epoch 2 does not improve it by 10 -> stop
     assert run.record["epochs_run"] == 2 and run.record["stopped_early"] is True
     assert len(run.record["history"]) == 2
+    # restore_best_weights (the default) kept epoch 1's weights: the final metrics are epoch 1's
+    assert run.record["final_epoch"] == 1
+    assert run.meta["metrics"] == {k: v for k, v in run.record["history"][0].items() if k != "epoch"}
 
 
 # -- errors only Keras can find (still before any run directory exists) ----------------------------------

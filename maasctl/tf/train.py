@@ -231,17 +231,19 @@ def _class_weight(cfg: TrainConfig, ds: Dataset) -> dict[int, float] | None:
 
 
 def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitResult:
-    """Build, compile and fit; final metrics are evaluated on the final weights (train and validation)."""
+    """Build, compile and fit; the final metrics are those of the epoch whose weights the model keeps."""
     train = cfg.train
     set_determinism(train["seed"])
     model = build_model(cfg, ds)
     compile_model(cfg, model)
     callbacks: list[Any] = [_StopOnNaN()]
     es = train.get("early_stopping")
+    es_callback = None
     if es:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        es_callback = keras.callbacks.EarlyStopping(
             monitor=es["monitor"], patience=es["patience"], min_delta=es["min_delta"],
-            restore_best_weights=es["restore_best_weights"], mode=es["mode"]))
+            restore_best_weights=es["restore_best_weights"], mode=es["mode"])
+        callbacks.append(es_callback)
     steps = math.ceil(len(ds.x_train) / train["batch_size"])
     if reporter is not None:
         cls = _BatchProgress if reporter.wants_batches else _EpochProgress
@@ -265,12 +267,15 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
         raise OperationFailed(f"{cfg.path}: training diverged (the loss became NaN or infinite in epoch "
                               f"{len(losses)}); try a lower train.learning_rate or model.normalize = true")
     history = [{"epoch": e + 1, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(epochs_run)]
-    eval_batch = max(train["batch_size"], 1024)
-    metrics = _floats(model.evaluate(ds.x_train, ds.y_train, batch_size=eval_batch, verbose=0, return_dict=True))
-    if validation is not None:
-        val = model.evaluate(ds.x_val, ds.y_val, batch_size=eval_batch, verbose=0, return_dict=True)
-        metrics.update({f"val_{k}": v for k, v in _floats(val).items()})
-    return FitResult(model, history, metrics, epochs_run, epochs_run < train["epochs"], train_time)
+    # The final metrics are those of the epoch whose weights are exported: the last one, or the best one when
+    # early stopping restored it. (Re-evaluating would cost a pass over the data for the same validation
+    # figures; Keras's training figures are averaged over the epoch, as everywhere in Keras.)
+    final = epochs_run - 1
+    if es_callback is not None and es["restore_best_weights"] and es_callback.best_weights is not None:
+        final = int(getattr(es_callback, "best_epoch", final))
+    metrics = {k: v for k, v in history[final].items() if k != "epoch"}
+    return FitResult(model, history, metrics, epochs_run, epochs_run < train["epochs"], train_time,
+                     extra={"final_epoch": final + 1})
 
 
 # -- the run record --------------------------------------------------------------------------------------
@@ -308,6 +313,7 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
         "environment": environment(),
         "history": result.history,
         "epochs_run": result.epochs_run,
+        "final_epoch": result.extra.get("final_epoch"),
         "stopped_early": result.stopped_early,
         "data": ds.summary(),
         "train_time_s": round(result.train_time_s, 3),
