@@ -350,7 +350,8 @@ def test_crc32_combine():
         assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
-def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):
+def test_reproducible_and_sensitive_to_one_byte(models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     store = Store(tmp_path / "store")
     src = tmp_path / "model"
     shutil.copytree(models["small"], src)
@@ -365,6 +366,12 @@ def test_reproducible_and_sensitive_to_one_byte(models, tmp_path):
     c2 = build_package(store, src, tmp_path / "c2.maas", name="m", compression="none")
     assert c1.path.read_bytes() == c2.path.read_bytes() and c1.sha256 != a.sha256
     assert c1.manifest == a.manifest
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    default = build_package(store, src)  # ./<dir name>-<short content digest>.maas
+    assert default.path == cwd / f"model-{a.manifest['content_sha256'][:12]}.maas"
+    assert default.manifest["name"] == "model" and os.listdir(cwd) == [default.path.name]
     reg = Store(tmp_path / "other")
     assert register_package(reg, c1.path).created  # an uncompressed package registers the same content
     assert not register_package(reg, a.path).created
