@@ -101,6 +101,7 @@ class _Source:
     label: str  # how error messages name the source
     version: int | None = None  # for refs: names the default output file
     expected: list[FileEntry] | None = None  # for refs: the digests recorded at registration
+    notes: dict[str, Any] = field(default_factory=dict)  # description and tags, carried to the next store
 
 
 def build_package(store: Store, source: str | Path, out_path: str | Path | None = None, name: str | None = None,
@@ -124,7 +125,7 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
     meta = dict(src.meta)
     meta.setdefault("environment", current_environment())
     placeholder = [FileEntry(rel, sizes[rel], "0" * 64) for rel in files]
-    manifest_len = len(mf.dumps(mf.build_manifest(src.name, placeholder, signatures, meta)))
+    manifest_len = len(mf.dumps(mf.build_manifest(src.name, placeholder, signatures, meta, **src.notes)))
     head_len = _head_length(manifest_len, compression)
 
     final: Path | None = None  # None: the default name, known once the content digest is
@@ -143,7 +144,7 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
             f.write(b"\0" * head_len)  # the hole the manifest fills once every digest is known
             entries, body_crc, body_len = _write_body(f, src.model_dir, files, dirs, sizes, compression,
                                                       tar_offset=_head_tar_len(manifest_len))
-            manifest = mf.build_manifest(src.name, entries, signatures, meta)
+            manifest = mf.build_manifest(src.name, entries, signatures, meta, **src.notes)
             if src.expected is not None:
                 _check_digests(src, entries)
             data = mf.dumps(manifest)
@@ -200,7 +201,8 @@ def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
     if stored.get("content_sha256") != info.sha256:
         raise OperationFailed(f"{info.ref}: {mf.MANIFEST_NAME} does not match the registry "
                               f"(run: maasctl verify {info.ref})")
-    return _Source(info.path, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored))
+    return _Source(info.path, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored),
+                   _notes(stored.get("description"), stored.get("tags")))
 
 
 def _dir_source(path: Path, name: str | None) -> _Source:
@@ -225,7 +227,19 @@ def _run_source(store: Store, run_id: str, name: str | None) -> _Source:
         raise InvalidInput(f"run {run_id}: its config has no [register] name; pass --name NAME")
     check_name(name)
     meta = {k: v for k, v in (run.meta or {}).items() if k in mf.META_KEYS and v is not None}
-    return _Source(Path(run.model_dir), name, meta, f"run {run_id}")
+    reg = (meta.get("params") or {}).get("register") or {}
+    return _Source(Path(run.model_dir), name, meta, f"run {run_id}",
+                   notes=_notes(reg.get("description"), reg.get("tags")))
+
+
+def _notes(description: Any, tags: Any) -> dict[str, Any]:
+    """The free-text description and tags a package carries (only when set, so plain packages stay lean)."""
+    notes: dict[str, Any] = {}
+    if isinstance(description, str) and description:
+        notes["description"] = description
+    if isinstance(tags, dict) and tags:
+        notes["tags"] = {str(k): str(v) for k, v in tags.items()}
+    return notes
 
 
 def _check_file_set(src: _Source, files: list[str]) -> None:
@@ -786,9 +800,11 @@ def register_package(store: Store, path: str | Path, name: str | None = None, *,
                 except OSError as exc:  # writing into staging failed (full disk...), not a bad archive
                     raise OperationFailed(f"cannot extract {path} into {staged}: {exc.strerror or exc}") from None
                 signatures = _checked_signatures(path, staged, manifest)
+                notes = _notes(manifest.get("description"), manifest.get("tags"))
                 return store.publish(staged, files, name, signatures=signatures,
                                      meta={**mf.model_meta(manifest), **(meta or {})}, aliases=aliases,
-                                     description=description, tags=tags,
+                                     description=description or notes.get("description", ""),
+                                     tags={**notes.get("tags", {}), **(tags or {})},
                                      source_label=source_label or str(path.resolve()), new_version=new_version)
     except BaseException:
         # a refused package leaves no trace: not even the directories a fresh store would have gained

@@ -35,7 +35,7 @@ def base(tmp_path_factory, models) -> dict:
     """A store holding iris@1 (the small model, with run metadata) and a valid package of it."""
     root = tmp_path_factory.mktemp("pkgbase")
     store = Store(root / "store")
-    store.register(models["small"], "iris", meta=META)
+    store.register(models["small"], "iris", meta=META, description="tiny iris", tags={"team": "ml"})
     result = build_package(store, "iris@1", root / "iris.maas")
     return {"root": root, "store": store, "pkg": result.path, "result": result}
 
@@ -276,10 +276,10 @@ def test_round_trip_into_empty_store(base, tf, tmp_path):
     assert reg["created"] is True and reg["ref"] == "iris@1"
     shows = [json.loads(run_cli("show", "iris@1", "--json", store=s).stdout) for s in (base["store"].root, second)]
     keys = ("sha256", "size", "metrics", "lineage", "task", "feature_names", "class_names", "signatures",
-            "files", "params")
+            "files", "params", "description", "tags")
     assert {k: shows[0][k] for k in keys} == {k: shows[1][k] for k in keys}
     assert shows[1]["metrics"] == META["metrics"] and shows[1]["class_names"] == META["class_names"]
-    assert shows[1]["sha256"] == made["content_sha256"]
+    assert shows[1]["sha256"] == made["content_sha256"] and shows[1]["description"] == "tiny iris"
 
     x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
     _, a = load_version(base["store"], "iris@1")
@@ -334,6 +334,7 @@ def test_round_trip_from_a_training_run(tf, tmp_path):
     assert r.returncode == 0, r.stderr
     shown = json.loads(run_cli("show", "iris", "--json", store=store_b).stdout)
     assert shown["sha256"] == made[0]["content_sha256"]
+    assert shown["description"] == run.meta["params"]["register"]["description"]
     assert (shown["metrics"], shown["lineage"], shown["class_names"], shown["feature_names"], shown["params"]) == (
         run.meta["metrics"], run.meta["lineage"], run.meta["class_names"], run.meta["feature_names"],
         run.meta["params"])
@@ -484,7 +485,9 @@ def test_register_uses_manifest_name_and_keeps_metadata(base, tmp_path):
     assert store.check_version(first.info) == []
     again = register_package(store, base["pkg"])
     assert not again.created and again.info.version == 1
-    renamed = register_package(store, base["pkg"], "iris-copy")
+    assert (first.info.description, first.info.tags) == ("tiny iris", {"team": "ml"})
+    renamed = register_package(store, base["pkg"], "iris-copy", description="moved", tags={"team": "ops", "env": "x"})
     assert renamed.created and renamed.info.ref == "iris-copy@1"
+    assert (renamed.info.description, renamed.info.tags) == ("moved", {"team": "ops", "env": "x"})
     assert not any(store.staging_root.iterdir())
 
