@@ -73,7 +73,8 @@ class TrainConfig:
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent
+        """The config's directory, absolute (builders are imported from here)."""
+        return self.path.resolve().parent
 
     @property
     def data(self) -> dict[str, Any]:
@@ -96,9 +97,10 @@ class TrainConfig:
         return self.model["task"]
 
     def resolve(self, relative: str) -> Path:
-        """A path from the config, relative to the config file's directory."""
+        """A path from the config, relative to the config file's directory (kept relative to the working
+        directory when the config path was, so messages show paths the way the user wrote them)."""
         p = Path(relative).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
+        return p if p.is_absolute() else self.path.parent / p
 
     def error(self, key: str, problem: str) -> InvalidInput:
         return InvalidInput(f"{self.path}: {key}: {problem}")
@@ -304,7 +306,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise InvalidInput(f"{path}: invalid TOML: {exc}") from None
     for item in overrides:
         apply_override(doc, item)
-    cfg = TrainConfig(path.resolve(), {}, hashlib.sha256(raw).hexdigest(), list(overrides))
+    cfg = TrainConfig(path, {}, hashlib.sha256(raw).hexdigest(), list(overrides))
     cfg.values = validate(doc, cfg)
     check_builder_importable(cfg)
     return cfg

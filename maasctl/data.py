@@ -118,7 +118,7 @@ def _existing(cfg: TrainConfig, key: str, value: str) -> Path:
 
 def _file_record(role: str, path: Path) -> dict[str, Any]:
     entry = hash_file(path)
-    return {"role": role, "path": str(path), "size": entry.size, "sha256": entry.sha256}
+    return {"role": role, "path": str(path.resolve()), "size": entry.size, "sha256": entry.sha256}
 
 
 def split(x: np.ndarray, y: np.ndarray, fraction: float, *, shuffle: bool, seed: int, where: str

@@ -289,13 +289,13 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
     files = ds.files
     lineage = {
         "run_id": run_id,
-        "config_path": str(cfg.path),
+        "config_path": str(cfg.path.resolve()),
         "config_sha256": cfg.text_sha256,
         "overrides": list(cfg.overrides),
         "data_sha256": files[0]["sha256"],
         **({"validation_sha256": files[1]["sha256"]} if len(files) > 1 else {}),
         "data_files": files,
-        **git_lineage(cfg.path, [f["path"] for f in files]),
+        **git_lineage(cfg.path.resolve(), [f["path"] for f in files]),
         "seed": cfg.train["seed"],
         "started_at": started_at,
         "wall_time_s": round(wall_time_s, 3),
@@ -324,7 +324,7 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
 def _config_copy(cfg: TrainConfig, run_id: str) -> str:
     import tomli_w
 
-    head = f"# effective config of run {run_id} (from {cfg.path}"
+    head = f"# effective config of run {run_id} (from {cfg.path.resolve()}"
     head += f", with --set {' --set '.join(cfg.overrides)})\n" if cfg.overrides else ")\n"
     return head + tomli_w.dumps(cfg.values)
 
