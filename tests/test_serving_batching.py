@@ -112,10 +112,11 @@ def test_a_lone_request_on_an_idle_model_runs_inline_else_on_the_worker(model):
 
     x = np.ones((1, 4), np.float32)
     inline = Batcher(call, max_rows=8)
-    run_concurrently(inline, [x])
+    run_concurrently(inline, [x])  # a new model: the worker measures its call time first
+    run_concurrently(inline, [x])  # fast and idle: inline
     run_concurrently(inline, [x, x, x])  # ready together: handed to the worker as one batch
     inline.stop()
-    assert threads == [threading.current_thread().name, "batch-"]
+    assert threads == ["batch-", threading.current_thread().name, "batch-"]
     threads.clear()
     waiting = Batcher(call, max_rows=8, timeout_s=0.01)  # a batch timeout always uses the worker
     run_concurrently(waiting, [x])

@@ -72,7 +72,8 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name=f"batch-{name}", daemon=True)
         self._stopped = False
         self._busy = False
-        self._recent_s = 0.0  # moving average of model-call time
+        # moving average of model-call time; starts at the limit so the worker measures a new model first
+        self._recent_s = INLINE_MAX_S
         self._ready: list[_Item] = []
         self._flush_scheduled = False
         self._thread.start()

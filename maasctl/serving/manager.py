@@ -115,6 +115,30 @@ def default_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]
     return load
 
 
+_WARMUP_VALUES = {"string": b"", "bool": False}
+
+
+def _warm_up(model: Any, signature: str = "serving_default") -> None:
+    """One call with a row of zeros before the version is published, so the first request does not pay
+    for TensorFlow's first-call setup. Skipped when the input shapes are not fully known; errors ignored."""
+    import numpy as np
+
+    sig = model.signatures.get(signature)
+    if not sig:
+        return
+    inputs = {}
+    for name, spec in sig["inputs"].items():
+        shape = spec["shape"]
+        if not shape or shape[0] != -1 or any(d < 0 for d in shape[1:]):
+            return
+        dtype = object if spec["dtype"] == "string" else spec["dtype"]
+        inputs[name] = np.full([1, *shape[1:]], _WARMUP_VALUES.get(spec["dtype"], 0), dtype=dtype)
+    try:
+        model.predict(inputs, signature)
+    except Exception as exc:  # noqa: BLE001 - a model may reject zeros; the first real request will tell
+        log.debug("warm-up call failed: %s", exc)
+
+
 class Manager:
     def __init__(self, store: Any, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
                  poll_interval: float = 0.5, on_batch: Callable[[str, int, int, float], None] | None = None,
@@ -198,6 +222,7 @@ class Manager:
             self._set_status(name, version, VersionStatus(END, code, msg))
             log.error("failed to load %s@%d: %s", name, version, msg)
             return
+        _warm_up(model)
         servable = Servable(name, version, model, meta, batch_size=self.batch_size,
                             batch_timeout_s=self.batch_timeout_s, on_batch=self.on_batch)
         servables = dict(self.snapshot.servables)
