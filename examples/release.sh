@@ -24,7 +24,7 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'release: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'release: %s\n' "$1" >&2; exit "${2:-1}"; }
 
 config="" run_id="" golden="" expect="" tolerance=1e-3 name="" out=""
 mins=() maxs=() sets=()
