@@ -8,6 +8,7 @@ pseudo-terminal pressing TAB.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -296,3 +297,34 @@ def test_broken_store_completes_to_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert proc.stdout.strip() == ""
     assert proc.stderr == ""
+
+
+# -- the callbacks themselves (in-process) -----------------------------------------------------------
+def test_callbacks_for_package_predict_and_stop(iris_store: Path, monkeypatch, tmp_path: Path) -> None:
+    from maasctl.cli import _complete as c
+
+    monkeypatch.setenv("MAASCTL_HOME", str(iris_store))
+    items = c.complete_run_or_ref(None, "")
+    values = [v for v, _ in items]
+    assert values[:2] == ["20261123-120000-abc123", "houses"] and "iris@production" in values
+    assert getattr(values[-1], "kind", None) == "file"  # file names too, expanded by the shell
+    assert [v for v, _ in c.complete_run_or_ref(None, "iris@c")] == ["iris@candidate", "iris@c"]
+    assert [(v, getattr(v, "kind", None)) for v, _ in c.complete_file(None, "ex")] == [("ex", "file")]
+    assert c.complete_run(None, "") == [("20261123-120000-abc123", "run")]
+    assert c.complete_model(None, "i") == [("iris", "2 version(s), latest 2")]
+
+    # a live detached-server record (a real process whose command line names maasctl) and a dead one
+    servers = iris_store / "servers"
+    servers.mkdir(exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "maasctl"])
+    try:
+        for sid, pid in (("5e5e0001", proc.pid), ("5e5e0002", 2 ** 22 + 1)):
+            (servers / f"{sid}.json").write_text(json.dumps({
+                "id": sid, "pid": pid, "url": "http://127.0.0.1:1", "models": ["iris"], "refs": ["iris@production"],
+                "started_at": "2026-11-23T12:00:00Z", "log": ""}))
+        assert c.complete_server(None, "5e") == [("5e5e0001", "http://127.0.0.1:1 iris@production")]
+    finally:
+        proc.kill()
+        proc.wait()
+        for f in servers.glob("*.json"):
+            f.unlink()

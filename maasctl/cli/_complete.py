@@ -134,3 +134,25 @@ def complete_source(ctx: typer.Context | None, incomplete: str) -> Items:
     """What `register` and `package` accept: run ids, plus file names (directories and .maas files)."""
     return [*run_items(store_from_context(ctx), incomplete), (FileCompletion(incomplete), "")]
 
+
+
+@_safe
+def complete_file(ctx: typer.Context | None, incomplete: str) -> Items:
+    """File names, for file arguments declared as plain strings (e.g. predict --input)."""
+    return [(FileCompletion(incomplete), "")]
+
+
+@_safe
+def complete_run_or_ref(ctx: typer.Context | None, incomplete: str) -> Items:
+    """What `package` and `inspect` accept: run ids, model refs, and file names."""
+    store = store_from_context(ctx)
+    return [*run_items(store, incomplete), *ref_items(store, incomplete), (FileCompletion(incomplete), "")]
+
+
+@_safe
+def complete_server(ctx: typer.Context | None, incomplete: str) -> Items:
+    """Ids of this store's running detached servers (maasctl stop ID)."""
+    from maasctl.servers import list_servers
+
+    return [(s.id, f"{s.url} {' '.join(s.refs)}".strip()) for s in list_servers(store_from_context(ctx))
+            if s.id.startswith(incomplete)]
