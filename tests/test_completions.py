@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 COMPLETIONS = REPO / "completions"
@@ -83,7 +82,7 @@ def bash_complete(words: list[str], bin_dir: Path, store: Path | None, cwd: Path
               f"COMP_WORDS=({words_literal}); COMP_CWORD={len(words) - 1}; COMPREPLY=()\n"
               "_maasctl_completion maasctl\n"
               "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
-    proc = subprocess.run([BASH, "--norc", "--noprofile", "-c", script], capture_output=True, text=True,
+    proc = subprocess.run([BASH, "--norc", "--noprofile", "-c", script], capture_output=True, text=True, check=False,
                           env=_env(bin_dir, store), cwd=cwd, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return [line for line in proc.stdout.splitlines() if line]
@@ -123,7 +122,7 @@ def test_shell_detected_from_environment() -> None:
 
 @needs_bash
 def test_bash_scripts_parse() -> None:
-    proc = subprocess.run([BASH, "-n", str(COMPLETIONS / FILES["bash"])], capture_output=True, text=True)
+    proc = subprocess.run([BASH, "-n", str(COMPLETIONS / FILES["bash"])], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -283,7 +282,8 @@ def test_completion_never_imports_tensorflow(iris_store: Path) -> None:
             "print('HEAVY', heavy, file=sys.stderr)\n")
     env = {**os.environ, "_MAASCTL_COMPLETE": "complete_bash", "COMP_WORDS": "maasctl show ir", "COMP_CWORD": "2",
            "MAASCTL_HOME": str(iris_store)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                          check=False)
     assert "plain,iris@production" in proc.stdout.splitlines()
     assert "HEAVY []" in proc.stderr, proc.stderr
 

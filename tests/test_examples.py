@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
 from conftest import REPO
 
 EXAMPLES = REPO / "examples"
@@ -50,7 +49,7 @@ def script_env(bin_dir: Path, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def run_script(name: str, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(EXAMPLES / name), *args], capture_output=True, text=True, env=env,
+    return subprocess.run(["bash", str(EXAMPLES / name), *args], capture_output=True, text=True, env=env, check=False,
                           timeout=timeout, cwd=REPO)
 
 
@@ -218,7 +217,7 @@ def test_release_gates_and_aliases(bin_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert re.search(rf"^release: refused: val_accuracy 0\.\d{{4}} is below the threshold 0\.999 \(run {run1}; "
-                     r"nothing registered, production unchanged\)$", proc.stderr, re.M), proc.stderr[-2000:]
+                     r"nothing registered, production unchanged\)$", proc.stderr, re.MULTILINE), proc.stderr[-2000:]
     assert versions(store) == [1]
     assert aliases(store) == {"candidate": 1, "production": 1}
 
@@ -237,7 +236,7 @@ def test_release_gates_and_aliases(bin_dir: Path, tmp_path: Path) -> None:
                                      capture_output=True, check=True).stdout) == []
 
     # 4. retry that run with the right golden answers: the same content is found again (no iris@3)
-    run_id = re.search(r"^==> run (\S+):", proc.stderr, re.M).group(1)
+    run_id = re.search(r"^==> run (\S+):", proc.stderr, re.MULTILINE).group(1)
     proc = run_script("release.sh", "--run", run_id, "--min", "val_accuracy=0.9",
                       "--golden", str(IRIS / "golden.csv"), "--expect", str(IRIS / "golden.expected.jsonl"),
                       "--out", str(tmp_path / "dist"), env=env)

@@ -10,8 +10,9 @@ They are typer `autocompletion=` callbacks: (ctx, incomplete) -> [(value, help),
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import typer
 

@@ -20,8 +20,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 from typer._click.core import Command, Parameter
-from typer._click.shell_completion import (CompletionItem, ShellComplete, _resolve_context,
-                                           _resolve_incomplete, add_completion_class, split_arg_string)
+from typer._click.shell_completion import (
+    CompletionItem,
+    ShellComplete,
+    _resolve_context,
+    _resolve_incomplete,
+    add_completion_class,
+    split_arg_string,
+)
 
 from maasctl.errors import InvalidInput
 
