@@ -244,9 +244,11 @@ def completion(
 ) -> None:
     """Print the shell completion script (subcommands, options, model refs, aliases and run ids).
 
-    Install for bash: maasctl completion bash > ~/.local/share/bash-completion/completions/maasctl
-    zsh: maasctl completion zsh > "${fpath[1]}/_maasctl"; fish: maasctl completion fish >
-    ~/.config/fish/completions/maasctl.fish. Then open a new shell.
+    \b
+    Install it once, then open a new shell:
+      bash: maasctl completion bash > ~/.local/share/bash-completion/completions/maasctl
+      zsh:  maasctl completion zsh > "${fpath[1]}/_maasctl"
+      fish: maasctl completion fish > ~/.config/fish/completions/maasctl.fish
 
     Example: eval "$(maasctl completion bash)"
     """
