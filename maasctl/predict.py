@@ -30,8 +30,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from maasctl.errors import InvalidInput, MaasError
-from maasctl.predict_io import (Encoder, InputSource, ModelSchema, Writer, loads, predictions_doc, request_body,
+from maasctl.predict_io import (Encoder, InputSource, ModelSchema, loads, predictions_doc, request_body,
                                 response_outputs, schema_from_signature, signature_from_metadata)
+from maasctl.predict_output import Writer
 from maasctl.refs import ModelRef, parse_ref
 
 T = TypeVar("T")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from maasctl.errors import InvalidInput
-from maasctl.predict_io import (Encoder, InputSource, make_writer, predictions_doc, request_body,
-                                response_outputs, schema_from_signature, signature_from_metadata)
+from maasctl.predict_io import (Encoder, InputSource, predictions_doc, request_body, response_outputs,
+                                schema_from_signature, signature_from_metadata)
+from maasctl.predict_output import make_writer
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SMALL_SIG = {"inputs": {"features": {"dtype": "float32", "shape": [-1, 4], "tensor": "x:0"}},

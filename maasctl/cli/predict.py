@@ -65,9 +65,11 @@ def predict(
     Example: maasctl predict --input data.csv --model iris@production --format csv
     """
     from maasctl.predict import run_predict, select_target
-    from maasctl.predict_io import make_writer, open_input, open_output
+    from maasctl.predict_io import open_input
+    from maasctl.predict_output import check_format, make_writer, open_output
 
     store = state(ctx).store
+    check_format(fmt)
     source = open_input(input, input_format)
     target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
                            timeout=timeout, say=output.message)

@@ -1,0 +1,271 @@
+"""Output writers for `maasctl predict`: json (TF Serving's response body), jsonl, csv, table.
+
+Writers receive output arrays chunk by chunk, in input order, and write as they go (except `table`, which is
+for people and renders at the end). For classification models with recorded class names, jsonl/csv/table add
+`label` and `score`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from maasctl.errors import InvalidInput
+from maasctl.predict_io import ModelSchema, _jsonable, orjson
+
+OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
+
+
+class Writer:
+    """Receives output arrays chunk by chunk, in input order."""
+
+    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
+        self.out = out
+        self.schema = schema
+        self.label_output = schema.label_output
+        self.rows = 0
+
+    def write(self, outputs: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def write_body(self, body: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
+        """A whole response for a request-body input; `outputs` is its decoded form."""
+        self.write(outputs)
+
+    def close(self) -> None:
+        self.out.flush()
+
+    def labels(self, outputs: dict[str, np.ndarray]) -> tuple[list[str], list[float]] | None:
+        if self.label_output is None or self.label_output not in outputs:
+            return None
+        probs = outputs[self.label_output]
+        if probs.ndim != 2 or probs.shape[1] != len(self.schema.class_names or []):
+            return None
+        idx = probs.argmax(axis=1)
+        names = np.asarray(self.schema.class_names, dtype=object)
+        return names[idx].tolist(), probs[np.arange(len(idx)), idx].tolist()
+
+
+class JsonWriter(Writer):
+    """One JSON document `{"predictions": [...]}`, written incrementally, one prediction per line."""
+
+    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
+        super().__init__(out, schema)
+        self._started = False
+        self._body_written = False
+
+    def write(self, outputs: dict[str, np.ndarray]) -> None:
+        self._start()
+        names = list(outputs)
+        if not names or not len(outputs[names[0]]):
+            return
+        arr = outputs[names[0]]
+        if len(names) == 1 and orjson is not None and arr.dtype != object and arr.dtype.kind in "fiub":
+            # bulk path: one orjson call, a newline between rows by byte replacement (no per-row work)
+            data = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+            k = arr.ndim - 1
+            sep = b"]" * k + b"," + b"[" * k
+            data = data.replace(sep, sep[:k + 1] + b"\n" + sep[k + 1:])
+            self._write_bytes((b",\n" if self.rows else b"") + data)
+            self.rows += len(arr)
+            return
+        if len(names) == 1:
+            texts = _row_texts(arr)
+        else:
+            keys = [json.dumps(n) for n in names]
+            texts = ["{" + ",".join(f"{k}:{v}" for k, v in zip(keys, vals)) + "}"
+                     for vals in zip(*(_row_texts(outputs[n]) for n in names))]
+        self.out.write((",\n" if self.rows else "") + ",\n".join(texts))
+        self.rows += len(texts)
+
+    def _write_bytes(self, data: bytes) -> None:
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is None:
+            self.out.write(data.decode())
+            return
+        self.out.flush()
+        buffer.write(data)
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.out.write('{"predictions": [\n')
+
+    def write_body(self, body: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
+        self.out.write(json.dumps(body) + "\n")
+        self._body_written = True
+
+    def close(self) -> None:
+        if not self._body_written:
+            self._start()
+            self.out.write("\n]}\n")
+        super().close()
+
+
+def _row_texts(arr: np.ndarray) -> list[str]:
+    """Each row of `arr` as JSON text (a number, or a nested list). Numeric arrays go through orjson in bulk,
+    which also writes float32 in its shortest form."""
+    if arr.dtype != object and arr.dtype.kind in "fiub" and orjson is not None and len(arr):
+        text = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1]
+        if arr.ndim == 1:
+            return text.split(",")
+        sep = "]" * (arr.ndim - 1) + "," + "[" * (arr.ndim - 1)
+        parts = text.split(sep)
+        if len(parts) == len(arr):
+            return [_wrap(p, i, len(parts), arr.ndim) for i, p in enumerate(parts)]
+    return [json.dumps(v) for v in _jsonable(arr)]
+
+
+def _wrap(part: str, i: int, n: int, ndim: int) -> str:
+    """Restore the brackets that splitting a nested list on `]],[[`-style separators removed."""
+    k = ndim - 1
+    if i > 0:
+        part = "[" * k + part
+    if i < n - 1:
+        part = part + "]" * k
+    return part
+
+
+def _flat_texts(name: str, arr: np.ndarray) -> tuple[list[str], list[str]]:
+    """CSV header cells and, per row, the comma-joined cells of one output (flattened: name_0, name_1...)."""
+    if arr.ndim == 1:
+        cells = _row_texts(arr) if arr.dtype != object else [_csv_cell(v) for v in _jsonable(arr)]
+        return [name], cells
+    flat = arr.reshape(len(arr), -1)
+    header = [f"{name}_{j}" for j in range(flat.shape[1])]
+    if flat.dtype != object:
+        return header, [t[1:-1] for t in _row_texts(flat)]
+    return header, [",".join(_csv_cell(v) for v in row) for row in _jsonable(flat)]
+
+
+def _csv_cell(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v)
+    if any(c in text for c in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class JsonlWriter(Writer):
+    """One JSON object per input row: {output: value, ..., label, score}."""
+
+    def write(self, outputs: dict[str, np.ndarray]) -> None:
+        names = list(outputs)
+        if not names or not len(outputs[names[0]]):
+            return
+        keys = [json.dumps(n) for n in names]
+        columns = [_row_texts(outputs[n]) for n in names]
+        labels = self.labels(outputs)
+        if labels is not None:
+            keys += ['"label"', '"score"']
+            columns += [[json.dumps(x) for x in labels[0]], _row_texts(np.asarray(labels[1], dtype=np.float32))]
+        lines = ["{" + ",".join(f"{k}:{v}" for k, v in zip(keys, vals)) + "}" for vals in zip(*columns)]
+        self.out.write("\n".join(lines) + "\n")
+        self.rows += len(lines)
+
+
+class CsvWriter(Writer):
+    """A header row, then one row per input row: flattened outputs (`name_j`), then label and score."""
+
+    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
+        super().__init__(out, schema)
+        self._header: list[str] | None = None
+
+    def write(self, outputs: dict[str, np.ndarray]) -> None:
+        header: list[str] = []
+        columns: list[list[str]] = []
+        for n in outputs:
+            h, c = _flat_texts(n, outputs[n])
+            header += h
+            columns.append(c)
+        labels = self.labels(outputs)
+        if labels is not None:
+            header += ["label", "score"]
+            columns += [[_csv_cell(x) for x in labels[0]], _row_texts(np.asarray(labels[1], dtype=np.float32))]
+        if self._header is None:
+            self._header = header
+            self.out.write(",".join(_csv_cell(h) for h in header) + "\n")
+        if columns and columns[0]:
+            self.out.write("\n".join(",".join(vals) for vals in zip(*columns)) + "\n")
+            self.rows += len(columns[0])
+
+
+class TableWriter(Writer):
+    """A rich table on close (for people; keeps the rows, so meant for small inputs)."""
+
+    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
+        super().__init__(out, schema)
+        self._rows: list[list[str]] = []
+        self._header: list[str] = []
+
+    def write(self, outputs: dict[str, np.ndarray]) -> None:
+        names = list(outputs)
+        self._header = ["#", *names]
+        lists = [_jsonable(outputs[n]) for n in names]
+        labels = self.labels(outputs)
+        if labels is not None:
+            self._header += ["label", "score"]
+        for i, vals in enumerate(zip(*lists)):
+            cells = [str(self.rows + i + 1), *(_fmt(v) for v in vals)]
+            if labels is not None:
+                cells += [labels[0][i], f"{labels[1][i]:.4f}"]
+            self._rows.append(cells)
+        self.rows += len(lists[0]) if lists else 0
+
+    def close(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_edge=False, header_style="bold")
+        for h in self._header or ["#"]:
+            table.add_column(h, justify="right" if h in ("#", "score") else "left")
+        for r in self._rows:
+            table.add_row(*r)
+        Console(file=self.out, soft_wrap=True).print(table)
+        super().close()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+WRITERS = {"json": JsonWriter, "jsonl": JsonlWriter, "csv": CsvWriter, "table": TableWriter}
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in WRITERS:
+        raise InvalidInput(f"--format {fmt!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+def make_writer(fmt: str, out: TextIO, schema: ModelSchema) -> Writer:
+    return WRITERS[check_format(fmt)](out, schema)
+
+
+def open_output(path: str | None) -> tuple[TextIO, Callable[[bool], None]]:
+    """stdout, or FILE written as FILE.partial and renamed on success (removed on failure)."""
+    if path is None or path == "-":
+        return sys.stdout, lambda ok: None
+    target = Path(path)
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        f = open(tmp, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InvalidInput(f"--output {path}: cannot write ({exc.strerror})") from None
+
+    def finish(ok: bool) -> None:
+        f.close()
+        if ok:
+            os.replace(tmp, target)
+        else:
+            tmp.unlink(missing_ok=True)
+
+    return f, finish
