@@ -24,6 +24,8 @@ from conftest import REPO, run_cli
 COMPLETIONS = REPO / "completions"
 FILES = {"bash": "maasctl.bash", "zsh": "_maasctl", "fish": "maasctl.fish"}
 BASH = shutil.which("bash")
+ZSH = shutil.which("zsh")
+FISH = shutil.which("fish")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 
 
@@ -178,16 +180,18 @@ def test_bash_register_completes_run_ids_and_files(bin_dir: Path, iris_store: Pa
 
 
 # -- real interactive bash on a pseudo-terminal, pressing TAB ----------------------------------------
-class InteractiveBash:
+class InteractiveShell:
+    """A shell on a pseudo-terminal: send keys, read the screen up to an expected string."""
+
     PROMPT = b"PROMPT$ "
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         env = {**env, "PS1": self.PROMPT.decode(), "TERM": "dumb", "INPUTRC": "/dev/null", "HISTFILE": "/dev/null"}
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child
             try:
                 os.chdir(cwd)
-                os.execve(BASH, [BASH, "--norc", "--noprofile", "-i"], env)
+                os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)
         self.out = b""
@@ -234,7 +238,7 @@ class InteractiveBash:
 @needs_bash
 @serve_wired
 def test_interactive_bash_tab(bin_dir: Path, iris_store: Path) -> None:
-    sh = InteractiveBash(_env(bin_dir, iris_store), REPO)
+    sh = InteractiveShell([BASH, "--norc", "--noprofile", "-i"], _env(bin_dir, iris_store), REPO)
     try:
         sh.read_until(sh.PROMPT)
         sh.send(f"source {COMPLETIONS / FILES['bash']}; echo sourced\n".encode())
@@ -250,6 +254,38 @@ def test_interactive_bash_tab(bin_dir: Path, iris_store: Path) -> None:
         assert b"houses" not in listing
     finally:
         sh.close()
+
+
+@pytest.mark.skipif(ZSH is None, reason="zsh is not installed")
+def test_interactive_zsh_tab(bin_dir: Path, iris_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "export").mkdir()
+    sh = InteractiveShell([ZSH, "-f", "-i"], _env(bin_dir, iris_store), tmp_path)
+    try:
+        sh.send(f"PS1='{sh.PROMPT.decode()}'; autoload -U compinit; compinit -u; "
+                f"source {COMPLETIONS / FILES['zsh']}; echo sourced\n".encode())
+        sh.read_until(b"sourced")
+        sh.send(b"maasctl se\t")
+        sh.read_until(b"maasctl serve ")
+        sh.send(b"\x15maasctl show iris@p\t")
+        sh.read_until(b"maasctl show iris@production")
+        sh.send(b"\x15maasctl register ex\t")      # file names where the argument takes a path
+        sh.read_until(b"maasctl register export/")
+    finally:
+        sh.close()
+
+
+@pytest.mark.skipif(FISH is None, reason="fish is not installed")
+def test_fish_completes(bin_dir: Path, iris_store: Path) -> None:
+    script = (f"source {COMPLETIONS / FILES['fish']}\n"
+              "complete -C 'maasctl se'; echo ---; complete -C 'maasctl show iris@'\n")
+    proc = subprocess.run([FISH, "--no-config", "-c", script], capture_output=True, text=True, check=False,
+                          env=_env(bin_dir, iris_store), cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    commands, refs = proc.stdout.split("---\n")
+    assert [line.split("\t")[0] for line in commands.splitlines()] == ["serve"]
+    assert "iris@production\talias -> version 1" in refs.splitlines()
+    assert sorted(line.split("\t")[0] for line in refs.splitlines()) == [
+        "iris@1", "iris@2", "iris@candidate", "iris@production"]
 
 
 # -- the other shells' protocols, and the cost of a TAB ----------------------------------------------
