@@ -13,10 +13,10 @@ Feature and class names come from the store: for a server, from the stored versi
 version as the server reports, when its signature matches; otherwise records are taken in the file's order.
 
 Streaming (`run_predict`): chunks of --batch-size rows are encoded and checked, then scored with several
-requests in flight, and written in input order. A regular file is checked completely before anything is sent
-(encoded chunks are kept up to a memory budget, beyond which the file is parsed again for sending), so a bad row
-anywhere means nothing was sent. stdin is checked chunk by chunk: a bad chunk and everything after it are not
-sent.
+requests in flight, and written in input order. A regular file (or any JSON document, which is read whole) is
+checked completely before anything is sent (encoded chunks are kept up to a memory budget, beyond which the
+file is parsed again for sending), so a bad row anywhere means nothing was sent. CSV and JSON Lines on stdin are
+checked chunk by chunk: a bad chunk and everything after it are not sent, earlier chunks were.
 """
 
 from __future__ import annotations

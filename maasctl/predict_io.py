@@ -239,13 +239,17 @@ class InputSource:
 
     @property
     def rewindable(self) -> bool:
-        return self.path != "-" and self.format != "json"
+        """Whether `rewind` can replay the input: a regular file, or a JSON document (held in memory)."""
+        return self.path != "-" or self.format == "json"
 
     def close(self) -> None:
         if self.path != "-":
             self._file.close()
 
     def rewind(self) -> None:
+        """Start again from the first row (CSV: call `header()` again)."""
+        if self.format == "json":
+            return
         self._file.seek(0)
         self._pushback = []
 

@@ -234,6 +234,11 @@ def test_bad_input_exits_2_and_sends_nothing(tmp_path, pstore, stub):
     assert proc.returncode == 2 and "row 501 (line 502): column 'petal_width': 'oops' is not a number" in proc.stderr
     assert stub.predicts == before
     assert not out.exists() and not list(tmp_path.glob("out.json*"))
+    late_json = tmp_path / "late.json"
+    late_json.write_text(json.dumps([[1, 2, 3, 4]] * 500 + [[1, 2, 3, None]]))
+    proc = run_cli("predict", "--url", stub.url, "-m", "iris", "-i", str(late_json), "-b", "10", store=pstore.root)
+    assert proc.returncode == 2 and "row 501: column 'petal_width': null is not a number" in proc.stderr
+    assert stub.predicts == before and proc.stdout == ""
 
 
 def test_server_errors_are_reported(tmp_path, pstore, stub):

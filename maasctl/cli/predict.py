@@ -9,6 +9,7 @@ import typer
 
 from maasctl import output
 from maasctl.cli._options import state
+from maasctl.errors import InvalidInput
 
 
 def _progress_bar(total_chars: int) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
@@ -70,6 +71,8 @@ def predict(
 
     store = state(ctx).store
     check_format(fmt)
+    if input == "-" and sys.stdin.isatty():
+        raise InvalidInput("no input: pass --input FILE, or pipe rows into stdin")
     source = open_input(input, input_format)
     target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
                            timeout=timeout, say=output.message)
