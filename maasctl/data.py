@@ -58,7 +58,7 @@ class Dataset:
         return int(self.y_train.shape[1])
 
     def summary(self) -> dict[str, Any]:
-        return {"train_rows": int(len(self.x_train)), "validation_rows": 0 if self.x_val is None else int(len(self.x_val)),
+        return {"train_rows": len(self.x_train), "validation_rows": 0 if self.x_val is None else len(self.x_val),
                 "n_features": self.n_features, "n_outputs": self.n_outputs, "files": self.files}
 
 

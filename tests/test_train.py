@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from maasctl.data import prepare
 from maasctl.errors import InvalidInput
-from maasctl.runs import list_runs, load_run, register_run
+from maasctl.runs import list_runs, register_run
 from maasctl.savedmodel import read_signatures
 from maasctl.store import Store
 

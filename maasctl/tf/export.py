@@ -15,7 +15,7 @@ from maasctl.savedmodel import read_signatures
 from maasctl.tf import load_tensorflow
 
 tf = load_tensorflow()
-import keras  # noqa: E402
+import keras  # after load_tensorflow(): Keras imports TensorFlow, which must come in quietly
 
 INPUT_NAME = "features"
 OUTPUT_NAMES = {"classification": "probabilities", "regression": "predictions"}

@@ -14,7 +14,6 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,13 +22,22 @@ from maasctl import __version__
 from maasctl.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.data import Dataset
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.runs import (CONFIG_COPY, FORMAT_VERSION, MODEL_DIR, Run, commit_run, git_lineage, load_run, new_run_id,
-                          write_record)
+from maasctl.runs import (
+    CONFIG_COPY,
+    FORMAT_VERSION,
+    MODEL_DIR,
+    Run,
+    commit_run,
+    git_lineage,
+    load_run,
+    new_run_id,
+    write_record,
+)
 from maasctl.store import Store, utcnow
 from maasctl.tf import load_tensorflow
 
 tf = load_tensorflow()
-import keras  # noqa: E402  (after the quiet TensorFlow import)
+import keras  # after load_tensorflow(): Keras imports TensorFlow, which must come in quietly
 
 # Strings `Model.compile` accepts as metrics although `keras.metrics.get` does not.
 _COMPILE_METRIC_ALIASES = {"acc", "ce", "crossentropy"}
