@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from maasctl.config import load_config
 from maasctl.data import class_mapping, load_dataset, prepare
@@ -267,3 +271,51 @@ def test_class_mapping():
 def test_single_class_is_refused(tmp_path):
     cfg = make(tmp_path, "d.csv", "a,y\n1,x\n2,x\n")
     assert "d.csv: the label 'y' has a single value (x); classification needs at least two classes" in fails(cfg)
+
+
+# -- property: whatever csv.writer writes, the fast loader reads back exactly ----------------------------
+
+_floats = st.floats(allow_nan=False, allow_infinity=False, width=32)
+_labels = st.text(alphabet='abcXYZ019 ,"\'-_', min_size=1, max_size=6).filter(lambda s: s.strip() != "")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 12).flatmap(lambda n: st.lists(
+    st.tuples(st.lists(_floats, min_size=3, max_size=3), _labels), min_size=n, max_size=n)),
+    label_at=st.integers(0, 3))
+def test_csv_round_trip(tmp_path, rows, label_at):
+    header = ["a", "b", "c"]
+    header.insert(label_at, "y")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for values, label in rows:
+        cells = [repr(float(v)) for v in values]
+        cells.insert(label_at, label)
+        writer.writerow(cells)
+    cfg = make(tmp_path, "d.csv", buf.getvalue().encode())
+    labels = [label.strip() for _, label in rows]
+    if len(set(labels)) < 2:
+        assert "classification needs at least two classes" in fails(cfg)
+        return
+    ds = load(cfg)
+    assert ds.feature_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(ds.x_train, np.array([v for v, _ in rows], dtype=np.float32))
+    assert ds.class_names == sorted(set(labels)) or all(_numeric(s) for s in labels)
+    assert [ds.class_names[i] for i in ds.y_train] == [
+        canonical(s, all(_numeric(t) for t in labels)) for s in labels]
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def canonical(s: str, numeric: bool) -> str:
+    if not numeric:
+        return s
+    v = float(s)
+    return str(int(v)) if v.is_integer() else repr(v)
