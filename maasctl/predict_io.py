@@ -464,21 +464,16 @@ class Encoder:
         kinds = {c.kind for c in cols}
         n = len(cols)
         if len(kinds) == 1 and kinds <= {"float", "int"}:
-            text = "".join(chunk.items)
-            if '"' not in text:
-                flat = text.replace("\n", ",").split(",")
-                if flat and not flat[-1].strip():
-                    flat.pop()
-                if len(flat) == n * len(chunk.items):
-                    try:
-                        arr = np.array(flat, dtype=np.float64 if "float" in kinds else np.int64)
-                    except ValueError:
-                        pass
-                    else:
-                        arr = arr.reshape(len(chunk.items), n)
-                        if self._csv_perm != list(range(n)):
-                            arr = arr[:, self._csv_perm]
-                        return self._from_columns(arr)
+            # bulk path: NumPy's C CSV parser; anything it rejects is re-parsed slowly for an exact message
+            try:
+                arr = np.loadtxt(chunk.items, delimiter=",", quotechar='"', comments=None, ndmin=2,
+                                 dtype=np.float64 if "float" in kinds else np.int64)
+            except ValueError:
+                arr = None
+            if arr is not None and arr.shape[1] == n:
+                if self._csv_perm != list(range(n)):
+                    arr = arr[:, self._csv_perm]
+                return self._from_columns(arr)
         return self._encode_csv_slow(chunk)
 
     def _encode_csv_slow(self, chunk: Chunk) -> dict[str, np.ndarray]:

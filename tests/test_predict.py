@@ -326,3 +326,25 @@ def test_million_row_csv_streams_in_bounded_memory_and_order(tmp_path, pstore, s
     cells = body.replace("\n", ",").split(",")[:-1]
     got = np.array(cells, dtype=object).reshape(ROWS_BIG, 5)[:, :3].astype(np.float64)
     np.testing.assert_allclose(got, reference(x.astype(np.float32)), atol=1e-6, rtol=0)
+
+
+def test_against_a_real_maasctl_serve(tmp_path, pstore, reference, data):
+    """The real server, found through its record in the store (skipped while `maasctl serve` is not there)."""
+    from maasctl.cli import app
+
+    if "serve" not in {c.name for c in app.registered_commands}:
+        pytest.skip("maasctl serve is not available")
+    started = run_cli("serve", "iris", "--port", "0", "--detach", store=pstore.root)
+    assert started.returncode == 0, started.stderr
+    try:
+        path = write_csv(tmp_path / "d.csv", data, order=list(reversed(FEATURES)))
+        via_record = ok(run_cli("predict", "-i", str(path), store=pstore.root))
+        via_url = ok(run_cli("predict", "--url", started.stdout.strip(), "-i", str(path), "-f", "jsonl",
+                             store=pstore.root))
+    finally:
+        run_cli("stop", "--all", store=pstore.root)
+    expected = reference(data.astype(np.float32))
+    np.testing.assert_allclose(predictions(via_record.stdout), expected, atol=1e-6, rtol=0)
+    docs = [json.loads(x) for x in via_url.stdout.splitlines()]
+    np.testing.assert_allclose([d["output_0"] for d in docs], expected, atol=1e-6, rtol=0)
+    assert [d["label"] for d in docs] == [CLASSES[i] for i in expected.argmax(axis=1)]
