@@ -3,17 +3,24 @@
 #      or: echo 'eval "$(maasctl completion bash)"' >> ~/.bashrc
 _maasctl_completion() {
     local IFS=$'\n'
-    local response completion type value
-    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD="$COMP_CWORD" \
+    local response completion type value file trim=""
+    # The line up to the cursor, not COMP_WORDS: bash splits words at '@', '=' and ':' (COMP_WORDBREAKS),
+    # which would cut NAME@ALIAS in two. maasctl answers with whole words plus the part to trim ("trim,...")
+    # because bash replaces only the text after the last word-break character.
+    response=$(env _MAASCTL_COMPLETE_LINE="${COMP_LINE:0:COMP_POINT}" _MAASCTL_COMPLETE_BREAKS="$COMP_WORDBREAKS" \
         _MAASCTL_COMPLETE=complete_bash "$1" 2>/dev/null)
     COMPREPLY=()
     for completion in $response; do
         type=${completion%%,*}
         value=${completion#*,}
         case $type in
-            plain) COMPREPLY+=("$value") ;;
-            file) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -f -- "$value")) ;;
-            dir) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -d -- "$value")) ;;
+            trim) trim=$value ;;
+            plain) COMPREPLY+=("${value#"$trim"}") ;;
+            file|dir)
+                compopt -o filenames 2>/dev/null
+                for file in $(compgen -"${type:0:1}" -- "$value"); do
+                    COMPREPLY+=("${file#"$trim"}")
+                done ;;
         esac
     done
     return 0

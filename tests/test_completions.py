@@ -78,16 +78,24 @@ def _env(bin_dir: Path, store: Path | None) -> dict[str, str]:
 
 
 def bash_complete(words: list[str], bin_dir: Path, store: Path | None, cwd: Path = REPO) -> list[str]:
-    """COMPREPLY after calling the loaded completion function on `words` (the last one is being completed)."""
-    words_literal = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    """COMPREPLY after calling the loaded completion function on `words` (the last one is being completed).
+
+    Sets COMP_LINE and COMP_POINT as bash does (the script reads those, not COMP_WORDS). COMPREPLY holds what
+    replaces the text after the last word-break character, e.g. `production` for `iris@p`.
+    """
+    line = " ".join(words)
     script = (f"source {COMPLETIONS / FILES['bash']}\n"
-              f"COMP_WORDS=({words_literal}); COMP_CWORD={len(words) - 1}; COMPREPLY=()\n"
+              f"COMP_LINE={_quote(line)}; COMP_POINT={len(line)}; COMPREPLY=()\n"
               "_maasctl_completion maasctl\n"
               "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
     proc = subprocess.run([BASH, "--norc", "--noprofile", "-c", script], capture_output=True, text=True, check=False,
                           env=_env(bin_dir, store), cwd=cwd, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return [line for line in proc.stdout.splitlines() if line]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 # -- the committed scripts ---------------------------------------------------------------------------
@@ -141,11 +149,13 @@ def test_bash_completes_subcommands_and_options(bin_dir: Path, iris_store: Path)
 def test_bash_completes_refs_from_the_store(bin_dir: Path, iris_store: Path) -> None:
     refs = ["iris", "iris@candidate", "iris@production", "iris@2", "iris@1"]
     assert bash_complete(["maasctl", "show", "ir"], bin_dir, iris_store) == refs
-    assert bash_complete(["maasctl", "show", "iris@p"], bin_dir, iris_store) == ["iris@production"]
+    # bash splits words at '@' (COMP_WORDBREAKS): what replaces the text after it is the rest of the ref
+    assert bash_complete(["maasctl", "show", "iris@p"], bin_dir, iris_store) == ["production"]
     assert bash_complete(["maasctl", "rm", "h"], bin_dir, iris_store) == ["houses", "houses@1"]
     assert bash_complete(["maasctl", "list", ""], bin_dir, iris_store) == ["houses", "iris"]
     assert bash_complete(["maasctl", "alias", "rm", "iris", ""], bin_dir, iris_store) == ["candidate", "production"]
-    assert bash_complete(["maasctl", "alias", "set", "iris@"], bin_dir, iris_store) == refs[1:]
+    assert bash_complete(["maasctl", "alias", "set", "iris@"], bin_dir, iris_store) == ["candidate", "production",
+                                                                                          "2", "1"]
 
 
 @needs_bash
@@ -162,8 +172,8 @@ def test_bash_honours_store_option_and_environment(bin_dir: Path, iris_store: Pa
     # --store on the command line wins over MAASCTL_HOME; a missing store completes to nothing, silently
     assert bash_complete(["maasctl", "--store", str(empty), "show", ""], bin_dir, iris_store) == []
     assert bash_complete(["maasctl", "--store", str(iris_store), "show", "h"], bin_dir, None) == ["houses", "houses@1"]
-    env_only = bash_complete(["maasctl", "show", "iris@c"], bin_dir, iris_store)
-    assert env_only == ["iris@candidate"]
+    assert bash_complete(["maasctl", "show", "iris@c"], bin_dir, iris_store) == ["candidate"]
+    assert bash_complete(["maasctl", f"--store={iris_store}", "show", "h"], bin_dir, None) == ["houses", "houses@1"]
 
 
 @needs_bash
@@ -252,6 +262,11 @@ def test_interactive_bash_tab(bin_dir: Path, iris_store: Path) -> None:
         for ref in (b"iris@1", b"iris@2", b"iris@candidate", b"iris@production"):
             assert ref in listing
         assert b"houses" not in listing
+        sh.read_until(b"maasctl serve iris")
+        sh.send(b"@p\t")                               # '@' is a word break for bash; the ref completes whole
+        sh.read_until(b"roduction ")
+        sh.send(b"\x15echo line-done\n")
+        sh.read_until(b"line-done\r\n")
     finally:
         sh.close()
 
