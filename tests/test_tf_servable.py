@@ -16,6 +16,7 @@ def test_session_model_matches_the_eager_signature(models):
     x = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
     fast, eager = load_servable(models["small"]), load_model(models["small"])
     assert isinstance(fast, SessionModel) and fast.signatures == eager.signatures
+    assert "_direct_run" in fast._callables["serving_default"][2].__qualname__  # not the make_callable fallback
     np.testing.assert_allclose(fast.predict({"features": x})["output_0"], eager.predict({"features": x})["output_0"],
                                atol=1e-6)
     multi = load_servable(models["multi"])
