@@ -361,6 +361,7 @@ def test_callbacks_for_package_predict_and_stop(iris_store: Path, monkeypatch, t
     assert getattr(values[-1], "kind", None) == "file"  # file names too, expanded by the shell
     assert [v for v, _ in c.complete_run_or_ref(None, "iris@c")] == ["iris@candidate", "iris@c"]
     assert [(v, getattr(v, "kind", None)) for v, _ in c.complete_file(None, "ex")] == [("ex", "file")]
+    assert [v for v, _ in c.complete_ref_or_file(None, "h")] == ["houses", "houses@1", "h"]
     assert c.complete_run(None, "") == [("20261123-120000-abc123", "run")]
     assert c.complete_model(None, "i") == [("iris", "2 version(s), latest 2")]
 

@@ -157,3 +157,9 @@ def complete_server(ctx: typer.Context | None, incomplete: str) -> Items:
 
     return [(s.id, f"{s.url} {' '.join(s.refs)}".strip()) for s in list_servers(store_from_context(ctx))
             if s.id.startswith(incomplete)]
+
+
+@_safe
+def complete_ref_or_file(ctx: typer.Context | None, incomplete: str) -> Items:
+    """What `inspect` accepts: model refs and file names (.maas packages)."""
+    return [*ref_items(store_from_context(ctx), incomplete), (FileCompletion(incomplete), "")]
