@@ -26,8 +26,10 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
 
 def register(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.", autocompletion=complete_source)],
-    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name.", autocompletion=complete_model)] = None,
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.",
+                                          autocompletion=complete_source)],
+    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name.",
+                                                autocompletion=complete_model)] = None,
     alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the version (repeatable).")] = [],
     description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
     tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],
@@ -55,7 +57,8 @@ def register(
 
 def list_(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions.", autocompletion=complete_model)] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions.",
+                                                  autocompletion=complete_model)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List models, or one model's versions.
@@ -85,7 +88,8 @@ def list_(
 
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@VERSION or NAME@ALIAS.", autocompletion=complete_ref)],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@VERSION or NAME@ALIAS.",
+                                       autocompletion=complete_ref)],
     json_out: JsonOpt = False,
 ) -> None:
     """Everything about one version, including its signatures.
@@ -123,7 +127,8 @@ def show(
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).", autocompletion=complete_ref)],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).",
+                                       autocompletion=complete_ref)],
     alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias name (not all digits, not 'latest').")],
     json_out: JsonOpt = False,
 ) -> None:
@@ -181,7 +186,8 @@ def alias_history(
 
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME@VERSION (or NAME@ALIAS).", autocompletion=complete_ref)],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME@VERSION (or NAME@ALIAS).",
+                                       autocompletion=complete_ref)],
     force: Annotated[bool, typer.Option("--force", "-f", help="Also remove aliases pointing at it.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -199,7 +205,8 @@ def rm(
 
 def verify(
     ctx: typer.Context,
-    ref: Annotated[Optional[str], typer.Argument(help="One version; default: every version.", autocompletion=complete_ref)] = None,
+    ref: Annotated[Optional[str], typer.Argument(help="One version; default: every version.",
+                                                 autocompletion=complete_ref)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-hash stored files against their recorded sha256; exit 1 on any corruption.
