@@ -8,7 +8,8 @@ Rates measured in the same run:
              TF Serving server in this process; said so), CSV in -> JSON predictions to a file
   local      `maasctl predict --local` on the same file
 Command-line runs are timed wall-clock as a user sees them; for --local the fixed start-up (Python, TensorFlow
-import, model load), measured on a 1-row file, is also reported separately.
+import, model load), measured on a 1-row file, is also reported separately, and so is the library call that
+`--local` runs (maasctl.predict.run_predict with the model already loaded).
 
 Targets: server >= 0.5x baseline, local >= 0.8x baseline.
 
@@ -136,6 +137,21 @@ def main() -> None:
     local = n / t_local
     local_steady = n / max(1e-9, t_local - t_start)
 
+    # -- the same --local pipeline as a library call (no process start-up, model already loaded) -----------
+    from maasctl.predict import local_target, run_predict
+    from maasctl.predict_io import open_input
+    from maasctl.predict_output import make_writer
+
+    target = local_target(store, "small")
+
+    def library() -> None:
+        source = open_input(str(data))
+        with open(out, "w") as f:
+            run_predict(target, source, make_writer("json", f, target.schema))
+        source.close()
+
+    lib = n / min(timed(library) for _ in range(2))
+
     print(f"baseline   in-process, rows in memory, batches of 1024 : {base:12,.0f} rows/s")
     print(f"baseline+  in-process, reading the CSV with NumPy      : {base_csv:12,.0f} rows/s")
     print(f"server     maasctl predict --url ({label}): {server:12,.0f} rows/s "
@@ -144,6 +160,8 @@ def main() -> None:
           f"({t_local:.1f} s)  ratio {local / base:.2f}x baseline (target 0.8x), {local / base_csv:.2f}x baseline+")
     print(f"local      excluding {t_start:.1f} s start-up (TF import, load)  : {local_steady:12,.0f} rows/s  "
           f"ratio {local_steady / base:.2f}x baseline, {local_steady / base_csv:.2f}x baseline+")
+    print(f"library    run_predict in-process (what --local runs): {lib:12,.0f} rows/s  "
+          f"ratio {lib / base:.2f}x baseline, {lib / base_csv:.2f}x baseline+")
 
 
 if __name__ == "__main__":
