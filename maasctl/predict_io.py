@@ -649,9 +649,9 @@ class Encoder:
         if spec["kind"] == "int":
             info = np.iinfo(target)
             if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                bad = int(np.argmax((arr < info.min) | (arr > info.max)) // max(1, arr.size // len(arr)))
-                raise InvalidInput(f"{self.where}: input '{name}': a value in batch row {bad + 1} is out of range "
-                                   f"for {spec['dtype']}")
+                row = int(np.argwhere((arr < info.min) | (arr > info.max))[0][0])
+                raise InvalidInput(f"{self.where}: input '{name}': a value in row {row + 1} of its batch is out of "
+                                   f"range for {spec['dtype']}")
         return np.ascontiguousarray(arr, dtype=target)
 
     # structured (non-tabular) values -------------------------------------------------------------------------
@@ -781,7 +781,7 @@ def _decode_string(v: Any) -> Any:
 
 
 # -- wire format (shared by the client path and --local) ------------------------------------------------------
-def _jsonable(arr: np.ndarray) -> Any:
+def jsonable(arr: np.ndarray) -> Any:
     if arr.dtype == object or arr.dtype.kind in ("S", "U"):
         return _strings(arr.tolist())
     return arr.tolist()
@@ -806,7 +806,7 @@ def dumps(doc: Any) -> bytes:
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj)
+        return jsonable(obj)
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
@@ -818,7 +818,7 @@ def loads(data: bytes | str) -> Any:
 
 def request_body(schema: ModelSchema, inputs: dict[str, np.ndarray]) -> bytes:
     """A TF Serving predict body: row format for one input, columnar for several (cheaper to build)."""
-    prepared = {k: (_jsonable(v) if v.dtype == object else v) for k, v in inputs.items()}
+    prepared = {k: (jsonable(v) if v.dtype == object else v) for k, v in inputs.items()}
     doc: dict[str, Any] = {"signature_name": schema.signature_name}
     if schema.single_input:
         doc["instances"] = prepared[schema.single_input]
@@ -864,11 +864,11 @@ def predictions_doc(schema: ModelSchema, outputs: dict[str, np.ndarray], columna
     names = list(outputs)
     if columnar:
         if len(names) == 1:
-            return {"outputs": _jsonable(outputs[names[0]])}
-        return {"outputs": {n: _jsonable(a) for n, a in outputs.items()}}
+            return {"outputs": jsonable(outputs[names[0]])}
+        return {"outputs": {n: jsonable(a) for n, a in outputs.items()}}
     if len(names) == 1:
-        return {"predictions": _jsonable(outputs[names[0]])}
-    lists = {n: _jsonable(a) for n, a in outputs.items()}
+        return {"predictions": jsonable(outputs[names[0]])}
+    lists = {n: jsonable(a) for n, a in outputs.items()}
     return {"predictions": [dict(zip(names, vals)) for vals in zip(*lists.values())]}
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from maasctl.errors import InvalidInput
-from maasctl.predict_io import ModelSchema, _jsonable, orjson
+from maasctl.predict_io import ModelSchema, jsonable, orjson
 
 OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
 
@@ -118,7 +118,7 @@ def _row_texts(arr: np.ndarray) -> list[str]:
         parts = text.split(sep)
         if len(parts) == len(arr):
             return [_wrap(p, i, len(parts), arr.ndim) for i, p in enumerate(parts)]
-    return [json.dumps(v) for v in _jsonable(arr)]
+    return [json.dumps(v) for v in jsonable(arr)]
 
 
 def _wrap(part: str, i: int, n: int, ndim: int) -> str:
@@ -134,13 +134,13 @@ def _wrap(part: str, i: int, n: int, ndim: int) -> str:
 def _flat_texts(name: str, arr: np.ndarray) -> tuple[list[str], list[str]]:
     """CSV header cells and, per row, the comma-joined cells of one output (flattened: name_0, name_1...)."""
     if arr.ndim == 1:
-        cells = _row_texts(arr) if arr.dtype != object else [_csv_cell(v) for v in _jsonable(arr)]
+        cells = _row_texts(arr) if arr.dtype != object else [_csv_cell(v) for v in jsonable(arr)]
         return [name], cells
     flat = arr.reshape(len(arr), -1)
     header = [f"{name}_{j}" for j in range(flat.shape[1])]
     if flat.dtype != object:
         return header, [t[1:-1] for t in _row_texts(flat)]
-    return header, [",".join(_csv_cell(v) for v in row) for row in _jsonable(flat)]
+    return header, [",".join(_csv_cell(v) for v in row) for row in jsonable(flat)]
 
 
 def _csv_cell(v: Any) -> str:
@@ -205,7 +205,7 @@ class TableWriter(Writer):
     def write(self, outputs: dict[str, np.ndarray]) -> None:
         names = list(outputs)
         self._header = ["#", *names]
-        lists = [_jsonable(outputs[n]) for n in names]
+        lists = [jsonable(outputs[n]) for n in names]
         labels = self.labels(outputs)
         if labels is not None:
             self._header += ["label", "score"]
