@@ -200,7 +200,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
     if local:
         if not model:
             raise InvalidInput("--local needs --model NAME[@VERSION|@ALIAS] (the model to load from the store)")
-        say(f"loading {model} in-process from the store at {store.root}")
+        say(f"loading {store.resolve(model).ref} in-process from the store at {store.root}")
         return local_target(store, model, signature=signature)
     servers = live_servers(store)
 
@@ -217,7 +217,8 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
             s = serving[0]
             return remote_target(s.url, model, signature=signature, token=token, timeout=timeout, store=store,
                                  via=f"server {s.id}")
-        say(f"no running server serves '{ref.name}': loading {model} in-process from the store at {store.root}")
+        say(f"no running server serves '{ref.name}': loading {store.resolve(ref).ref} in-process from the store "
+            f"at {store.root}")
         return local_target(store, model, signature=signature)
     if not servers:
         raise InvalidInput("no --model given and no maasctl server is running (see: maasctl ps); pass --model REF "

@@ -193,6 +193,18 @@ class CsvWriter(Writer):
             self.out.write("\n".join(",".join(vals) for vals in zip(*columns)) + "\n")
             self.rows += len(columns[0])
 
+    def close(self) -> None:
+        if self._header is None:  # no rows: still a header, from the signature's output shapes
+            header = []
+            for name, spec in self.schema.outputs.items():
+                shape = spec.get("shape") or [-1]
+                width = int(np.prod(shape[1:])) if len(shape) > 1 and min(shape[1:]) > 0 else 0
+                header += [f"{name}_{j}" for j in range(width)] if len(shape) > 1 else [name]
+            if self.label_output:
+                header += ["label", "score"]
+            self.out.write(",".join(_csv_cell(h) for h in header) + "\n")
+        super().close()
+
 
 class TableWriter(Writer):
     """A rich table on close (for people; keeps the rows, so meant for small inputs)."""

@@ -200,6 +200,7 @@ def test_writers_keep_order_across_chunks():
     table = render("table", chunks)
     assert "virginica" in table and "0.6000" in table
     assert json.loads(render("json", [])) == {"predictions": []}
+    assert render("csv", []) == "output_0_0,output_0_1,output_0_2,label,score\n"
 
 
 def test_writers_multi_output_without_classes():
