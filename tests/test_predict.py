@@ -241,6 +241,16 @@ def test_bad_input_exits_2_and_sends_nothing(tmp_path, pstore, stub):
     assert stub.predicts == before and proc.stdout == ""
 
 
+def test_stdin_is_checked_chunk_by_chunk(pstore, stub):
+    """stdin cannot be read twice: chunks before the bad one were sent, the bad one and later ones were not."""
+    text = ",".join(FEATURES) + "\n" + "1,2,3,4\n" * 4 + "1,2,3\n" + "1,2,3,4\n" * 4
+    before = stub.predicted_rows
+    proc = run_cli("predict", "--url", stub.url, "-m", "iris", "-b", "2", "-f", "jsonl", input=text,
+                   store=pstore.root)
+    assert proc.returncode == 2 and "<stdin>: row 5 (line 6): 3 fields, the header has 4" in proc.stderr
+    assert stub.predicted_rows - before <= 4
+
+
 def test_server_errors_are_reported(tmp_path, pstore, stub):
     path = write_csv(tmp_path / "d.csv", np.ones((2, 4)))
     proc = run_cli("predict", "--url", stub.url, "-m", "iris@7", "-i", str(path), store=pstore.root)
