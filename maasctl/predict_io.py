@@ -229,6 +229,8 @@ class InputSource:
                 raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
             self.size = os.path.getsize(path)
         self._pushback: list[str] = []
+        self._header_len = 0
+        self._has_bool = True
         if fmt is None:
             fmt = self._sniff()
         self.format = fmt
@@ -353,7 +355,8 @@ class InputSource:
 
     def _csv_chunks(self, batch_size: int) -> Iterator[Chunk]:
         # The header line was consumed by header(); chunks are raw lines so numeric CSVs parse in bulk.
-        row, line_no, consumed = 0, 2, getattr(self, "_header_len", 0)
+        # (A quoted field spanning lines is not supported: a chunk boundary may cut it.)
+        row, line_no, consumed = 0, 2, self._header_len
         read = self._file.readline
         while True:
             lines, self._pushback = self._pushback[:batch_size], self._pushback[batch_size:]
