@@ -151,7 +151,8 @@ def find_server(store: Any, server_id: str) -> ServerRecord:
     if not matches:
         have = ", ".join(r.id for r in servers) or "none running"
         raise NotFound(f"no running server '{server_id}' (servers: {have}). See: maasctl ps")
-    raise InvalidInput(f"'{server_id}' matches several servers ({', '.join(r.id for r in matches)}); give more of the id")
+    ids = ", ".join(r.id for r in matches)
+    raise InvalidInput(f"'{server_id}' matches several servers ({ids}); give more of the id")
 
 
 def stop_server(store: Any, rec: ServerRecord, timeout: float = 30.0) -> bool:

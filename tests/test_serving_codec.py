@@ -47,8 +47,8 @@ def test_row_and_columnar_single_input():
 
 
 def test_multi_input_rows_b64_and_columnar():
-    r = parse({"instances": [{"a": [1, 2], "s": "héllo"}, {"a": [3, 4], "s": {"b64": base64.b64encode(b"\xff").decode()}}]},
-              MULTI)
+    b64 = base64.b64encode(b"\xff").decode()
+    r = parse({"instances": [{"a": [1, 2], "s": "héllo"}, {"a": [3, 4], "s": {"b64": b64}}]}, MULTI)
     assert r.rows == 2
     assert r.inputs["s"].tolist() == ["héllo".encode(), b"\xff"]
     c = parse({"inputs": {"a": [[1, 2]], "s": ["x"]}}, MULTI)
@@ -108,7 +108,8 @@ def test_encode_forms():
     assert json.loads(codec.encode_predict(one, True)) == {"predictions": [[0.5, 0.25]]}
     assert json.loads(codec.encode_predict(one, False)) == {"outputs": [[0.5, 0.25]]}
     two = {"sum": np.array([1.5, 2.0], dtype=np.float32), "len": np.array([2, 3], dtype=np.int32)}
-    assert json.loads(codec.encode_predict(two, True)) == {"predictions": [{"sum": 1.5, "len": 2}, {"sum": 2.0, "len": 3}]}
+    assert json.loads(codec.encode_predict(two, True)) == {"predictions": [{"sum": 1.5, "len": 2},
+                                                                           {"sum": 2.0, "len": 3}]}
     assert json.loads(codec.encode_predict(two, False)) == {"outputs": {"sum": [1.5, 2.0], "len": [2, 3]}}
 
 

@@ -111,7 +111,8 @@ def test_metadata(served):
     sig = doc["metadata"]["signature_def"]["signature_def"]["serving_default"]
     feat = sig["inputs"]["features"]
     assert feat["dtype"] == "DT_FLOAT"
-    assert feat["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "4", "name": ""}], "unknown_rank": False}
+    assert feat["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "4", "name": ""}],
+                                    "unknown_rank": False}
     assert sig["method_name"] == "tensorflow/serving/predict"
     labelled = get(served, "/v1/models/small/labels/stable/metadata").json()
     assert labelled["model_spec"]["version"] == "1"

@@ -193,7 +193,7 @@ class ServingApp:
         body = msg.get("body", b"")
         if not msg.get("more_body"):
             if len(body) > limit:
-                raise HttpError(413, f"request body exceeds the limit of {limit} bytes (raise it with --max-body-bytes)")
+                raise _too_large(limit)
             return body
         chunks, total = [body], len(body)
         while True:
@@ -203,7 +203,7 @@ class ServingApp:
             chunk = msg.get("body", b"")
             total += len(chunk)
             if total > limit:
-                raise HttpError(413, f"request body exceeds the limit of {limit} bytes (raise it with --max-body-bytes)")
+                raise _too_large(limit)
             chunks.append(chunk)
             if not msg.get("more_body"):
                 return b"".join(chunks)
@@ -291,6 +291,10 @@ class ServingApp:
                 "model_version_status": [s.to_json(v) for v, s in sorted(st.items(), reverse=True)],
             })
         return codec.dumps({"models": models})
+
+
+def _too_large(limit: int) -> HttpError:
+    return HttpError(413, f"request body exceeds the limit of {limit} bytes (raise it with --max-body-bytes)")
 
 
 def _require(method: str, expected: str, path: str) -> None:

@@ -153,8 +153,9 @@ def _uvicorn_server(app: ServingApp) -> Any:
             # the graceful stop is the whole answer to SIGTERM/SIGINT: do not re-raise the signal afterwards
             self._captured_signals.clear()
 
-    config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning", access_log=False, log_config=None,
-                            server_header=False, proxy_headers=False, timeout_keep_alive=30)
+    config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning",
+                            access_log=False, log_config=None, server_header=False, proxy_headers=False,
+                            timeout_keep_alive=30)
     return Server(config)
 
 

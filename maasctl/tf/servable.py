@@ -85,7 +85,8 @@ def _direct_run(session: Any, graph: Any, sig_def: Any, in_names: list[str], out
 def load_session_model(path: str | Path, *, check: list[str] | None = None) -> SessionModel:
     path = Path(path)
     if check:
-        raise OperationFailed(f"refusing to load {path}: {check[0]}" + (f" (+{len(check) - 1} more)" if len(check) > 1 else ""))
+        more = f" (+{len(check) - 1} more)" if len(check) > 1 else ""
+        raise OperationFailed(f"refusing to load {path}: {check[0]}{more}")
     signatures = read_signatures(path)
     tf = load_tensorflow()
     graph = tf.Graph()
