@@ -60,13 +60,16 @@ def test_detach_ps_stop(tmp_path, models):
     store.register(models["multi"], "multi")
     # a 1.5 s batch timeout makes a lone request wait in the server: it must still finish on stop
     r = run_cli("serve", "small", "multi@1", "--port", "0", "--detach", "--json", "--batch-timeout-ms", "1500",
-                store=store.root)
+                "--token", "s3cret", store=store.root)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert set(doc) >= {"url", "pid", "models", "id"} and doc["models"] == ["multi", "small"]
     url, pid = doc["url"], doc["pid"]
+    auth = {"Authorization": "Bearer s3cret"}
     try:
-        assert requests.get(url + "/readyz", timeout=10).status_code == 200
+        assert requests.get(url + "/readyz", timeout=10).status_code == 401
+        assert requests.get(url + "/readyz", headers=auth, timeout=10).status_code == 200
+        assert b"s3cret" not in open(f"/proc/{pid}/cmdline", "rb").read()  # passed by environment, not argv
         ps = run_cli("ps", "--json", store=store.root)
         listed = json.loads(ps.stdout)
         assert [(s["id"], s["pid"], s["url"]) for s in listed] == [(doc["id"], pid, url)]
@@ -86,7 +89,7 @@ def test_detach_ps_stop(tmp_path, models):
 
         def slow_request():
             result["r"] = requests.post(url + "/v1/models/small:predict", data=json.dumps({"instances": X}),
-                                        timeout=30)
+                                        headers=auth, timeout=30)
 
         t = threading.Thread(target=slow_request)
         t.start()
