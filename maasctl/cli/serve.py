@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from maasctl import output
+from maasctl.cli._complete import complete_ref, complete_server
 from maasctl.cli._options import JsonOpt, state
 from maasctl.errors import InvalidInput
 
@@ -18,7 +19,8 @@ DEFAULT_MAX_BODY = 64 * 1024 * 1024
 def serve(
     ctx: typer.Context,
     refs: Annotated[list[str], typer.Argument(help="Models to serve: NAME (latest, follows new versions), "
-                                              "NAME@VERSION (pinned) or NAME@ALIAS (follows the alias).")],
+                                              "NAME@VERSION (pinned) or NAME@ALIAS (follows the alias).",
+                                              autocompletion=complete_ref)],
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.")] = 8501,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Most rows merged into one model call.")] = 64,
@@ -176,8 +178,8 @@ def _duration(seconds: float) -> str:
 
 def stop(
     ctx: typer.Context,
-    server_id: Annotated[Optional[str], typer.Argument(help="Server id (or a unique prefix) from `maasctl ps`.")]
-    = None,
+    server_id: Annotated[Optional[str], typer.Argument(help="Server id (or a unique prefix) from `maasctl ps`.",
+                                                       autocompletion=complete_server)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Stop every running server of this store.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait before killing.")] = 30.0,
     json_out: JsonOpt = False,
