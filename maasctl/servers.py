@@ -191,9 +191,11 @@ def tail(path: str | Path, lines: int = 15) -> str:
 
 
 def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | None = None,
-                   timeout: float = 120.0) -> ServerRecord:
+                   timeout: float = 120.0, ready_paths: list[str] | None = None) -> ServerRecord:
     """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
-    ready (its record exists and /readyz answers 200). On failure: OperationFailed with the log's tail."""
+    ready (its record exists and every `ready_paths` route answers 200: /readyz for maasctl's server,
+    the status routes for TF Serving, which has no readiness route). On failure: OperationFailed with the
+    log's tail."""
     import urllib.error
     import urllib.request
 
@@ -221,10 +223,14 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
         if rec is not None:
             failed: list[str] = []
             try:
-                req = urllib.request.Request(rec.url + "/readyz", headers=headers)
-                with urllib.request.urlopen(req, timeout=2) as resp:
-                    if resp.status == 200:
-                        return rec
+                for route in ready_paths or ["/readyz"]:
+                    req = urllib.request.Request(rec.url + route, headers=headers)
+                    with urllib.request.urlopen(req, timeout=2) as resp:
+                        body = resp.read()
+                        if resp.status != 200 or (route != "/readyz" and b"AVAILABLE" not in body):
+                            break
+                else:
+                    return rec
             except urllib.error.HTTPError as exc:
                 with contextlib.suppress(ValueError, OSError):
                     failed = json.loads(exc.read() or b"{}").get("failed") or []

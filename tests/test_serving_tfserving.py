@@ -42,6 +42,8 @@ def test_missing_binary_exits_2_with_install_hint(tmp_path, models):
 
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")
-    r = run_cli("serve", "small", "--backend", "tfserving", store=store.root, env={"PATH": "/usr/bin:/bin"})
-    assert r.returncode == 2
-    assert "tensorflow_model_server is not on PATH" in r.stderr and "tensorflow/serving" in r.stderr
+    for detach in ([], ["--detach"]):
+        r = run_cli("serve", "small", "--backend", "tfserving", *detach, store=store.root,
+                    env={"PATH": "/usr/bin:/bin"})
+        assert r.returncode == 2
+        assert "tensorflow_model_server is not on PATH" in r.stderr and "tensorflow/serving" in r.stderr

@@ -53,6 +53,10 @@ def serve(
     if backend not in ("maasctl", "tfserving"):
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     models = sorted({r.name for r in parsed})
+    if backend == "tfserving":
+        from maasctl.serving.tfserving import require_binary
+
+        require_binary()
     if detach:
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
@@ -110,7 +114,8 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
             "--backend", backend, "--server-id", server_id]
     if state(ctx).debug:
         args.insert(0, "--debug")
-    rec = servers.spawn_detached(store, server_id, args, token=token)
+    ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
+    rec = servers.spawn_detached(store, server_id, args, token=token, ready_paths=ready)
     if json_out:
         output.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
     else:

@@ -30,6 +30,14 @@ INSTALL_HINT = (f"{BINARY} is not on PATH. It ships only in the Docker image ten
                 "or use the built-in backend (--backend maasctl)")
 
 
+def require_binary() -> str:
+    """The path of tensorflow_model_server; InvalidInput (exit 2) saying how to install it otherwise."""
+    binary = shutil.which(BINARY)
+    if binary is None:
+        raise InvalidInput(INSTALL_HINT)
+    return binary
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -55,10 +63,7 @@ def model_config_text(models_dir: str | Path, aspired: dict[str, Aspired]) -> st
 
 def command(config_path: Path, *, host: str, port: int, grpc_port: int, batching_file: Path | None = None
             ) -> list[str]:
-    binary = shutil.which(BINARY)
-    if binary is None:
-        raise InvalidInput(INSTALL_HINT)
-    cmd = [binary, f"--rest_api_port={port}", f"--rest_api_host={host}", f"--port={grpc_port}",
+    cmd = [require_binary(), f"--rest_api_port={port}", f"--rest_api_host={host}", f"--port={grpc_port}",
            f"--model_config_file={config_path}", "--model_config_file_poll_wait_seconds=1",
            "--allow_version_labels_for_unavailable_models=true"]
     if batching_file is not None:
@@ -75,8 +80,7 @@ def batching_text(batch_size: int, timeout_ms: float) -> str:
 def run(store: Any, refs: list[ModelRef], *, host: str, port: int, batch_size: int, batch_timeout_ms: float,
         workdir: Path, poll_interval: float = 1.0) -> int:
     """Supervise tensorflow_model_server: write its config, keep it current, forward SIGTERM/SIGINT."""
-    if shutil.which(BINARY) is None:
-        raise InvalidInput(INSTALL_HINT)
+    require_binary()
     source = StoreSource(store, refs)
     aspired = source.poll() or {}
     workdir.mkdir(parents=True, exist_ok=True)
