@@ -224,9 +224,9 @@ def main() -> None:
         base = Baselines(tf, store, args.baseline_seconds)
         print("\n== in-process baselines (no HTTP, one thread)")
         for key in base.raw:
-            print(f"  raw signature call, {key:10s} {base.raw_rate(key):8.0f} calls/s")
+            print(f"  raw signature call, {key:18s} {base.raw_rate(key):8.0f} calls/s")
         for key in base.round_trip:
-            print(f"  JSON round-trip, {key:14s} {base.round_trip_rows(key):8.0f} rows/s")
+            print(f"  JSON round-trip, {key:21s} {base.round_trip_rows(key):8.0f} rows/s")
 
         t_import = min(import_tf_seconds() for _ in range(2))
         proc, url, ttfp = start_server(store, ["small", "medium"])
