@@ -2,7 +2,7 @@
 
 Pure Python on purpose: a bad key fails in milliseconds, before TensorFlow loads. Every error is one line
 naming the file, the key as a dotted path (`model.layers[1].units`) and what was expected.
-The full reference is docs/config.md.
+The full reference is README.md, "Training config reference".
 """
 
 from __future__ import annotations

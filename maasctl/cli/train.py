@@ -86,7 +86,7 @@ def _summary(metrics: dict[str, float]) -> str:
 
 def train(
     ctx: typer.Context,
-    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The training config (TOML); see docs/config.md.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The training config (TOML); see README, 'Training config reference'.")],
     set_: Annotated[list[str], typer.Option("--set", "-s", metavar="KEY=VALUE",
                                             help="Override a config key (dotted path, TOML value), e.g. "
                                                  "train.epochs=5 or model.layers[0].units=32 (repeatable).")] = [],
