@@ -29,19 +29,6 @@ FISH = shutil.which("fish")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 
 
-def _serve_has_ref_completion() -> bool:
-    import typer
-
-    from maasctl.cli import app
-
-    serve = typer.main.get_command(app).commands["serve"]
-    return any(p.name == "refs" and p._custom_shell_complete is not None for p in serve.params)
-
-
-# TEMPORARY (until cli/serve.py wires complete_ref into its REFS argument; see the examples helper's report)
-serve_wired = pytest.mark.skipif(not _serve_has_ref_completion(), reason="serve REFS has no completion yet")
-
-
 @pytest.fixture(scope="module")
 def iris_store(models, tmp_path_factory) -> Path:
     """A store with iris@1 (production), iris@2 (candidate), houses@1, and one run directory."""
@@ -159,7 +146,6 @@ def test_bash_completes_refs_from_the_store(bin_dir: Path, iris_store: Path) -> 
 
 
 @needs_bash
-@serve_wired
 def test_bash_completes_serve_refs(bin_dir: Path, iris_store: Path) -> None:
     refs = ["iris", "iris@candidate", "iris@production", "iris@2", "iris@1"]
     assert bash_complete(["maasctl", "serve", "ir"], bin_dir, iris_store) == refs
@@ -246,7 +232,6 @@ class InteractiveShell:
 
 
 @needs_bash
-@serve_wired
 def test_interactive_bash_tab(bin_dir: Path, iris_store: Path) -> None:
     sh = InteractiveShell([BASH, "--norc", "--noprofile", "-i"], _env(bin_dir, iris_store), REPO)
     try:
