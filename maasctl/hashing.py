@@ -82,28 +82,58 @@ def hash_tree(root: Path, *, skip: frozenset[str] = frozenset()) -> list[FileEnt
 
 
 def copy_tree_hashed(src: Path, dst: Path, *, fsync: bool = True) -> list[FileEntry]:
-    """Copy src into the existing directory dst, hashing each file as it streams through (one read)."""
+    """Copy src into the existing directory dst and return the sha256 of every file as written.
+
+    Each file is copied in the kernel (copy_file_range, no user-space buffer) and then hashed from the
+    destination, so the digest describes exactly the bytes stored, even if the source changes meanwhile.
+    This is about twice as fast as a read/hash/write loop on Linux (bench/bench_registry.py); elsewhere, or
+    when the kernel refuses, it falls back to that loop.
+    """
     files, dirs = walk_files(src)
     for d in dirs:
         (dst / d).mkdir(parents=True, exist_ok=True)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     entries = []
     for rel in files:
-        h = hashlib.sha256()
-        size = 0
+        entry: FileEntry | None = None
         with open(src / rel, "rb", buffering=0) as fin, open(dst / rel, "wb", buffering=0) as fout:
-            while n := fin.readinto(buf):
-                chunk = view[:n]
-                h.update(chunk)
-                fout.write(chunk)
-                size += n
+            if not _kernel_copy(fin.fileno(), fout.fileno()):
+                fin.seek(0)
+                fout.seek(0)
+                fout.truncate(0)
+                entry = _copy_loop(fin, fout, rel)
             if fsync:
                 os.fsync(fout.fileno())
-        entries.append(FileEntry(rel, size, h.hexdigest()))
+        if entry is None:
+            entry = hash_file(dst / rel)
+        entries.append(FileEntry(rel, entry.size, entry.sha256))
     if fsync:
         fsync_tree_dirs(dst, dirs)
     return entries
+
+
+def _kernel_copy(fd_in: int, fd_out: int) -> bool:
+    """Copy a whole file with copy_file_range; False when the platform or file system refuses."""
+    if not hasattr(os, "copy_file_range"):
+        return False
+    try:
+        while os.copy_file_range(fd_in, fd_out, CHUNK * 16):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _copy_loop(fin, fout, rel: str) -> FileEntry:
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := fin.readinto(buf):
+        chunk = view[:n]
+        h.update(chunk)
+        fout.write(chunk)
+        size += n
+    return FileEntry(rel, size, h.hexdigest())
 
 
 def fsync_tree_dirs(root: Path, rel_dirs: Iterable[str] = ()) -> None:
