@@ -81,15 +81,15 @@ def hash_tree(root: Path, *, skip: frozenset[str] = frozenset()) -> list[FileEnt
     return out
 
 
-def copy_tree_hashed(src: Path, dst: Path, *, fsync: bool = True) -> list[FileEntry]:
+def copy_tree_hashed(src: Path, dst: Path, *, fsync: bool = True, skip: frozenset[str] = frozenset()) -> list[FileEntry]:
     """Copy src into the existing directory dst and return the sha256 of every file as written.
 
     Each file is copied in the kernel (copy_file_range, no user-space buffer) and then hashed from the
     destination, so the digest describes exactly the bytes stored, even if the source changes meanwhile.
     This is about twice as fast as a read/hash/write loop on Linux (bench/bench_registry.py); elsewhere, or
-    when the kernel refuses, it falls back to that loop.
+    when the kernel refuses, it falls back to that loop. Paths in `skip` are not copied.
     """
-    files, dirs = walk_files(src)
+    files, dirs = walk_files(src, skip=skip)
     for d in dirs:
         (dst / d).mkdir(parents=True, exist_ok=True)
     entries = []

@@ -54,10 +54,10 @@ def parse_ref(text: str) -> ModelRef:
         raise InvalidInput(f"invalid reference {text!r}: nothing after '@' (use NAME@VERSION or NAME@ALIAS)")
     if not sep or selector == "latest":
         return ModelRef(name)
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():
         version = int(selector)
-        if version < 1:
-            raise InvalidInput(f"invalid reference {text!r}: versions start at 1")
+        if not 1 <= version < 2**63:
+            raise InvalidInput(f"invalid reference {text!r}: versions run from 1 to 2**63-1")
         return ModelRef(name, version=version)
     check_alias(selector)
     return ModelRef(name, alias=selector)

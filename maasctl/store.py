@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from maasctl import manifest as mf
-from maasctl.errors import Conflict, InvalidInput, NotFound
+from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from maasctl.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
 
@@ -329,7 +329,8 @@ class Store:
         with contextlib.suppress(OSError):  # housekeeping must never fail a registration
             self.sweep_staging()
         with self.staging() as staged:
-            files = copy_tree_hashed(src, staged)
+            # a maas.json in the source (e.g. a version directory of another store) is replaced, not copied
+            files = copy_tree_hashed(src, staged, skip=frozenset({mf.MANIFEST_NAME}))
             return self.publish(staged, files, name, signatures=signatures, aliases=aliases,
                                 description=description, tags=tags, meta=meta,
                                 source_label=source_label or str(src.resolve()), new_version=new_version)
@@ -347,39 +348,52 @@ class Store:
         tags = dict(tags or {})
         digest = mf.build_manifest(name, files, signatures)["content_sha256"]
         size = sum(f.size for f in files)
-        with self._write() as conn:
-            if not new_version:
-                row = conn.execute(
-                    "SELECT version FROM versions WHERE name=? AND sha256=? AND removed_at IS NULL "
-                    "ORDER BY version LIMIT 1", (name, digest)).fetchone()
-                if row is not None:
-                    for a in aliases:
-                        self._move_alias(conn, name, a, row["version"])
-                    return RegisterResult(self._info(conn, name, row["version"]), created=False)
-            now = utcnow()
-            conn.execute("INSERT OR IGNORE INTO models(name, created_at, next_version) VALUES (?, ?, 1)", (name, now))
-            version = conn.execute("SELECT next_version FROM models WHERE name=?", (name,)).fetchone()[0]
-            manifest = mf.build_manifest(name, files, signatures, meta, version=version, created_at=now,
-                                         description=description, tags=tags)
-            mf.write_manifest(staged, manifest)
-            fsync_dir(staged)
-            final = self.version_dir(name, version)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # a complete directory left by a writer killed between rename and commit
-                self._discard(final)
-            os.rename(staged, final)
-            fsync_dir(final.parent)
-            conn.execute(
-                "INSERT INTO versions(name, version, created_at, sha256, size, source, description, tags, "
-                "metrics, lineage, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (name, version, now, digest, size, source_label, description, json.dumps(tags),
-                 json.dumps(meta.get("metrics") or {}), json.dumps(meta.get("lineage") or {}),
-                 json.dumps({k: v for k, v in meta.items() if k not in ("metrics", "lineage")})))
-            conn.execute("UPDATE models SET next_version=? WHERE name=?", (version + 1, name))
-            self._event(conn, name, "registered", version=version)
-            for a in aliases:
-                self._move_alias(conn, name, a, version)
-            return RegisterResult(self._info(conn, name, version), created=True)
+        renamed: Path | None = None
+        try:
+            with self._write() as conn:
+                if not new_version:
+                    row = conn.execute(
+                        "SELECT version FROM versions WHERE name=? AND sha256=? AND removed_at IS NULL "
+                        "ORDER BY version LIMIT 1", (name, digest)).fetchone()
+                    if row is not None:
+                        for a in aliases:
+                            self._move_alias(conn, name, a, row["version"])
+                        return RegisterResult(self._info(conn, name, row["version"]), created=False)
+                now = utcnow()
+                conn.execute("INSERT OR IGNORE INTO models(name, created_at, next_version) VALUES (?, ?, 1)",
+                             (name, now))
+                version = conn.execute("SELECT next_version FROM models WHERE name=?", (name,)).fetchone()[0]
+                manifest = mf.build_manifest(name, files, signatures, meta, version=version, created_at=now,
+                                             description=description, tags=tags)
+                mf.write_manifest(staged, manifest)
+                fsync_dir(staged)
+                final = self.version_dir(name, version)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.exists():  # a complete directory left by a writer killed between rename and commit
+                    self._discard(final)
+                os.rename(staged, final)
+                renamed = final
+                fsync_dir(final.parent)
+                conn.execute(
+                    "INSERT INTO versions(name, version, created_at, sha256, size, source, description, tags, "
+                    "metrics, lineage, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (name, version, now, digest, size, source_label, description, json.dumps(tags),
+                     json.dumps(meta.get("metrics") or {}), json.dumps(meta.get("lineage") or {}),
+                     json.dumps({k: v for k, v in meta.items() if k not in ("metrics", "lineage")})))
+                conn.execute("UPDATE models SET next_version=? WHERE name=?", (version + 1, name))
+                self._event(conn, name, "registered", version=version)
+                for a in aliases:
+                    self._move_alias(conn, name, a, version)
+                result = RegisterResult(self._info(conn, name, version), created=True)
+            return result  # committed
+        except BaseException:
+            # Interrupted or failed before the COMMIT: the index rolled back, so take the directory back out
+            # of models/ as well (tensorflow_model_server must not load an unregistered version). A SIGKILL
+            # cannot be caught; its leftover is swept by the next writer or gc.
+            if renamed is not None:
+                with contextlib.suppress(OSError):
+                    self._discard(renamed)
+            raise
 
     def _discard(self, path: Path) -> None:
         """Move a directory out of the way (into staging, lock-less so it is swept) and delete it."""
@@ -499,8 +513,8 @@ class Store:
     def snapshot(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """One consistent read of live versions and aliases per model (for the serving Source)."""
         with self._read() as conn:
-            if conn is None:
-                return {}
+            if conn is None:  # unreadable is not empty: a poller must not unload everything on a blip
+                raise OperationFailed(f"the store at {self.root} has no index ({self.db_path.name} is missing)")
             conn.execute("BEGIN")
             try:
                 wanted = names if names is not None else self._model_names(conn)
@@ -625,10 +639,14 @@ class Store:
             for m in self.list_models():
                 versions = self.list_versions(m.name)
                 for v in versions[:-keep]:
-                    if not v.aliases:
-                        report.versions.append(v.ref)
-                        if not dry_run:
+                    if v.aliases:
+                        continue
+                    if not dry_run:
+                        try:
                             self.remove(v.ref)
+                        except (Conflict, NotFound):  # aliased or removed meanwhile by someone else: skip it
+                            continue
+                    report.versions.append(v.ref)
         with self._write() as conn:  # the write lock keeps a concurrent publish's rename+commit atomic to us
             if self.models_dir.is_dir():
                 live = {(r[0], r[1]) for r in conn.execute(

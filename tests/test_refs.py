@@ -18,7 +18,8 @@ def test_parse_ref(text, expected):
 @pytest.mark.parametrize("text,fragment", [
     ("Iris", "invalid model name 'Iris'"),
     ("iris@", "nothing after '@'"),
-    ("iris@0", "versions start at 1"),
+    ("iris@0", "versions run from 1"),
+    ("iris@99999999999999999999999", "versions run from 1"),
     ("-iris", "invalid model name"),
     ("iris@Prod", "invalid alias 'Prod'"),
     ("x" * 65, "at most 64 characters"),

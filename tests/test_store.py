@@ -177,3 +177,35 @@ def test_reading_an_absent_store_creates_nothing(tmp_path):
     with pytest.raises(NotFound):
         s.resolve("iris")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_register_from_another_stores_version_dir(store, models, tmp_path):
+    """A source that already holds a maas.json (another store's version) gives a usable, verifiable version."""
+    other = Store(tmp_path / "other")
+    src = other.register(models["small"], "iris").info.path
+    r = store.register(src, "iris2")
+    assert all(rep.ok for rep in store.verify("iris2"))
+    assert r.info.sha256 == other.resolve("iris@1").sha256  # same content, same digest
+    assert store.register(models["small"], "iris2").created is False
+
+
+def test_interrupted_publish_leaves_no_unregistered_version_dir(store, models, monkeypatch):
+    store.register(models["small"], "iris")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_event", interrupted)  # after the rename, before the COMMIT
+    with pytest.raises(KeyboardInterrupt):
+        store.register(models["small_b"], "iris")
+    monkeypatch.undo()
+    assert not store.version_dir("iris", 2).exists()
+    assert [v.version for v in store.list_versions("iris")] == [1]
+    assert store.register(models["small_b"], "iris").info.version == 2
+
+
+def test_snapshot_of_a_missing_index_is_an_error_not_empty(tmp_path):
+    from maasctl.errors import OperationFailed
+
+    with pytest.raises(OperationFailed, match="has no index"):
+        Store(tmp_path / "gone").snapshot(["iris"])
