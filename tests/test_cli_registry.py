@@ -127,3 +127,18 @@ def test_gc_cli(populated):
 def test_python_dash_m_and_version():
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("maasctl ")
+
+
+def test_closed_stdout_pipe_is_not_an_error(populated):
+    """`maasctl list | head -0` in a pipefail script: the reader stopped reading; exit 0, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAASCTL_HOME": str(populated)}
+    p = subprocess.Popen([sys.executable, "-m", "maasctl", "list", "iris", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    p.stdout.close()  # long before the child writes anything
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 0, err
+    assert "Traceback" not in err

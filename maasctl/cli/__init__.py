@@ -6,6 +6,7 @@ modules are imported only inside the command bodies that need them.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated, Optional
@@ -73,6 +74,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         rv = app(args=args, prog_name="maasctl", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
+        if code == 130:  # typer turns KeyboardInterrupt into Exit(130) before we see it
+            print("Error: interrupted", file=sys.stderr)
+    except SystemExit as exc:
+        # typer exits by itself (code 1) when stdout is a closed pipe (`maasctl ... | head`); the reader
+        # chose to stop reading, which is not a failure of ours, so pipefail scripts keep working
+        ctx = exc.__context__
+        code = 0 if isinstance(ctx, OSError) and ctx.errno == errno.EPIPE else exc.code
     except MaasError as exc:
         if debug:
             import traceback
