@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from maasctl.errors import InvalidInput
-from maasctl.serving.batching import Batcher
+from maasctl.serving.batching import INLINE_MAX_S, Batcher
 
 pytestmark = pytest.mark.tf
 
@@ -113,10 +113,15 @@ def test_a_lone_request_on_an_idle_model_runs_inline_else_on_the_worker(model):
     x = np.ones((1, 4), np.float32)
     inline = Batcher(call, max_rows=8)
     run_concurrently(inline, [x])  # a new model: the worker measures its call time first
+    # the measured call time is injected (the clock of a loaded machine says nothing about the policy)
+    inline._recent_s = 0.0
     run_concurrently(inline, [x])  # fast and idle: inline
+    inline._recent_s = 0.0
     run_concurrently(inline, [x, x, x])  # ready together: handed to the worker as one batch
+    inline._recent_s = INLINE_MAX_S  # a slow model: a lone request goes to the worker too
+    run_concurrently(inline, [x])
     inline.stop()
-    assert threads == ["batch-", threading.current_thread().name, "batch-"]
+    assert threads == ["batch-", threading.current_thread().name, "batch-", "batch-"]
     threads.clear()
     waiting = Batcher(call, max_rows=8, timeout_s=0.01)  # a batch timeout always uses the worker
     run_concurrently(waiting, [x])
