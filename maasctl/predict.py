@@ -11,6 +11,8 @@ Target selection (`select_target`):
 
 Feature and class names come from the store: for a server, from the stored version with the same name and
 version as the server reports, when its signature matches; otherwise records are taken in the file's order.
+A server's model given as NAME or NAME@ALIAS is pinned to the version its metadata names (said on stderr), so a
+version registered while a long input streams cannot mix two versions in one output.
 
 Streaming (`run_predict`): chunks of --batch-size rows are encoded and checked, then scored with several
 requests in flight, and written in input order. A regular file (or any JSON document, which is read whole) is
@@ -48,6 +50,7 @@ class Target:
     describe: str
     schema: ModelSchema
     workers: int = 1
+    notice: str = ""  # said (through `warn`) once the input is checked, just before the first request
 
     def predict(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -141,8 +144,16 @@ def remote_target(url: str, model: str | None, *, signature: str = "serving_defa
     meta = _store_meta(store, ref.name, version, sig, signature)
     schema = schema_from_signature(sig, signature, meta)
     label = f"{ref.name}@{version}" if version else str(ref)
-    return RemoteTarget(client, ref, schema, f"{label} at {client.base_url}" + (f" ({via})" if via else ""),
-                        workers=workers)
+    notice = ""
+    if ref.version is None and str(version or "").isdigit():
+        # Pin every request to the version whose signature was just read: "latest" or an alias may move while
+        # a long input streams (a new version registered mid-run), which would mix versions in one output.
+        notice = f"{ref} is version {version} at {client.base_url}: all requests go to {label}"
+        ref = ModelRef(ref.name, version=int(version))
+    target = RemoteTarget(client, ref, schema, f"{label} at {client.base_url}" + (f" ({via})" if via else ""),
+                          workers=workers)
+    target.notice = notice
+    return target
 
 
 def local_target(store: Any, model: str, *, signature: str = "serving_default") -> LocalTarget:
@@ -307,6 +318,14 @@ def _checked_first(source: InputSource, encoder: Encoder, batch_size: int, progr
     yield from _encoded(source, encoder, batch_size)
 
 
+def _announced(chunks: Iterator[Encoded], notice: str, warn: Callable[[str], None]) -> Iterator[Encoded]:
+    """`chunks`, saying `notice` when the first one is ready (after the checking pass, before any request)."""
+    for i, e in enumerate(chunks):
+        if i == 0:
+            warn(notice)
+        yield e
+
+
 def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_size: int = 1024,
                 progress: Progress | None = None, warn: Callable[[str], None] = lambda text: None,
                 check_first: bool = True) -> PredictSummary:
@@ -316,6 +335,8 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
     encoder = Encoder(target.schema, source.where, warn=warn)
     if source.body is not None:
         inputs, rows = encoder.encode_body(source.body)
+        if target.notice:
+            warn(target.notice)
         doc, outputs = target.predict_body(source.body, inputs, rows)
         writer.write_body(doc, outputs)
         writer.close()
@@ -325,6 +346,8 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
     first = check_first and source.rewindable
     chunks = _checked_first(source, encoder, batch_size, progress) if first else _encoded(source, encoder, batch_size)
     done = 0
+    if target.notice:
+        chunks = _announced(chunks, target.notice, warn)
 
     def call(e: Encoded) -> tuple[Encoded, dict[str, np.ndarray]]:
         return e, target.predict(e.inputs, e.rows)

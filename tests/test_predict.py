@@ -183,6 +183,22 @@ def test_output_formats_and_output_file(tmp_path, pstore, stub, reference, data)
     assert CLASSES[int(expected[0].argmax())] in table and "label" in table
 
 
+def test_latest_and_alias_are_pinned_to_the_version_the_metadata_names(tmp_path, pstore, stub, data):
+    """`-m iris` (latest) or `-m iris@stable`: every chunk goes to /versions/1, so a version registered mid-run
+    cannot end up mixed into one output; stderr says which version."""
+    path = write_csv(tmp_path / "d.csv", data)
+    for model in ("iris", "iris@stable"):
+        start = len(stub.paths)
+        proc = ok(run_cli("predict", "--url", stub.url, "-m", model, "-i", str(path), "-b", "10",
+                          store=pstore.root))
+        sent = [p for p in stub.paths[start:] if p.endswith(":predict")]
+        assert sent == ["/v1/models/iris/versions/1:predict"] * 4, (model, sent)
+        assert f"{model} is version 1 at {stub.url}: all requests go to iris@1" in proc.stderr, proc.stderr
+    start = len(stub.paths)
+    proc = ok(run_cli("predict", "--url", stub.url, "-m", "iris@1", "-i", str(path), store=pstore.root))
+    assert stub.paths[start:][-1] == "/v1/models/iris/versions/1:predict" and "all requests go" not in proc.stderr
+
+
 def test_plain_tf_serving_server_without_store_names(tmp_path, stub, reference, data):
     """No store entry: --model is required, and CSV columns are taken in the file's order (with a warning)."""
     empty = tmp_path / "empty-store"

@@ -39,6 +39,7 @@ class StubServer:
         self.requests = 0
         self.predicts = 0
         self.predicted_rows = 0
+        self.paths: list[str] = []  # every request's path, in arrival order
         self.last_headers: dict[str, str] = {}
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -70,6 +71,7 @@ class StubServer:
     def handle(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         with self._lock:
             self.requests += 1
+            self.paths.append(path)
             self.last_headers = headers
         if self.token and headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"error": "missing or wrong bearer token"}
