@@ -15,7 +15,8 @@ import json
 import threading
 import time
 from typing import Any
-from urllib.parse import quote
+from ipaddress import ip_address
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -38,6 +39,11 @@ class TFServingClient:
                 raise InvalidInput(f"--url {base_url}: only http:// and https:// URLs are supported")
             url = "http://" + url
         self.base_url = url
+        # Proxy variables (http_proxy, ...) are for reaching the outside: a server on this machine is always
+        # reached directly, else a proxy set for the internet makes 127.0.0.1 "connection refused".
+        # (Per request, so the environment's CA bundle settings still apply: a None entry masks the env proxy.)
+        self._proxies = ({"http": None, "https": None, "all": None} if _is_loopback(urlsplit(url).hostname or "")
+                         else None)
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -89,7 +95,8 @@ class TFServingClient:
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             try:
-                resp = self.session.request(method, url, data=data, timeout=self.timeout)
+                resp = self.session.request(method, url, data=data, timeout=self.timeout,
+                                            proxies=dict(self._proxies) if self._proxies else None)
             except requests.exceptions.Timeout:
                 last = f"timed out after {self.timeout:g} s"
                 continue
@@ -163,6 +170,15 @@ class TFServingClient:
             if isinstance(name, str) and name not in names:
                 names.append(name)
         return names
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _error_text(resp: requests.Response) -> str:

@@ -95,6 +95,31 @@ def test_a_server_that_comes_up_late_is_reached_by_retrying():
             s.stop()
 
 
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
+              "NO_PROXY")
+
+
+def test_loopback_servers_bypass_proxy_env_remote_urls_keep_it(monkeypatch):
+    """http_proxy set for the internet must not send 127.0.0.1/localhost through the proxy (there it would be
+    'connection refused' or someone else's server); a remote URL still goes through the proxy."""
+    direct = Scripted([(200, {"direct": 1})])
+    proxy = Scripted([(200, {"via": "proxy"})])
+    try:
+        for var in PROXY_VARS:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        port = direct.url.rsplit(":", 1)[1]
+        for url in (direct.url, f"localhost:{port}"):
+            assert TFServingClient(url, retries=0).status("m") == {"direct": 1}
+        assert proxy.paths == []
+        assert TFServingClient("http://maasctl-test.invalid:8501", retries=0).status("m") == {"via": "proxy"}
+        assert proxy.paths == ["http://maasctl-test.invalid:8501/v1/models/m"]
+    finally:
+        direct.stop()
+        proxy.stop()
+
+
 def test_timeouts_and_503_are_retried():
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
