@@ -157,3 +157,59 @@ def test_corrupted_version_is_refused(tf, models, tmp_path):
         assert r.status_code == 503 and "failed to load" in r.json()["error"]
     finally:
         server.stop()
+
+
+def _corrupt(path):
+    victim = next(p for p in sorted((path / "variables").iterdir()) if p.name.startswith("variables.data"))
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    return victim
+
+
+def test_a_new_version_that_fails_to_load_leaves_the_old_one_serving(tf, models, tmp_path):
+    from maasctl.serving.app import ServingApp
+    from maasctl.serving.manager import Manager
+
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "m")
+    store.set_alias("m@1", "prod")
+    manager = Manager(store, refs("m", "m@prod"), poll_interval=3600)
+    manager.poll_once()
+    assert manager.snapshot.latest == {"m": 1} and manager.snapshot.labels == {"m": {"prod": 1}}
+    victim = _corrupt(store.register(models["small_b"], "m").info.path)
+    store.set_alias("m@2", "prod")
+    manager.poll_once()  # synchronous: the reconciliation is complete when it returns
+    assert manager.snapshot.latest == {"m": 1} and manager.snapshot.labels == {"m": {"prod": 1}}
+    st = manager.status("m")
+    assert st[1].state == "AVAILABLE" and st[2].state == "END" and victim.name in st[2].error_message
+    manager.poll_once()  # stable: the failed version is not retried, the old one is not unloaded
+    assert manager.snapshot.latest == {"m": 1} and manager.status("m")[1].state == "AVAILABLE"
+
+    server = ServerThread(ServingApp(manager)).start()
+    try:
+        doc = requests.get(server.url + "/v1/models/m", timeout=30).json()
+        states = {s["version"]: (s["state"], s["status"]["error_code"]) for s in doc["model_version_status"]}
+        assert states == {"1": ("AVAILABLE", "OK"), "2": ("END", "UNKNOWN")}
+        v1 = outputs(tf, store.version_dir("m", 1), X)
+        for route in ("m", "m/labels/prod"):
+            r = requests.post(f"{server.url}/v1/models/{route}:predict", data=json.dumps({"instances": X}), timeout=30)
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(np.array(r.json()["predictions"]), v1, atol=1e-6)
+        r = requests.post(server.url + "/v1/models/m/versions/2:predict", data=json.dumps({"instances": X}), timeout=30)
+        assert r.status_code == 503 and "failed to load" in r.json()["error"]
+    finally:
+        server.stop()
+
+
+def test_versions_no_longer_aspired_are_unloaded_when_nothing_is_aspired(tf, models, tmp_path):
+    from maasctl.serving.manager import Manager
+
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "m")
+    manager = Manager(store, refs("m@1"), poll_interval=3600)
+    manager.poll_once()
+    assert manager.snapshot.latest == {"m": 1}
+    store.remove(parse_ref("m@1"))
+    manager.poll_once()  # the pinned version left the registry: it is not served any more (as in TF Serving)
+    assert manager.snapshot.latest == {} and manager.status("m")[1].state == "END"

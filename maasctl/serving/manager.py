@@ -1,6 +1,8 @@
 """The Manager: loads and unloads servables to match the Source, one action at a time.
 
-Availability first: a new version is loaded and published before an old one is unloaded. Request code
+Availability first (TF Serving's availability-preserving policy): a new version is loaded and published
+before an old one is unloaded, and while none of a model's aspired versions is available (the new one failed
+to load) the highest loaded version keeps serving. Request code
 reads `manager.snapshot` (an immutable object swapped by assignment) without locks and holds a servable
 through `acquire()`/`release()`; unloading publishes a snapshot without the version, marks it closing,
 then waits for its in-flight requests before freeing it. A request that picked the servable from an old
@@ -205,7 +207,13 @@ class Manager:
                 continue
             self._load(name, v, want)
         self._publish(name, want, drop=frozenset())
-        for v in sorted(loaded - want.versions):
+        servables = self.snapshot.servables
+        unaspired = sorted(v for v in loaded - want.versions if (name, v) in servables)
+        if unaspired and want.versions and not any((name, v) in servables for v in want.versions):
+            # TF Serving's availability-preserving policy: while no aspired version is available (a new
+            # one failed to load), the highest loaded version keeps serving, labels included
+            unaspired.pop()
+        for v in unaspired:
             self._unload(name, v, want)
 
     def _load(self, name: str, version: int, want: Aspired) -> None:
@@ -239,7 +247,12 @@ class Manager:
         versions = [v for (n, v) in servables if n == name]
         labels = dict(self.snapshot.labels)
         latest = dict(self.snapshot.latest)
-        labels[name] = {a: v for a, v in want.labels.items() if (name, v) in servables}
+        new = {a: v for a, v in want.labels.items() if (name, v) in servables}
+        # a label whose new target is not available (loading, or failed) stays on its old, still loaded target
+        for a, v in labels.get(name, {}).items():
+            if a in want.labels and a not in new and (name, v) in servables:
+                new[a] = v
+        labels[name] = new
         if versions:
             latest[name] = max(versions)
         else:
