@@ -127,3 +127,23 @@ def test_a_lone_request_on_an_idle_model_runs_inline_else_on_the_worker(model):
     run_concurrently(waiting, [x])
     waiting.stop()
     assert threads == ["batch-"]
+
+
+def test_a_bad_request_in_a_merged_batch_fails_only_itself(model):
+    calls = []
+
+    def call(inputs):
+        x = inputs["features"]
+        calls.append(len(x))
+        if (x < 0).any():
+            raise InvalidInput("negative feature")
+        return model.predict(inputs)
+
+    batcher = Batcher(call, max_rows=64)
+    good1, bad, good2 = (np.full((2, 4), v, np.float32) for v in (1.0, -1.0, 2.0))
+    results = run_concurrently(batcher, [good1, bad, good2])  # ready together: one merged call
+    batcher.stop()
+    assert calls[0] == 6 and sorted(calls[1:]) == [2, 2, 2]  # the merged call failed; each retried alone
+    assert isinstance(results[1], InvalidInput) and "negative feature" in str(results[1])
+    for x, out in ((good1, results[0]), (good2, results[2])):
+        np.testing.assert_allclose(out["output_0"], model.predict({"features": x})["output_0"], atol=1e-6)

@@ -4,7 +4,8 @@ A worker thread per queue takes whatever is queued (up to `max_rows` rows). When
 not wait, unless `timeout_s` > 0: then it waits up to that long for more rows. While it runs a batch, new
 requests pile up and form the next one, so batches grow exactly when the model is the bottleneck.
 Inputs are concatenated along axis 0, the model is called once off the event loop (TensorFlow releases the
-GIL), and each caller gets exactly its own rows back through its asyncio future.
+GIL), and each caller gets exactly its own rows back through its asyncio future. When a merged call fails,
+each request is retried alone, so a bad request fails only itself.
 
 One shortcut: handing a request to the worker thread and back costs two thread wake-ups, which for a tiny
 model is more than the model call itself. So when exactly one request is ready in an event-loop iteration,
@@ -187,14 +188,18 @@ class Batcher:
             names = list(batch[0].inputs)
             merged = {n: np.concatenate([i.inputs[n] for i in batch]) for n in names}
             total = sum(i.rows for i in batch)
+            outputs: Outputs | None = None
+            error: BaseException | None = None
             try:
                 outputs = self._timed(merged, total)
+            except Exception:  # noqa: BLE001 - one bad request must not fail the others: each runs alone
+                pass
             except BaseException as exc:  # noqa: BLE001 - delivered to every caller
-                outputs, error = None, _public(exc)
-            else:
-                error = None
+                error = _public(exc)
             if error is not None:
                 results.extend((i.future, None, error) for i in batch)
+            elif outputs is None:
+                results.extend(self._call_one(i) for i in batch)
             elif all(getattr(v, "ndim", 0) >= 1 and v.shape[0] == total for v in outputs.values()):
                 start = 0
                 for item in batch:
