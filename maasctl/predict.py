@@ -17,8 +17,9 @@ version registered while a long input streams cannot mix two versions in one out
 Streaming (`run_predict`): chunks of --batch-size rows are encoded and checked, then scored with several
 requests in flight, and written in input order. A regular file (or any JSON document, which is read whole) is
 checked completely before anything is sent (encoded chunks are kept up to a memory budget, beyond which the
-file is parsed again for sending), so a bad row anywhere means nothing was sent. CSV and JSON Lines on stdin are
-checked chunk by chunk: a bad chunk and everything after it are not sent, earlier chunks were.
+file is parsed again for sending), so a bad row anywhere means nothing was sent. CSV and JSON Lines on stdin or
+another stream (a FIFO, a process substitution) are checked chunk by chunk: a bad chunk and everything after it
+are not sent, earlier chunks were.
 """
 
 from __future__ import annotations

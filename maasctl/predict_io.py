@@ -24,6 +24,7 @@ import csv
 import itertools
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,7 @@ class InputSource:
         self.path = path
         self.where = "<stdin>" if path == "-" else path
         fmt = detect_format(path, fmt)
+        self._regular = False  # a regular file can be read twice (check everything, then send)
         if path == "-":
             self._file = stream or sys.stdin
             self.size = 0
@@ -227,7 +229,10 @@ class InputSource:
                 raise InvalidInput(f"{path}: no such file") from None
             except (IsADirectoryError, PermissionError) as exc:
                 raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
-            self.size = os.path.getsize(path)
+            st = os.fstat(self._file.fileno())
+            # A FIFO, /dev/stdin or a process substitution (<(...)) is a path but a stream: read it once.
+            self._regular = stat.S_ISREG(st.st_mode)
+            self.size = st.st_size if self._regular else 0
         self._pushback: list[str] = []
         self._header_len = 0
         self._has_bool = True
@@ -242,7 +247,7 @@ class InputSource:
     @property
     def rewindable(self) -> bool:
         """Whether `rewind` can replay the input: a regular file, or a JSON document (held in memory)."""
-        return self.path != "-" or self.format == "json"
+        return self._regular or self.format == "json"
 
     def close(self) -> None:
         if self.path != "-":

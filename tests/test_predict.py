@@ -267,6 +267,36 @@ def test_stdin_is_checked_chunk_by_chunk(pstore, stub):
     assert stub.predicted_rows - before <= 4
 
 
+def test_a_fifo_is_streamed_once_not_rewound(tmp_path, pstore, stub, reference, monkeypatch):
+    """A named pipe (or <(...)) has a path but cannot be read twice: past the cache budget the checking pass
+    used to end in `rewind` -> UnsupportedOperation after reading everything. It must stream chunk by chunk."""
+    import io
+    import threading
+
+    import maasctl.predict as predict
+    from maasctl.predict_io import InputSource
+    from maasctl.predict_output import make_writer
+
+    monkeypatch.setattr(predict, "CACHE_BUDGET", 0)  # what a >64 MB input does, with 300 rows
+    x = np.round(np.random.default_rng(3).uniform(-5, 5, size=(300, 4)), 3)
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    feeder = threading.Thread(target=lambda: write_csv(fifo, x), daemon=True)
+    feeder.start()
+    source = InputSource(str(fifo))
+    assert not source.rewindable
+    target = predict.remote_target(stub.url, "iris", store=pstore)
+    out = io.StringIO()
+    try:
+        summary = predict.run_predict(target, source, make_writer("json", out, target.schema), batch_size=64)
+    finally:
+        source.close()
+        target.close()
+        feeder.join(5)
+    assert summary.rows == 300 and not summary.checked_first
+    np.testing.assert_allclose(predictions(out.getvalue()), reference(x.astype(np.float32)), atol=1e-6, rtol=0)
+
+
 def test_server_errors_are_reported(tmp_path, pstore, stub):
     path = write_csv(tmp_path / "d.csv", np.ones((2, 4)))
     proc = run_cli("predict", "--url", stub.url, "-m", "iris@7", "-i", str(path), store=pstore.root)
