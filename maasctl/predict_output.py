@@ -15,7 +15,7 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.predict_io import ModelSchema, jsonable, orjson
 
 OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
@@ -263,21 +263,35 @@ def make_writer(fmt: str, out: TextIO, schema: ModelSchema) -> Writer:
 
 
 def open_output(path: str | None) -> tuple[TextIO, Callable[[bool], None]]:
-    """stdout, or FILE written as FILE.partial and renamed on success (removed on failure)."""
+    """stdout, or FILE written as FILE.partial and renamed on success (removed on failure).
+
+    Call before any work: a FILE that cannot be written (a directory, a missing or read-only folder) is an
+    InvalidInput here, not an error after the whole prediction.
+    """
     if path is None or path == "-":
         return sys.stdout, lambda ok: None
     target = Path(path)
+    if target.is_dir():
+        raise InvalidInput(f"--output {path}: is a directory (pass a file name, e.g. {target / 'predictions.json'})")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise InvalidInput(f"--output {path}: cannot write (permission denied)")
     tmp = target.with_name(target.name + ".partial")
     try:
         f = open(tmp, "w", encoding="utf-8", newline="")
     except OSError as exc:
-        raise InvalidInput(f"--output {path}: cannot write ({exc.strerror})") from None
+        raise InvalidInput(f"--output {path}: cannot write {tmp.name} in {target.parent} "
+                           f"({exc.strerror})") from None
 
     def finish(ok: bool) -> None:
         f.close()
-        if ok:
-            os.replace(tmp, target)
-        else:
+        if not ok:
             tmp.unlink(missing_ok=True)
+            return
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OperationFailed(f"--output {path}: cannot replace it with the predictions ({exc.strerror}); "
+                                  f"nothing was written") from None
 
     return f, finish

@@ -199,6 +199,23 @@ def test_latest_and_alias_are_pinned_to_the_version_the_metadata_names(tmp_path,
     assert stub.paths[start:][-1] == "/v1/models/iris/versions/1:predict" and "all requests go" not in proc.stderr
 
 
+def test_an_unwritable_output_is_rejected_before_any_work(tmp_path, pstore, stub, data):
+    """--output DIR (or in a missing folder): exit 2 at once, nothing asked of the server, no DIR.partial left."""
+    path = write_csv(tmp_path / "d.csv", data)
+    (tmp_path / "outdir").mkdir()
+    cases = [(tmp_path / "outdir", "is a directory"), (tmp_path / "nowhere" / "p.json", "No such file or directory")]
+    for out, message in cases:
+        before = stub.requests
+        proc = run_cli("predict", "--url", stub.url, "-m", "iris", "-i", str(path), "-o", str(out),
+                       store=pstore.root)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"Error: --output {out}: ") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1 and proc.stdout == ""
+        assert stub.requests == before  # not even the metadata: the output was checked first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "outdir"]
+    assert list((tmp_path / "outdir").iterdir()) == []
+
+
 def test_plain_tf_serving_server_without_store_names(tmp_path, stub, reference, data):
     """No store entry: --model is required, and CSV columns are taken in the file's order (with a warning)."""
     empty = tmp_path / "empty-store"

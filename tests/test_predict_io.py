@@ -210,3 +210,25 @@ def test_writers_multi_output_without_classes():
     assert render("csv", [outs], sch).splitlines() == ["len,sum", "2,1.5", "1,2.5"]
     assert [json.loads(x) for x in render("jsonl", [outs], sch).splitlines()] == [{"len": 2, "sum": 1.5},
                                                                                   {"len": 1, "sum": 2.5}]
+
+
+def test_output_file_replaced_on_success_and_cleaned_up_when_the_rename_fails(tmp_path):
+    from maasctl.errors import InvalidInput, OperationFailed
+    from maasctl.predict_output import open_output
+
+    target = tmp_path / "p.json"
+    out, finish = open_output(str(target))
+    out.write("{}")
+    finish(True)
+    assert target.read_text() == "{}" and not (tmp_path / "p.json.partial").exists()
+    with pytest.raises(InvalidInput, match=r"--output .*d: is a directory"):
+        (tmp_path / "d").mkdir()
+        open_output(str(tmp_path / "d"))
+    # the path turns into a directory while predicting: one-line OperationFailed, no .partial left behind
+    late = tmp_path / "late.json"
+    out, finish = open_output(str(late))
+    out.write("[]")
+    late.mkdir()
+    with pytest.raises(OperationFailed, match=r"--output .*late.json: cannot replace it .*nothing was written"):
+        finish(True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "late.json", "p.json"]

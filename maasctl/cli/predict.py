@@ -74,19 +74,27 @@ def predict(
     if input == "-" and sys.stdin.isatty():
         raise InvalidInput("no input: pass --input FILE, or pipe rows into stdin")
     source = open_input(input, input_format)
-    target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                           timeout=timeout, say=output.message)
-    out, finish = open_output(out_path)
-    writer = make_writer(fmt, out, target.schema)
-    progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
+    target = None
     ok = False
     try:
-        run_predict(target, source, writer, batch_size=batch_size, progress=progress, warn=output.message)
-        ok = True
+        # The output is checked (and FILE.partial created) before connecting or loading TensorFlow, so a bad
+        # --output fails in a moment, not after the whole prediction.
+        out, finish = open_output(out_path)
+        try:
+            target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
+                                   timeout=timeout, say=output.message)
+            writer = make_writer(fmt, out, target.schema)
+            progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
+            try:
+                run_predict(target, source, writer, batch_size=batch_size, progress=progress, warn=output.message)
+                ok = True
+            finally:
+                stop()
+        finally:
+            finish(ok)
     finally:
-        stop()
-        finish(ok)
-        target.close()
+        if target is not None:
+            target.close()
         source.close()
 
 
