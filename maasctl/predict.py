@@ -330,7 +330,7 @@ def _announced(chunks: Iterator[Encoded], notice: str, warn: Callable[[str], Non
 def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_size: int = 1024,
                 progress: Progress | None = None, warn: Callable[[str], None] = lambda text: None,
                 check_first: bool = True) -> PredictSummary:
-    """Stream `source` through `target` into `writer`, in input order."""
+    """Stream `source` through `target` into `writer`, in input order. An input without rows is InvalidInput."""
     if batch_size < 1:
         raise InvalidInput(f"--batch-size {batch_size}: must be at least 1")
     encoder = Encoder(target.schema, source.where, warn=warn)
@@ -358,6 +358,9 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
         done += e.rows
         if progress:
             progress("predict", done, e.consumed)
+    if not done:  # nothing was sent; an empty "predictions" would hide an empty or truncated input
+        what = "only a header line" if source.format == "csv" else "the input is empty"
+        raise InvalidInput(f"no rows in {source.where} ({what}; nothing to predict)")
     writer.close()
     return PredictSummary(done, target.describe, first)
 

@@ -720,6 +720,8 @@ class Encoder:
             instances = body["instances"]
             if not isinstance(instances, list):
                 raise InvalidInput(f"{self.where}: 'instances' must be a list of examples")
+            if not instances:
+                raise InvalidInput(f"no rows in {self.where}: 'instances' is empty (nothing to predict)")
             if len(names) == 1:
                 if instances and all(isinstance(v, dict) and set(v) == set(names) for v in instances):
                     instances = [v[names[0]] for v in instances]
@@ -751,7 +753,9 @@ class Encoder:
             if rows is not None and len(value) != rows:
                 raise InvalidInput(f"{self.where}: input '{n}' has {len(value)} rows, the others {rows}")
             rows = len(value)
-        return arrays, rows or 0
+        if not rows:
+            raise InvalidInput(f"no rows in {self.where}: the batch in 'inputs' is empty (nothing to predict)")
+        return arrays, rows
 
     def _dtype(self, name: str) -> str:
         from maasctl.savedmodel import format_spec

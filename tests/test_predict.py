@@ -274,6 +274,33 @@ def test_bad_input_exits_2_and_sends_nothing(tmp_path, pstore, stub):
     assert stub.predicts == before and proc.stdout == ""
 
 
+EMPTY = [
+    ("header.csv", ",".join(FEATURES) + "\n", "no rows in {path} (only a header line; nothing to predict)"),
+    ("none.json", "[]", "no rows in {path} (the input is empty; nothing to predict)"),
+    ("blank.jsonl", "\n\n", "no rows in {path} (the input is empty; nothing to predict)"),
+    ("instances.json", '{"instances": []}', "no rows in {path}: 'instances' is empty (nothing to predict)"),
+    ("inputs.json", '{"inputs": {"features": []}}', "no rows in {path}: the batch in 'inputs' is empty (nothing to predict)"),
+]
+
+
+def test_an_input_without_rows_exits_2_and_sends_nothing(tmp_path, pstore, stub):
+    """Zero rows is a mistake (an empty export, a truncated file): one line, exit 2, nothing sent; it used to
+    reach TensorFlow and print its multi-line InvalidArgumentError."""
+    for name, text, message in EMPTY:
+        path = tmp_path / name
+        path.write_text(text)
+        before = stub.predicts
+        proc = run_cli("predict", "--url", stub.url, "-m", "iris", "-i", str(path), "-o", str(tmp_path / "o.json"),
+                       store=pstore.root)
+        assert proc.returncode == 2 and proc.stderr == f"Error: {message.format(path=path)}\n", (name, proc.stderr)
+        assert stub.predicts == before, name
+    proc = run_cli("predict", "--local", "-m", "iris", "-i", str(tmp_path / "instances.json"), store=pstore.root)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"Error: no rows in {tmp_path / 'instances.json'}: 'instances' is empty " \
+                                           f"(nothing to predict)" and "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("o.json*"))
+
+
 def test_stdin_is_checked_chunk_by_chunk(pstore, stub):
     """stdin cannot be read twice: chunks before the bad one were sent, the bad one and later ones were not."""
     text = ",".join(FEATURES) + "\n" + "1,2,3,4\n" * 4 + "1,2,3\n" + "1,2,3,4\n" * 4

@@ -232,3 +232,16 @@ def test_output_file_replaced_on_success_and_cleaned_up_when_the_rename_fails(tm
     with pytest.raises(OperationFailed, match=r"--output .*late.json: cannot replace it .*nothing was written"):
         finish(True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "late.json", "p.json"]
+
+
+@pytest.mark.parametrize("sig,body,message", [
+    (SMALL_SIG, {"instances": []}, "'instances' is empty"),
+    (SMALL_SIG, {"inputs": []}, "the batch in 'inputs' is empty"),
+    (SMALL_SIG, {"inputs": {"features": []}}, "the batch in 'inputs' is empty"),
+    (MULTI_SIG, {"instances": []}, "'instances' is empty"),
+    (MULTI_SIG, {"inputs": {"a": [], "s": []}}, "the batch in 'inputs' is empty"),
+])
+def test_a_request_body_without_rows_is_rejected(tmp_path, sig, body, message):
+    path = write(tmp_path, "b.json", json.dumps(body))
+    with pytest.raises(InvalidInput, match=f"^no rows in {path}: {message}"):
+        encode_file(path, schema({}, sig))
