@@ -23,7 +23,8 @@ from maasctl.refs import ModelRef
 class Scripted:
     """A real HTTP/1.1 server answering from a list of (status, body); records peers and concurrency."""
 
-    def __init__(self, answers: list[tuple[int, dict]], delay: float = 0.0, port: int = 0) -> None:
+    def __init__(self, answers: list[tuple[int, dict]], delay: float = 0.0,
+                 sock: socket.socket | None = None) -> None:
         self.answers, self.delay = list(answers), delay
         self.peers: list[tuple[str, int]] = []
         self.paths: list[str] = []
@@ -57,7 +58,14 @@ class Scripted:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        if sock is None:
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        else:  # serve on a socket bound earlier (kept bound, so no one else can take its port meanwhile)
+            self.httpd = ThreadingHTTPServer(sock.getsockname(), Handler, bind_and_activate=False)
+            self.httpd.socket.close()
+            self.httpd.socket = sock
+            self.httpd.server_address = sock.getsockname()
+            self.httpd.server_activate()
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -67,36 +75,48 @@ class Scripted:
         self.httpd.server_close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
+              "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_env(monkeypatch):
+    """The network cases must not depend on the proxy settings of the machine running the tests."""
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+def closed_port() -> socket.socket:
+    """A socket bound to a 127.0.0.1 port but not listening: connecting is refused, and while the caller holds
+    it no other process can take the port (unlike picking a free port and binding it later)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 def test_connection_refused_is_retried_then_names_the_url():
-    url = f"http://127.0.0.1:{free_port()}"
-    client = TFServingClient(url, retries=2, backoff=0.01)
-    with pytest.raises(OperationFailed) as exc:
-        client.predict("m", {"instances": [1]})
+    with closed_port() as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        client = TFServingClient(url, retries=2, backoff=0.01)
+        with pytest.raises(OperationFailed) as exc:
+            client.predict("m", {"instances": [1]})
     assert str(exc.value).startswith(f"cannot reach {url}: connection refused (3 attempts")
 
 
 def test_a_server_that_comes_up_late_is_reached_by_retrying():
-    port = free_port()
+    sock = closed_port()
     late: list[Scripted] = []
-    timer = threading.Timer(0.3, lambda: late.append(Scripted([(200, {"predictions": [1]})], port=port)))
+    timer = threading.Timer(0.3, lambda: late.append(Scripted([(200, {"predictions": [1]})], sock=sock)))
     timer.start()
     try:
-        client = TFServingClient(f"127.0.0.1:{port}", retries=6, backoff=0.1)
+        client = TFServingClient(f"127.0.0.1:{sock.getsockname()[1]}", retries=6, backoff=0.1)
         assert client.predict("m", {"instances": [1]}) == {"predictions": [1]}
+        assert len(late) == 1 and len(late[0].paths) >= 1
     finally:
         timer.join()
         for s in late:
             s.stop()
-
-
-PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
-              "NO_PROXY")
+        sock.close()
 
 
 def test_loopback_servers_bypass_proxy_env_remote_urls_keep_it(monkeypatch):
@@ -105,8 +125,6 @@ def test_loopback_servers_bypass_proxy_env_remote_urls_keep_it(monkeypatch):
     direct = Scripted([(200, {"direct": 1})])
     proxy = Scripted([(200, {"via": "proxy"})])
     try:
-        for var in PROXY_VARS:
-            monkeypatch.delenv(var, raising=False)
         monkeypatch.setenv("http_proxy", proxy.url)
         monkeypatch.setenv("ALL_PROXY", proxy.url)
         port = direct.url.rsplit(":", 1)[1]

@@ -353,12 +353,11 @@ def test_server_errors_are_reported(tmp_path, pstore, stub):
 
 
 def test_connection_refused_retries_then_exit_1(tmp_path, pstore):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
     path = write_csv(tmp_path / "d.csv", np.ones((2, 4)))
-    proc = run_cli("predict", "--url", url, "-m", "iris", "-i", str(path), store=pstore.root)
+    with socket.socket() as s:  # bound, not listening, held: refused, and no one else can take the port
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        proc = run_cli("predict", "--url", url, "-m", "iris", "-i", str(path), store=pstore.root)
     assert proc.returncode == 1
     assert f"Error: cannot reach {url}: connection refused (5 attempts" in proc.stderr
 
