@@ -208,6 +208,8 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
         proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), *args],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, close_fds=True)
+    # the server is on this machine: never through an http_proxy from the environment
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     path = record_path(store, server_id)
     headers = {}
@@ -225,7 +227,7 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
             try:
                 for route in ready_paths or ["/readyz"]:
                     req = urllib.request.Request(rec.url + route, headers=headers)
-                    with urllib.request.urlopen(req, timeout=2) as resp:
+                    with opener.open(req, timeout=2) as resp:
                         body = resp.read()
                         if resp.status != 200 or (route != "/readyz" and b"AVAILABLE" not in body):
                             break

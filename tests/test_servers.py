@@ -128,3 +128,33 @@ def test_stale_records_are_pruned(tmp_path):
     r = run_cli("stop", "--all", store=store.root)
     assert r.returncode == 0 and "no running servers" in r.stderr
     assert run_cli("stop", store=store.root).returncode == 2
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_args(server_id: str) -> list[str]:
+    return ["serve", "small", "--port", "0", "--server-id", server_id]
+
+
+@pytest.mark.tf
+def test_detach_readiness_check_ignores_http_proxy(tmp_path, models, monkeypatch):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(var, dead_proxy)
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    sid = servers.new_id()
+    rec = servers.spawn_detached(store, sid, _serve_args(sid), timeout=60)
+    try:
+        with requests.Session() as direct:
+            direct.trust_env = False
+            assert direct.get(rec.url + "/readyz", timeout=10).status_code == 200
+    finally:
+        servers.stop_server(store, rec)
+    assert gone(rec.pid)
