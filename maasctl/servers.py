@@ -195,10 +195,7 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
     """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
     ready (its record exists and every `ready_paths` route answers 200: /readyz for maasctl's server,
     the status routes for TF Serving, which has no readiness route). On failure: OperationFailed with the
-    log's tail."""
-    import urllib.error
-    import urllib.request
-
+    log's tail. The server is stopped and its record removed on any failure, Ctrl-C included."""
     log = log_path(store, server_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -208,6 +205,19 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
         proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), *args],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, close_fds=True)
+    try:
+        return _wait_ready(store, server_id, proc, log, token=token, timeout=timeout, ready_paths=ready_paths)
+    except BaseException:  # Ctrl-C or any error while waiting: do not leave a server nobody asked to keep
+        _terminate(proc)
+        remove_record(store, server_id)
+        raise
+
+
+def _wait_ready(store: Any, server_id: str, proc: subprocess.Popen, log: Path, *, token: str | None,
+                timeout: float, ready_paths: list[str] | None) -> ServerRecord:
+    import urllib.error
+    import urllib.request
+
     # the server is on this machine: never through an http_proxy from the environment
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
@@ -218,7 +228,6 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
     while True:
         code = proc.poll()
         if code is not None:
-            remove_record(store, server_id)
             raise OperationFailed(f"the server exited with code {code} before it was ready; log {log}:\n"
                                   + tail(log))
         rec = _read(path)
@@ -241,22 +250,25 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
             except (urllib.error.URLError, OSError):
                 pass
             if failed:
-                _terminate(proc)
-                remove_record(store, server_id)
                 raise OperationFailed(f"the server could not load {'; '.join(failed)} (stopped it); log {log}:\n"
                                       + tail(log))
         if time.monotonic() > deadline:
-            _terminate(proc)
-            remove_record(store, server_id)
             raise OperationFailed(f"the server was not ready after {timeout:.0f} s (stopped it); log {log}:\n"
                                   + tail(log))
         time.sleep(0.05)
 
 
 def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after 15 s (or if this wait is interrupted)."""
+    if proc.poll() is not None:
+        return
     proc.terminate()
     try:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+    except BaseException:  # a second Ctrl-C while waiting: do not wait politely any more
+        proc.kill()
+        proc.wait(5)
+        raise

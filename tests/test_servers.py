@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -158,3 +159,37 @@ def test_detach_readiness_check_ignores_http_proxy(tmp_path, models, monkeypatch
     finally:
         servers.stop_server(store, rec)
     assert gone(rec.pid)
+
+
+class _Interrupt(BaseException):
+    """Stands for Ctrl-C (KeyboardInterrupt is a BaseException too) without pytest treating it as one."""
+
+
+@pytest.mark.tf
+def test_interrupt_while_waiting_for_readiness_stops_the_server(tmp_path, models):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    sid = servers.new_id()
+    path = servers.record_path(store, sid)
+    seen: dict[str, int] = {}
+
+    def interrupt_once_the_server_is_up(signum, frame):
+        rec = servers._read(path)
+        if rec is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            seen["pid"] = rec.pid
+            raise _Interrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt_once_the_server_is_up)
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+    try:
+        with pytest.raises(_Interrupt):  # a readiness route that never answers 200: it is still waiting
+            servers.spawn_detached(store, sid, _serve_args(sid), timeout=60, ready_paths=["/no-such-route"])
+        assert "pid" in seen
+        assert gone(seen["pid"]), "the server was left running"
+        assert not path.exists() and servers.list_servers(store) == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if "pid" in seen and not gone(seen["pid"]):
+            os.kill(seen["pid"], signal.SIGKILL)
