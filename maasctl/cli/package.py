@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from maasctl import output
+from maasctl.cli._complete import complete_model, complete_ref_or_file, complete_run_or_ref
 from maasctl.cli._options import JsonOpt, state
 
 
@@ -19,12 +20,13 @@ class Compression(str, Enum):
 
 def package(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="Training run id, SavedModel directory, or registered NAME@VERSION.")],
+    source: Annotated[str, typer.Argument(help="Training run id, SavedModel directory, or registered NAME@VERSION.",
+                                          autocompletion=complete_run_or_ref)],
     out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or directory "
                                                 "[default: ./NAME-VERSION.maas, or ./NAME-DIGEST.maas].")] = None,
     name: Annotated[Optional[str], typer.Option("--name", "-n", help="Model name recorded in the package "
                                                 "[default: the run's [register] name, the ref's name, "
-                                                "or the directory's name].")] = None,
+                                                "or the directory's name].", autocompletion=complete_model)] = None,
     compression: Annotated[Compression, typer.Option(
         "--compression", help="gzip (default: a standard .tar.gz that tar xzf reads, deflated on every core) "
         "or none (an uncompressed tar). Random-looking float weights shrink only ~10% under gzip, which then "
@@ -49,7 +51,8 @@ def package(
 
 def inspect(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="Package file (.maas) or registered NAME[@VERSION|@ALIAS].")],
+    target: Annotated[str, typer.Argument(help="Package file (.maas) or registered NAME[@VERSION|@ALIAS].",
+                                          autocompletion=complete_ref_or_file)],
     json_out: JsonOpt = False,
 ) -> None:
     """Show a package's manifest (signatures, metrics, lineage) without extracting the model.

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from maasctl import output
+from maasctl.cli._complete import complete_file, complete_ref
 from maasctl.cli._options import state
 from maasctl.errors import InvalidInput
 
@@ -40,9 +41,11 @@ def _progress_bar(total_chars: int) -> tuple[Callable[[str, int, int], None], Ca
 
 def predict(
     ctx: typer.Context,
-    input: Annotated[str, typer.Option("--input", "-i", help="Input file (.json, .jsonl, .csv) or - for stdin.")] = "-",
+    input: Annotated[str, typer.Option("--input", "-i", help="Input file (.json, .jsonl, .csv) or - for stdin.",
+                                       autocompletion=complete_file)] = "-",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="NAME[@VERSION|@ALIAS]; optional with "
-                                                 "--url or one running server serving one model.")] = None,
+                                                 "--url or one running server serving one model.",
+                                                 autocompletion=complete_ref)] = None,
     url: Annotated[Optional[str], typer.Option("--url", help="A TF-Serving-compatible REST server, "
                                                "e.g. http://127.0.0.1:8501.")] = None,
     local: Annotated[bool, typer.Option("--local", help="Load the model in this process, even if a server "
@@ -51,7 +54,8 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per request.")] = 1024,
     fmt: Annotated[str, typer.Option("--format", "-f", help="json (TF Serving's response body), jsonl, csv "
                                      "or table.")] = "json",
-    out_path: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    out_path: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout.",
+                                                    autocompletion=complete_file)] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
     token: Annotated[Optional[str], typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Bearer token for the server.")] = None,

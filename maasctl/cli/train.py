@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from maasctl import output
+from maasctl.cli._complete import complete_model, complete_run
 from maasctl.cli._options import JsonOpt, state
 from maasctl.errors import InvalidInput
 
@@ -93,7 +94,7 @@ def train(
     register: Annotated[bool, typer.Option("--register", help="Register the exported model right away as NAME@N "
                                            "(NAME from --name, else the config's [register] name).")] = False,
     name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name to register under "
-                                                "(implies --register).")] = None,
+                                                "(implies --register).", autocompletion=complete_model)] = None,
     alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the registered version "
                                              "(repeatable; implies --register; default: [register] aliases).")] = [],
     json_out: JsonOpt = False,
@@ -167,7 +168,8 @@ def runs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (see: maasctl runs list).")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (see: maasctl runs list).",
+                                          autocompletion=complete_run)],
     json_out: JsonOpt = False,
 ) -> None:
     """Everything recorded about a run: metrics, per-epoch history, features, classes, lineage.
