@@ -175,6 +175,22 @@ def test_bash_register_completes_run_ids_and_files(bin_dir: Path, iris_store: Pa
     assert bash_complete(["maasctl", "register", "x", "--name", "i"], bin_dir, iris_store) == ["iris"]
 
 
+@needs_bash
+def test_bash_other_commands(bin_dir: Path, iris_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "houses.maas").write_bytes(b"")
+    (tmp_path / "rows.csv").write_bytes(b"")
+    run = "20261123-120000-abc123"
+    assert bash_complete(["maasctl", "package", "2026"], bin_dir, iris_store, cwd=tmp_path) == [run]
+    assert bash_complete(["maasctl", "package", "iris@c"], bin_dir, iris_store, cwd=tmp_path) == ["candidate"]
+    assert bash_complete(["maasctl", "inspect", "h"], bin_dir, iris_store, cwd=tmp_path) == [
+        "houses", "houses@1", "houses.maas"]
+    assert bash_complete(["maasctl", "predict", "-m", "iris@p"], bin_dir, iris_store) == ["production"]
+    assert bash_complete(["maasctl", "predict", "-i", "ro"], bin_dir, iris_store, cwd=tmp_path) == ["rows.csv"]
+    assert bash_complete(["maasctl", "runs", "show", ""], bin_dir, iris_store) == [run]
+    assert bash_complete(["maasctl", "train", "c.toml", "--name", "h"], bin_dir, iris_store) == ["houses"]
+    assert bash_complete(["maasctl", "stop", ""], bin_dir, iris_store) == []  # no server running
+
+
 # -- real interactive bash on a pseudo-terminal, pressing TAB ----------------------------------------
 class InteractiveShell:
     """A shell on a pseudo-terminal: send keys, read the screen up to an expected string."""
