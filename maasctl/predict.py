@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from maasctl.errors import InvalidInput, MaasError
+from maasctl.errors import InvalidInput, MaasError, NotFound
 from maasctl.predict_io import (Encoder, InputSource, ModelSchema, loads, predictions_doc, request_body,
                                 response_outputs, schema_from_signature, signature_from_metadata)
 from maasctl.predict_output import Writer
@@ -72,14 +72,29 @@ class RemoteTarget(Target):
         self.client, self.ref, self.schema, self.describe, self.workers = client, ref, schema, describe, workers
         self._where = client.base_url + client.model_path(ref) + ":predict"
 
+    pinned_from: str = ""  # the ref as given (latest or an alias) when `ref` was pinned to a version
+
     def predict(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-        raw = self.client.predict_raw(self.ref, request_body(self.schema, inputs))
+        try:
+            raw = self.client.predict_raw(self.ref, request_body(self.schema, inputs))
+        except NotFound as exc:
+            raise self._gone(exc) from None
         return response_outputs(self.schema, loads(raw), rows, self._where)
 
     def predict_body(self, body: dict[str, Any], inputs: dict[str, np.ndarray], rows: int
                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        doc = self.client.predict(self.ref, body)
+        try:
+            doc = self.client.predict(self.ref, body)
+        except NotFound as exc:
+            raise self._gone(exc) from None
         return doc, response_outputs(self.schema, doc, rows, self._where)
+
+    def _gone(self, exc: NotFound) -> NotFound:
+        """The pinned version went away mid-run (the server moved to a newer one): say so, not just 404."""
+        if not self.pinned_from:
+            return exc
+        return NotFound(f"{exc}; {self.ref} stopped being served during the run ({self.pinned_from} moved to a "
+                        f"newer version?): the output is incomplete, rerun to predict with one version")
 
     def close(self) -> None:
         self.client.close()
@@ -154,6 +169,7 @@ def remote_target(url: str, model: str | None, *, signature: str = "serving_defa
     target = RemoteTarget(client, ref, schema, f"{label} at {client.base_url}" + (f" ({via})" if via else ""),
                           workers=workers)
     target.notice = notice
+    target.pinned_from = str(parse_ref(model)) if notice else ""
     return target
 
 

@@ -216,6 +216,36 @@ def test_an_unwritable_output_is_rejected_before_any_work(tmp_path, pstore, stub
     assert list((tmp_path / "outdir").iterdir()) == []
 
 
+def test_a_pinned_version_that_goes_away_mid_run_fails_instead_of_mixing(tmp_path, pstore, stub, data):
+    """The server moves `iris` to version 2 after the first chunk (as maasctl serve does when iris@2 is
+    registered): the remaining chunks must not be answered by v2; the run stops with a clear NotFound."""
+    import io
+
+    import maasctl.predict as predict
+    from maasctl.errors import NotFound
+    from maasctl.predict_io import InputSource
+    from maasctl.predict_output import JsonlWriter
+
+    class MovesTheServer(JsonlWriter):
+        def write(self, outputs):
+            stub.version = 2  # from now on only "version 2" (the same model here) is served
+            super().write(outputs)
+
+    target = predict.remote_target(stub.url, "iris", store=pstore)
+    source = InputSource(str(write_csv(tmp_path / "d.csv", data)))
+    start = len(stub.paths)
+    try:
+        with pytest.raises(NotFound, match=r"Specific\(iris, 1\).*; iris@1 stopped being served during the run "
+                                           r"\(iris moved to a newer version\?\)"):
+            predict.run_predict(target, source, MovesTheServer(io.StringIO(), target.schema), batch_size=5)
+    finally:
+        stub.version = 1
+        source.close()
+        target.close()
+    sent = [p for p in stub.paths[start:] if p.endswith(":predict")]
+    assert sent and set(sent) == {"/v1/models/iris/versions/1:predict"}
+
+
 def test_plain_tf_serving_server_without_store_names(tmp_path, stub, reference, data):
     """No store entry: --model is required, and CSV columns are taken in the file's order (with a warning)."""
     empty = tmp_path / "empty-store"
