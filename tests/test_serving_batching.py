@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -33,6 +34,13 @@ def run_concurrently(batcher: Batcher, inputs: list[np.ndarray], first_alone: bo
                                     return_exceptions=True)
 
     return asyncio.run(main())
+
+
+def wait_idle(batcher: Batcher) -> None:
+    deadline = time.monotonic() + 10
+    while batcher._busy and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert not batcher._busy
 
 
 def test_requests_queued_while_busy_share_one_call(model):
@@ -115,6 +123,7 @@ def test_a_lone_request_on_an_idle_model_runs_inline_else_on_the_worker(model):
     run_concurrently(inline, [x])  # a new model: the worker measures its call time first
     # the measured call time is injected (the clock of a loaded machine says nothing about the policy)
     inline._recent_s = 0.0
+    wait_idle(inline)  # the caller may get its result a moment before the worker marks itself idle
     run_concurrently(inline, [x])  # fast and idle: inline
     inline._recent_s = 0.0
     run_concurrently(inline, [x, x, x])  # ready together: handed to the worker as one batch
