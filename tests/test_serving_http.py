@@ -229,6 +229,11 @@ BAD = [
     ("/v1/models/nope:predict", {"instances": [[1, 2, 3, 4]]}, 404, "Servable not found for request: Latest(nope)"),
     ("/v1/models/small/versions/9:predict", {"instances": [[1, 2, 3, 4]]}, 404, "Specific(small, 9)"),
     ("/v1/models/small/versions/x:predict", {"instances": [[1, 2, 3, 4]]}, 400, "version must be a positive integer"),
+    ("/v1/models/small/versions/%C2%B2:predict", {"instances": [[1, 2, 3, 4]]}, 400, "version must be a positive"),
+    ("/v1/models/small/versions/9223372036854775808:predict", {"instances": [[1, 2, 3, 4]]}, 400,
+     "version must be a positive integer below 2^63"),
+    ("/v1/models/small/versions/9223372036854775807:predict", {"instances": [[1, 2, 3, 4]]}, 404,
+     "Specific(small, 9223372036854775807)"),
     ("/v1/models/small/labels/prod:predict", {"instances": [[1, 2, 3, 4]]}, 400,
      "Unrecognized servable version label: prod"),
     ("/v1/models/small:explode", {"instances": [[1, 2, 3, 4]]}, 404, "unknown method ':explode'"),
@@ -246,6 +251,16 @@ def test_bad_request(served, path, body, status, message):
     assert r.headers["content-type"] == "application/json"
     assert message in r.json()["error"]
     assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("version, status", [("%C2%B2", 400), ("%D9%A1", 400), ("00000000000000000000001", 200), ("9" * 5000, 400),
+                                             ("9223372036854775808", 400), ("9223372036854775807", 404)])
+def test_odd_versions_in_status_and_metadata_routes(served, version, status):
+    url, _, session = served
+    for tail in ("", "/metadata"):
+        r = session.get(f"{url}/v1/models/small/versions/{version}{tail}")
+        assert r.status_code == status, r.text
+        assert "Traceback" not in r.text and "internal error" not in r.text
 
 
 def test_wrong_method_and_route(served):

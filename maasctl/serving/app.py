@@ -168,9 +168,12 @@ class ServingApp:
             if len(parts) < 3 or not parts[2]:
                 raise NotFound(f"no route {path}: {parts[1]} needs a value")
             if parts[1] == "versions":
-                if not parts[2].isdigit():
-                    raise InvalidInput(f"version must be a positive integer, got '{parts[2]}' in {path}")
-                version = int(parts[2])
+                text = parts[2]
+                # ASCII only: str.isdigit() also accepts '²' and other digits int() refuses; int64 like TF Serving
+                if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19 \
+                        or int(text) >= 2**63:
+                    raise InvalidInput(f"version must be a positive integer below 2^63, got '{text[:40]}' in {path[:200]}")
+                version = int(text)
             else:
                 label = parts[2]
             i = 3
