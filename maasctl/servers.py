@@ -167,14 +167,26 @@ def stop_server(store: Any, rec: ServerRecord, timeout: float = 30.0) -> bool:
     while pid_alive(rec.pid):
         if time.monotonic() > deadline:
             graceful = False
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(rec.pid, signal.SIGKILL)
+            _kill_group(rec.pid)
             time.sleep(0.2)
             break
         _reap(rec.pid)
         time.sleep(0.05)
     remove_record(store, rec.id)
     return graceful
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL a detached server and its children: it leads its own session and process group (the
+    tfserving backend's tensorflow_model_server would otherwise be orphaned, still holding the port)."""
+    try:
+        if os.getpgid(pid) == pid and pid != os.getpgid(0):
+            os.killpg(pid, signal.SIGKILL)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

@@ -47,3 +47,97 @@ def test_missing_binary_exits_2_with_install_hint(tmp_path, models):
                     env={"PATH": "/usr/bin:/bin"})
         assert r.returncode == 2
         assert "tensorflow_model_server is not on PATH" in r.stderr and "tensorflow/serving" in r.stderr
+
+
+# -- the supervisor never leaves tensorflow_model_server behind ---------------------------------------------
+# tensorflow_model_server is not installed here: a stand-in executable of that name records its pid and waits
+# (optionally ignoring SIGTERM); everything else (CLI, supervisor, store, signals) is real.
+FAKE_BINARY = """#!{python}
+import os, signal, sys, time
+if os.environ.get("FAKE_IGNORE_TERM"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open(os.environ["FAKE_PID_FILE"] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(os.environ["FAKE_PID_FILE"] + ".tmp", os.environ["FAKE_PID_FILE"])
+while True:
+    time.sleep(1)
+"""
+
+
+def _alive(pid: int) -> bool:
+    from maasctl.servers import pid_alive
+
+    return pid_alive(pid)
+
+
+def _wait_for(predicate, what: str, timeout: float = 60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _start_supervisor(tmp_path, models, *, ignore_term: bool):
+    import os
+    import subprocess
+    import sys
+
+    from maasctl import servers
+    from maasctl.store import Store
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "tensorflow_model_server"
+    fake.write_text(FAKE_BINARY.format(python=sys.executable))
+    fake.chmod(0o755)
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    sid = servers.new_id()
+    pid_file = tmp_path / "tfs.pid"
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_PID_FILE": str(pid_file)}
+    if ignore_term:
+        env["FAKE_IGNORE_TERM"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), "serve", "small",
+                             "--backend", "tfserving", "--port", "0", "--server-id", sid],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+    _wait_for(lambda: pid_file.exists() and servers.record_path(store, sid).exists(), "the supervisor")
+    return store, sid, proc, int(pid_file.read_text())
+
+
+def test_force_stop_kills_tensorflow_model_server_too(tmp_path, models):
+    import os
+    import signal
+
+    from maasctl import servers
+
+    store, sid, proc, child = _start_supervisor(tmp_path, models, ignore_term=True)
+    try:
+        rec = servers.find_server(store, sid)
+        assert rec.pid == proc.pid and _alive(child)
+        assert servers.stop_server(store, rec, timeout=1) is False  # SIGTERM is ignored: killed after 1 s
+        proc.wait(10)
+        _wait_for(lambda: not _alive(child), "tensorflow_model_server to die", timeout=10)
+    finally:
+        for pid in (proc.pid, child):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_supervisor_error_stops_tensorflow_model_server(tmp_path, models):
+    import os
+    import shutil
+    import signal
+
+    store, sid, proc, child = _start_supervisor(tmp_path, models, ignore_term=False)
+    try:
+        shutil.rmtree(store.servers_dir / f"tfserving-{sid}")  # the next config rewrite fails
+        store.register(models["small_b"], "small")  # ... which a new version triggers
+        assert proc.wait(30) != 0
+        _wait_for(lambda: not _alive(child), "tensorflow_model_server to stop", timeout=15)
+    finally:
+        for pid in (proc.pid, child):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

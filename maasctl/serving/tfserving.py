@@ -112,6 +112,20 @@ def run(store: Any, refs: list[ModelRef], *, host: str, port: int, batch_size: i
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        _stop_child(proc)  # on any error in this loop: never leave tensorflow_model_server behind
+
+
+def _stop_child(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(5)
 
 
 def _write(path: Path, text: str) -> None:
