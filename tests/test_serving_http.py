@@ -337,6 +337,14 @@ def test_token_required_except_healthz(token_server):
     ok = requests.post(token_server + "/v1/models/small:predict", data=body, timeout=30,
                        headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
+    for header in ("bearer s3cret", "BEARER s3cret"):  # the scheme is case-insensitive (RFC 7235)
+        r = requests.post(token_server + "/v1/models/small:predict", data=body, timeout=30,
+                          headers={"Authorization": header})
+        assert r.status_code == 200, header
+    for header in ("Bearer S3CRET", "Basic s3cret", "Bearers3cret", "s3cret"):
+        r = requests.post(token_server + "/v1/models/small:predict", data=body, timeout=30,
+                          headers={"Authorization": header})
+        assert r.status_code == 401, header
     for path in ("/v1/models", "/readyz", "/monitoring/prometheus/metrics", "/v1/models/small/metadata"):
         assert requests.get(token_server + path, timeout=30).status_code == 401
     assert requests.get(token_server + "/healthz", timeout=30).status_code == 200

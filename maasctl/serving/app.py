@@ -48,7 +48,7 @@ class ServingApp:
         if self.metrics.loaded is None:
             self.metrics.loaded = manager.loaded_counts
         self.max_body_bytes = max_body_bytes
-        self._token = f"Bearer {token}".encode() if token else None
+        self._token = token.encode() if token else None
         self._started = False
 
     def start(self) -> None:
@@ -106,7 +106,9 @@ class ServingApp:
     def _authorize(self, scope: dict[str, Any]) -> None:
         for k, v in scope["headers"]:
             if k == b"authorization":
-                if hmac.compare_digest(v, self._token):
+                scheme, _, credentials = v.strip().partition(b" ")
+                # the scheme is case-insensitive (RFC 7235); the token is compared in constant time
+                if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" "), self._token):
                     return
                 raise HttpError(401, "invalid bearer token", [(b"www-authenticate", b'Bearer error="invalid_token"')])
         raise HttpError(401, "missing 'Authorization: Bearer <token>' header (this server requires a token)",
