@@ -134,3 +134,15 @@ def test_only_free_batch_dimensions_are_batchable():
     ragged_lead = parse({"inputs": {"a": [[1, 2], [3, 4]], "s": ["x"]}}, MULTI)
     assert ragged_lead.rows is None  # leading sizes differ: the model call sees the request alone
     assert parse({"inputs": {"a": [[1, 2]], "s": ["x"]}}, MULTI).rows == 1
+
+
+@pytest.mark.parametrize("body", [b'{"instances": [[1e400, 1, 2, 3]]}', b'{"instances": [[-1e400, 1, 2, 3]]}',
+                                  b'{"instances": [[Infinity, 1e999, 2, 3]]}'])
+def test_numbers_that_overflow_to_infinity_are_refused(body):
+    with pytest.raises(InvalidInput, match="JSON Parse error"):
+        parse(body)
+
+
+def test_the_literal_infinity_and_nan_tokens_are_accepted():
+    arr = parse(b'{"instances": [[Infinity, -Infinity, NaN, 1e308]]}').inputs["features"]
+    assert np.isposinf(arr[0, 0]) and np.isneginf(arr[0, 1]) and np.isnan(arr[0, 2])

@@ -60,9 +60,18 @@ def loads(body: bytes) -> Any:
         raise InvalidInput(f"JSON Parse error: the body is not UTF-8 text (invalid byte at offset {exc.start})") \
             from None
     try:
-        return json.loads(text, parse_constant=_parse_constant)
+        return json.loads(text, parse_constant=_parse_constant, parse_float=_parse_float)
     except (ValueError, RecursionError):
         raise InvalidInput(f"JSON Parse error: {first_error}") from None
+
+
+def _parse_float(text: str) -> float:
+    """Only the literal tokens may be infinite: a number that overflows a double (1e400) is an error, as in
+    TF Serving (orjson refuses it too; this runs only on the stdlib fallback path)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range for a 64-bit float")
+    return value
 
 
 def _parse_constant(name: str) -> float:
