@@ -59,8 +59,8 @@ def test_detach_ps_stop(tmp_path, models):
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")
     store.register(models["multi"], "multi")
-    # a 1.5 s batch timeout makes a lone request wait in the server: it must still finish on stop
-    r = run_cli("serve", "small", "multi@1", "--port", "0", "--detach", "--json", "--batch-timeout-ms", "1500",
+    # a 4 s batch timeout makes a lone request wait in the server: it must still finish on stop
+    r = run_cli("serve", "small", "multi@1", "--port", "0", "--detach", "--json", "--batch-timeout-ms", "4000",
                 "--token", "s3cret", store=store.root)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -94,7 +94,9 @@ def test_detach_ps_stop(tmp_path, models):
 
         t = threading.Thread(target=slow_request)
         t.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # let the request reach the server; it then waits there for the batch timeout
+        # still in flight, or this test would prove nothing (the 4 s window leaves room for a slow machine)
+        assert t.is_alive() and "r" not in result
         stopped = run_cli("stop", doc["id"][:4], "--json", store=store.root)
         t.join()
         assert stopped.returncode == 0, stopped.stderr
