@@ -40,7 +40,7 @@ from typing import Any, BinaryIO, Iterator
 from maasctl import __version__
 from maasctl import manifest as mf
 from maasctl.errors import InvalidInput, NotFound, OperationFailed, Unimplemented
-from maasctl.hashing import CHUNK, FileEntry, fsync_tree_dirs, walk_files
+from maasctl.hashing import CHUNK, FileEntry, fsync_tree_dirs, hash_file, walk_files
 from maasctl.refs import check_alias, check_name, parse_ref
 from maasctl.store import RegisterResult, Store
 
@@ -159,7 +159,8 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
             f.write(head)
             f.flush()
             os.fsync(f.fileno())
-        sha, size = _file_digest(tmp)
+        digest = hash_file(tmp)
+        sha, size = digest.sha256, digest.size
         if final is None:
             final = out_dir / _default_filename(src, manifest)
         os.replace(tmp, final)
@@ -468,18 +469,6 @@ def _deflate_block(block: bytes, zdict: bytes, level: int, last: bool) -> bytes:
     else:
         c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     return c.compress(block) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
-
-
-def _file_digest(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            size += n
-    return h.hexdigest(), size
 
 
 # -- reading -------------------------------------------------------------------------------------------
