@@ -31,23 +31,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
 from maasctl.serving import codec  # noqa: E402
 from maasctl.store import Store  # noqa: E402
 from maasctl.tf import load_tensorflow  # noqa: E402
-
-
-def build_mlp(path: Path, sizes: list[int], seed: int) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input(shape=(sizes[0],), name="features")
-    x = inp
-    for units in sizes[1:-1]:
-        x = keras.layers.Dense(units, activation="relu")(x)
-    out = keras.layers.Dense(sizes[-1], activation="softmax")(x)
-    keras.Model(inp, out).export(str(path), verbose=False)
-    return path
+from conftest import build_mlp  # noqa: E402  (the same tiny-model builder the tests use)
 
 
 def rate(fn, seconds: float, warmup: int = 50) -> float:
@@ -218,7 +207,7 @@ def main() -> None:
     try:
         store = Store(tmp / "store")
         for name, sizes, seed in (("small", [4, 16, 3], 1), ("medium", [784, 512, 512, 10], 2)):
-            store.register(build_mlp(tmp / name, sizes, seed), name)
+            store.register(build_mlp(load_tensorflow(), tmp / name, sizes, seed), name)
         print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
 
         base = Baselines(tf, store, args.baseline_seconds)
