@@ -138,9 +138,9 @@ def main() -> None:
     local_steady = n / max(1e-9, t_local - t_start)
 
     # -- the same --local pipeline as a library call (no process start-up, model already loaded) -----------
-    from maasctl.predict import local_target, run_predict
-    from maasctl.predict_io import open_input
-    from maasctl.predict_output import make_writer
+    from maasctl.predict.pipeline import local_target, run_predict
+    from maasctl.predict.inputs import open_input
+    from maasctl.predict.writers import make_writer
 
     target = local_target(store, "small")
 

@@ -3,7 +3,7 @@
 Both figures are ratios against a baseline measured in the same run on the same generated CSV
 (default 50,000 rows x 20 features, 3 classes):
 
-- loading: `maasctl.data.load_dataset` (parse, label mapping, split, sha256) vs `numpy.loadtxt` of the same
+- loading: `maasctl.training.data.load_dataset` (parse, label mapping, split, sha256) vs `numpy.loadtxt` of the same
   file, best of N in this process. Target: <= 2x.
 - training: `python -m maasctl train bench.toml` vs `python plain_keras.py` doing the same fit (same model,
   seed, op determinism, Normalization adapted on the same training rows, same epochs and batch size, same
@@ -126,8 +126,8 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true", help="Only measure data loading.")
     args = ap.parse_args()
 
-    from maasctl.config import load_config
-    from maasctl.data import load_dataset
+    from maasctl.training.config import load_config
+    from maasctl.training.data import load_dataset
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
@@ -142,7 +142,7 @@ def main() -> None:
         t_np = best_of(5, lambda: np.loadtxt(csv_path, delimiter=",", skiprows=1))
         t_ours = best_of(5, lambda: load_dataset(cfg))
         print(f"load   numpy.loadtxt              {t_np:7.3f} s  (best of 5)")
-        print(f"load   maasctl.data.load_dataset  {t_ours:7.3f} s  (best of 5)  ratio {t_ours / t_np:.2f}x  "
+        print(f"load   maasctl.training.data.load_dataset  {t_ours:7.3f} s  (best of 5)  ratio {t_ours / t_np:.2f}x  "
               f"(target <= 2x)")
         make_csv(root / "strings.csv", args.rows, args.features, string_labels=True)
         (root / "strings.toml").write_text(CONFIG.format(epochs=1, batch_size=32).replace("data.csv", "strings.csv"))

@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from maasctl.client import TFServingClient
+from maasctl.predict.client import TFServingClient
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.predict import ordered_map
+from maasctl.predict.pipeline import ordered_map
 from maasctl.refs import ModelRef
 
 

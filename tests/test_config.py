@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maasctl.config import KERAS_LAYERS, apply_override, check_against_data, load_config, parse_override
+from maasctl.training.config import KERAS_LAYERS, apply_override, check_against_data, load_config, parse_override
 from maasctl.errors import InvalidInput, NotFound
 
 GOOD = """
@@ -261,7 +261,7 @@ def test_val_monitor_needs_validation(tmp_path):
 
 def test_config_and_data_checks_never_import_tensorflow(tmp_path):
     path = write(tmp_path, GOOD)
-    code = ("import sys; from maasctl.data import prepare; cfg, ds = prepare(sys.argv[1], ['train.epochs=2']); "
+    code = ("import sys; from maasctl.training.data import prepare; cfg, ds = prepare(sys.argv[1], ['train.epochs=2']); "
             "assert ds.class_names == ['x', 'y', 'z'], ds.class_names; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maasctl.config import load_config
-from maasctl.data import class_mapping, load_dataset, prepare
+from maasctl.training.config import load_config
+from maasctl.training.data import class_mapping, load_dataset, prepare
 from maasctl.errors import InvalidInput
 
 CONFIG = """

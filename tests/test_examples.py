@@ -82,7 +82,7 @@ def test_regression_data_is_regenerated_byte_for_byte(tmp_path: Path) -> None:
 @pytest.mark.parametrize("example", sorted(CONFIGS))
 def test_example_config_and_inputs_agree(example: str) -> None:
     """The config validates, and its rows.csv / request.json carry exactly the model's features."""
-    from maasctl.config import load_config
+    from maasctl.training.config import load_config
 
     cfg = load_config(CONFIGS[example])
     data = cfg.resolve(cfg.data["path"])
@@ -138,7 +138,7 @@ def test_release_usage_errors(bin_dir: Path, tmp_path: Path) -> None:
 def test_regression_and_custom_builder_train_well(tf, tmp_path: Path) -> None:
     import statistics
 
-    from maasctl.data import prepare
+    from maasctl.training.data import prepare
     from maasctl.store import Store
     from maasctl.tf.train import run_training
 

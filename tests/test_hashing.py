@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from maasctl import hashing
+from maasctl.store import hashing
 from maasctl.errors import InvalidInput
 
 

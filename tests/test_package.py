@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, tree_snapshot
-from maasctl import manifest as mf
+from maasctl.store import manifest as mf
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.hashing import content_sha256
-from maasctl.package import build_package, inspect_target, read_package_manifest, register_package
+from maasctl.store.hashing import content_sha256
+from maasctl.package.build import build_package, inspect_target, register_package
+from maasctl.package.archive import read_package_manifest
 from maasctl.store import Store
 
 META = {
@@ -295,7 +296,7 @@ def test_parallel_gzip_independent_of_thread_count(models, tmp_path, monkeypatch
     """Blocks are cut at fixed offsets, so one thread and many give the same bytes (a 3 MiB+ model)."""
     import numpy as np
 
-    from maasctl import package
+    from maasctl.package import archive as package
 
     src = tmp_path / "model"
     shutil.copytree(models["small"], src)
@@ -314,7 +315,7 @@ def test_round_trip_from_a_training_run(tf, tmp_path):
     """train a tiny model -> package the run -> register into an empty store: metadata and predictions equal."""
     import numpy as np
 
-    from maasctl.runs import load_run
+    from maasctl.training.runs import load_run
     from maasctl.tf.loader import load_model, load_version
 
     store_a, store_b = tmp_path / "a", tmp_path / "b"
@@ -345,7 +346,7 @@ def test_round_trip_from_a_training_run(tf, tmp_path):
 
 
 def test_crc32_combine():
-    from maasctl.package import crc32_combine
+    from maasctl.package.archive import crc32_combine
 
     for a, b in [(b"", b"xyz"), (b"abc", b""), (b"head" * 300, os.urandom(70_000)), (os.urandom(9), b"\0" * 3)]:
         assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)

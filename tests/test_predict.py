@@ -223,8 +223,8 @@ def test_a_pinned_version_that_goes_away_mid_run_fails_instead_of_mixing(tmp_pat
 
     import maasctl.predict as predict
     from maasctl.errors import NotFound
-    from maasctl.predict_io import InputSource
-    from maasctl.predict_output import JsonlWriter
+    from maasctl.predict.inputs import InputSource
+    from maasctl.predict.writers import JsonlWriter
 
     class MovesTheServer(JsonlWriter):
         def write(self, outputs):
@@ -348,8 +348,8 @@ def test_a_fifo_is_streamed_once_not_rewound(tmp_path, pstore, stub, reference, 
     import threading
 
     import maasctl.predict as predict
-    from maasctl.predict_io import InputSource
-    from maasctl.predict_output import make_writer
+    from maasctl.predict.inputs import InputSource
+    from maasctl.predict.writers import make_writer
 
     monkeypatch.setattr(predict, "CACHE_BUDGET", 0)  # what a >64 MB input does, with 300 rows
     x = np.round(np.random.default_rng(3).uniform(-5, 5, size=(300, 4)), 3)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from maasctl.errors import InvalidInput
-from maasctl.predict_io import (Encoder, InputSource, predictions_doc, request_body, response_outputs,
-                                schema_from_signature, signature_from_metadata)
-from maasctl.predict_output import make_writer
+from maasctl.predict.encoding import Encoder
+from maasctl.predict.inputs import InputSource
+from maasctl.predict.wire import predictions_doc, request_body, response_outputs
+from maasctl.predict.schema import schema_from_signature, signature_from_metadata
+from maasctl.predict.writers import make_writer
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SMALL_SIG = {"inputs": {"features": {"dtype": "float32", "shape": [-1, 4], "tensor": "x:0"}},
@@ -152,7 +154,7 @@ def test_without_feature_names_records_follow_file_order_with_a_warning(tmp_path
 
 
 def test_metadata_signature_round_trip():
-    from maasctl.savedmodel import tf_serving_metadata
+    from maasctl.store.savedmodel import tf_serving_metadata
 
     doc = {"model_spec": {"name": "m", "version": "1"},
            "metadata": {"signature_def": {"signature_def": {"serving_default": tf_serving_metadata(MULTI_SIG)}}}}
@@ -214,7 +216,7 @@ def test_writers_multi_output_without_classes():
 
 def test_output_file_replaced_on_success_and_cleaned_up_when_the_rename_fails(tmp_path):
     from maasctl.errors import InvalidInput, OperationFailed
-    from maasctl.predict_output import open_output
+    from maasctl.predict.writers import open_output
 
     target = tmp_path / "p.json"
     out, finish = open_output(str(target))

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.runs import commit_run, git_lineage, list_runs, load_run, new_run_id, register_run, write_record
+from maasctl.training.runs import commit_run, git_lineage, list_runs, load_run, new_run_id, register_run, write_record
 
 
 def test_run_ids_sort_by_time_and_are_unique():

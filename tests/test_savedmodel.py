@@ -3,7 +3,7 @@
 import pytest
 
 from maasctl.errors import InvalidInput
-from maasctl.savedmodel import format_spec, read_signatures, tf_serving_metadata
+from maasctl.store.savedmodel import format_spec, read_signatures, tf_serving_metadata
 
 
 def _tf_view(tf, path):

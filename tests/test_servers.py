@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import run_cli
-from maasctl import servers
+from maasctl.serving import records
 from maasctl.errors import OperationFailed
 from maasctl.serving.server import bind
 from maasctl.store import Store
@@ -22,7 +22,7 @@ X = [[5.1, 3.5, 1.4, 0.2]]
 
 
 def gone(pid: int) -> bool:
-    return not servers.pid_alive(pid)
+    return not records.pid_alive(pid)
 
 
 def test_bind_port_in_use_is_a_clear_error():
@@ -76,7 +76,7 @@ def test_detach_ps_stop(tmp_path, models):
         assert [(s["id"], s["pid"], s["url"]) for s in listed] == [(doc["id"], pid, url)]
         assert listed[0]["refs"] == ["small", "multi@1"] and listed[0]["uptime_seconds"] >= 0
         assert os.path.exists(listed[0]["log"])
-        assert [s.id for s in servers.list_servers(store)] == [doc["id"]]
+        assert [s.id for s in records.list_servers(store)] == [doc["id"]]
 
         # a second server on the same port: exit 1 with the log's last line saying why
         port = url.rsplit(":", 1)[1]
@@ -120,14 +120,14 @@ def test_detach_fails_fast_on_a_corrupt_model(tmp_path, models):
     r = run_cli("serve", "small", "--port", "0", "--detach", store=store.root, timeout=120)
     assert r.returncode == 1
     assert "could not load small@1" in r.stderr and "saved_model.pb" in r.stderr
-    assert servers.list_servers(store) == []
+    assert records.list_servers(store) == []
 
 
 def test_stale_records_are_pruned(tmp_path):
     store = Store(tmp_path / "store")
-    servers.write_record(store, "dead0001", url="http://127.0.0.1:1", models=["m"], refs=["m"], pid=2**22 + 12345)
-    assert servers.list_servers(store) == []
-    assert not servers.record_path(store, "dead0001").exists()
+    records.write_record(store, "dead0001", url="http://127.0.0.1:1", models=["m"], refs=["m"], pid=2**22 + 12345)
+    assert records.list_servers(store) == []
+    assert not records.record_path(store, "dead0001").exists()
     r = run_cli("stop", "--all", store=store.root)
     assert r.returncode == 0 and "no running servers" in r.stderr
     assert run_cli("stop", store=store.root).returncode == 2
@@ -152,14 +152,14 @@ def test_detach_readiness_check_ignores_http_proxy(tmp_path, models, monkeypatch
         monkeypatch.setenv(var, dead_proxy)
     for var in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    sid = servers.new_id()
-    rec = servers.spawn_detached(store, sid, _serve_args(sid), timeout=60)
+    sid = records.new_id()
+    rec = records.spawn_detached(store, sid, _serve_args(sid), timeout=60)
     try:
         with requests.Session() as direct:
             direct.trust_env = False
             assert direct.get(rec.url + "/readyz", timeout=10).status_code == 200
     finally:
-        servers.stop_server(store, rec)
+        records.stop_server(store, rec)
     assert gone(rec.pid)
 
 
@@ -171,12 +171,12 @@ class _Interrupt(BaseException):
 def test_interrupt_while_waiting_for_readiness_stops_the_server(tmp_path, models):
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")
-    sid = servers.new_id()
-    path = servers.record_path(store, sid)
+    sid = records.new_id()
+    path = records.record_path(store, sid)
     seen: dict[str, int] = {}
 
     def interrupt_once_the_server_is_up(signum, frame):
-        rec = servers._read(path)
+        rec = records._read(path)
         if rec is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
             seen["pid"] = rec.pid
@@ -186,10 +186,10 @@ def test_interrupt_while_waiting_for_readiness_stops_the_server(tmp_path, models
     signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
     try:
         with pytest.raises(_Interrupt):  # a readiness route that never answers 200: it is still waiting
-            servers.spawn_detached(store, sid, _serve_args(sid), timeout=60, ready_paths=["/no-such-route"])
+            records.spawn_detached(store, sid, _serve_args(sid), timeout=60, ready_paths=["/no-such-route"])
         assert "pid" in seen
         assert gone(seen["pid"]), "the server was left running"
-        assert not path.exists() and servers.list_servers(store) == []
+        assert not path.exists() and records.list_servers(store) == []
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)

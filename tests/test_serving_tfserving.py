@@ -65,7 +65,7 @@ while True:
 
 
 def _alive(pid: int) -> bool:
-    from maasctl.servers import pid_alive
+    from maasctl.serving.records import pid_alive
 
     return pid_alive(pid)
 
@@ -84,7 +84,7 @@ def _start_supervisor(tmp_path, models, *, ignore_term: bool):
     import subprocess
     import sys
 
-    from maasctl import servers
+    from maasctl.serving import records
     from maasctl.store import Store
 
     bindir = tmp_path / "bin"
@@ -94,7 +94,7 @@ def _start_supervisor(tmp_path, models, *, ignore_term: bool):
     fake.chmod(0o755)
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")
-    sid = servers.new_id()
+    sid = records.new_id()
     pid_file = tmp_path / "tfs.pid"
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_PID_FILE": str(pid_file)}
     if ignore_term:
@@ -103,7 +103,7 @@ def _start_supervisor(tmp_path, models, *, ignore_term: bool):
                              "--backend", "tfserving", "--port", "0", "--server-id", sid],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env=env)
-    _wait_for(lambda: pid_file.exists() and servers.record_path(store, sid).exists(), "the supervisor")
+    _wait_for(lambda: pid_file.exists() and records.record_path(store, sid).exists(), "the supervisor")
     return store, sid, proc, int(pid_file.read_text())
 
 
@@ -111,13 +111,13 @@ def test_force_stop_kills_tensorflow_model_server_too(tmp_path, models):
     import os
     import signal
 
-    from maasctl import servers
+    from maasctl.serving import records
 
     store, sid, proc, child = _start_supervisor(tmp_path, models, ignore_term=True)
     try:
-        rec = servers.find_server(store, sid)
+        rec = records.find_server(store, sid)
         assert rec.pid == proc.pid and _alive(child)
-        assert servers.stop_server(store, rec, timeout=1) is False  # SIGTERM is ignored: killed after 1 s
+        assert records.stop_server(store, rec, timeout=1) is False  # SIGTERM is ignored: killed after 1 s
         proc.wait(10)
         _wait_for(lambda: not _alive(child), "tensorflow_model_server to die", timeout=10)
     finally:

@@ -20,7 +20,7 @@ sys.stderr.write("HEAVY=" + ",".join(heavy) + "\\n")
 
 @pytest.fixture(scope="module")
 def populated_store(models, tmp_path_factory):
-    from maasctl.package import build_package
+    from maasctl.package.build import build_package
     from maasctl.store import Store
 
     root = tmp_path_factory.mktemp("startup")

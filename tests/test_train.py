@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from maasctl.data import prepare
+from maasctl.training.data import prepare
 from maasctl.errors import InvalidInput
-from maasctl.runs import list_runs, register_run
-from maasctl.savedmodel import read_signatures
+from maasctl.training.runs import list_runs, register_run
+from maasctl.store.savedmodel import read_signatures
 from maasctl.store import Store
 
 pytestmark = pytest.mark.tf
@@ -351,7 +351,7 @@ def test_builder_import_errors(tf, tmp_path, train_store, blob_dir):
 def test_known_layer_names_exist_in_keras(tf):
     import keras
 
-    from maasctl.config import KERAS_LAYERS
+    from maasctl.training.config import KERAS_LAYERS
 
     missing = sorted(n for n in KERAS_LAYERS if not isinstance(getattr(keras.layers, n, None), type))
     assert not missing

@@ -153,7 +153,7 @@ def complete_run_or_ref(ctx: typer.Context | None, incomplete: str) -> Items:
 @_safe
 def complete_server(ctx: typer.Context | None, incomplete: str) -> Items:
     """Ids of this store's running detached servers (maasctl stop ID)."""
-    from maasctl.servers import list_servers
+    from maasctl.serving.records import list_servers
 
     return [(s.id, f"{s.url} {' '.join(s.refs)}".strip()) for s in list_servers(store_from_context(ctx))
             if s.id.startswith(incomplete)]

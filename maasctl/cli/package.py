@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from maasctl import output
+from maasctl.cli import render
 from maasctl.cli._complete import complete_model, complete_ref_or_file, complete_run_or_ref
 from maasctl.cli._options import JsonOpt, state
 
@@ -38,14 +38,14 @@ def package(
 
     Example: maasctl package iris@3 -o iris.maas
     """
-    from maasctl.package import build_package
+    from maasctl.package.build import build_package
 
     result = build_package(state(ctx).store, source, out, name=name, compression=compression.value)
     if json_out:
-        output.emit_json(result.to_json())
+        render.emit_json(result.to_json())
         return
-    output.message(f"packaged {result.manifest['name']}: {len(result.manifest['files'])} files, "
-                   f"{output.human_size(result.size)}, sha256 {result.sha256}")
+    render.message(f"packaged {result.manifest['name']}: {len(result.manifest['files'])} files, "
+                   f"{render.human_size(result.size)}, sha256 {result.sha256}")
     print(result.path)
 
 
@@ -59,11 +59,11 @@ def inspect(
 
     Example: maasctl inspect iris-3.maas
     """
-    from maasctl.package import inspect_target
+    from maasctl.package.build import inspect_target
 
     manifest = inspect_target(state(ctx).store, target)
     if json_out:
-        output.emit_json(manifest)
+        render.emit_json(manifest)
         return
     _render(manifest)
 
@@ -71,14 +71,14 @@ def inspect(
 def _render(manifest: dict[str, Any]) -> None:
     import json
 
-    from maasctl.savedmodel import format_spec
+    from maasctl.store.savedmodel import format_spec
 
     files = manifest.get("files", [])
     pairs: list[tuple[str, Any]] = [("name", manifest.get("name"))]
     if manifest.get("version") is not None:
         pairs.append(("version", manifest["version"]))
     pairs += [("content_sha256", manifest.get("content_sha256")),
-              ("files", f"{len(files)} ({output.human_size(sum(f['size'] for f in files))})")]
+              ("files", f"{len(files)} ({render.human_size(sum(f['size'] for f in files))})")]
     for label, key in (("task", "task"), ("features", "feature_names"), ("classes", "class_names")):
         value = manifest.get(key)
         if value:
@@ -87,9 +87,9 @@ def _render(manifest: dict[str, Any]) -> None:
         label = "metric" if section == "metrics" else section
         pairs += [(f"{label} {k}", json.dumps(v) if isinstance(v, (dict, list)) else v)
                   for k, v in (manifest.get(section) or {}).items()]
-    output.key_values(pairs)
+    render.key_values(pairs)
     print()
-    output.table(["signature", "side", "name", "type"],
+    render.table(["signature", "side", "name", "type"],
                  [(sname, side[:-1], tname, format_spec(spec))
                   for sname, sig in manifest.get("signatures", {}).items() for side in ("inputs", "outputs")
                   for tname, spec in sig[side].items()])

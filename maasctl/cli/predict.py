@@ -7,7 +7,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from maasctl import output
+from maasctl.cli import render
 from maasctl.cli._complete import complete_file, complete_ref
 from maasctl.cli._options import state
 from maasctl.errors import InvalidInput
@@ -69,9 +69,9 @@ def predict(
 
     Example: maasctl predict --input data.csv --model iris@production --format csv
     """
-    from maasctl.predict import run_predict, select_target
-    from maasctl.predict_io import open_input
-    from maasctl.predict_output import check_format, make_writer, open_output
+    from maasctl.predict.pipeline import run_predict, select_target
+    from maasctl.predict.inputs import open_input
+    from maasctl.predict.writers import check_format, make_writer, open_output
 
     store = state(ctx).store
     check_format(fmt)
@@ -86,11 +86,11 @@ def predict(
         out, finish = open_output(out_path)
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                                   timeout=timeout, say=output.message)
+                                   timeout=timeout, say=render.message)
             writer = make_writer(fmt, out, target.schema)
             progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
             try:
-                run_predict(target, source, writer, batch_size=batch_size, progress=progress, warn=output.message)
+                run_predict(target, source, writer, batch_size=batch_size, progress=progress, warn=render.message)
                 ok = True
             finally:
                 stop()

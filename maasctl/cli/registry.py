@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from maasctl import output
+from maasctl.cli import render
 from maasctl.cli._complete import complete_alias, complete_model, complete_ref, complete_source
 from maasctl.cli._options import JsonOpt, state
 from maasctl.errors import InvalidInput
@@ -43,15 +43,15 @@ def register(
 
     Example: maasctl register ./export --name iris --alias candidate
     """
-    from maasctl.sources import register_source
+    from maasctl.registration import register_source
 
     result = register_source(state(ctx).store, source, name, aliases=alias, description=description,
                              tags=_parse_tags(tag), new_version=new_version)
     if json_out:
-        output.emit_json(result.to_json())
+        render.emit_json(result.to_json())
     else:
         if not result.created:
-            output.message(f"identical content is already registered as {result.info.ref}")
+            render.message(f"identical content is already registered as {result.info.ref}")
         print(result.info.ref)
 
 
@@ -69,20 +69,20 @@ def list_(
     if name is None:
         models = store.list_models()
         if json_out:
-            output.emit_json([m.to_json() for m in models])
+            render.emit_json([m.to_json() for m in models])
         elif not models:
-            output.message(f"no models in {store.root} (see: maasctl register --help)")
+            render.message(f"no models in {store.root} (see: maasctl register --help)")
         else:
-            output.table(["name", "latest", "versions", "aliases"],
+            render.table(["name", "latest", "versions", "aliases"],
                          [(m.name, m.latest, m.count, ", ".join(f"{a}->{v}" for a, v in m.aliases.items()))
                           for m in models])
         return
     versions = store.list_versions(name)
     if json_out:
-        output.emit_json([v.to_json() for v in versions])
+        render.emit_json([v.to_json() for v in versions])
     else:
-        output.table(["version", "created", "size", "sha256", "aliases"],
-                     [(v.version, v.created_at, output.human_size(v.size), v.sha256[:12], ", ".join(v.aliases))
+        render.table(["version", "created", "size", "sha256", "aliases"],
+                     [(v.version, v.created_at, render.human_size(v.size), v.sha256[:12], ", ".join(v.aliases))
                       for v in versions])
 
 
@@ -96,18 +96,18 @@ def show(
 
     Example: maasctl show iris@production
     """
-    from maasctl.savedmodel import format_spec
+    from maasctl.store.savedmodel import format_spec
 
     store = state(ctx).store
     info = store.resolve(ref)
     manifest = store.manifest(info)
     signatures = manifest.get("signatures", {})
     if json_out:
-        output.emit_json({**info.to_json(), "signatures": signatures, "files": manifest["files"],
+        render.emit_json({**info.to_json(), "signatures": signatures, "files": manifest["files"],
                           "params": manifest.get("params"), "environment": manifest.get("environment")})
         return
     pairs = [("ref", info.ref), ("aliases", ", ".join(info.aliases) or "-"), ("created", info.created_at),
-             ("sha256", info.sha256), ("size", output.human_size(info.size)), ("path", info.path),
+             ("sha256", info.sha256), ("size", render.human_size(info.size)), ("path", info.path),
              ("source", info.source or "-")]
     for label, key in (("description", None), ("task", "task"), ("features", "feature_names"),
                        ("classes", "class_names")):
@@ -116,9 +116,9 @@ def show(
             pairs.append((label, ", ".join(value) if isinstance(value, list) else value))
     pairs += [(f"tag {k}", v) for k, v in info.tags.items()]
     pairs += [(f"metric {k}", v) for k, v in info.metrics.items()]
-    output.key_values(pairs)
+    render.key_values(pairs)
     print()
-    output.table(["signature", "side", "name", "type"],
+    render.table(["signature", "side", "name", "type"],
                  [(sname, side[:-1], tname, format_spec(spec))
                   for sname, sig in signatures.items() for side in ("inputs", "outputs")
                   for tname, spec in sig[side].items()])
@@ -138,7 +138,7 @@ def alias_set(
     """
     info, old = state(ctx).store.set_alias(ref, alias)
     if json_out:
-        output.emit_json({"name": info.name, "alias": alias, "version": info.version, "previous": old})
+        render.emit_json({"name": info.name, "alias": alias, "version": info.version, "previous": old})
     else:
         moved = f" (was {old})" if old is not None and old != info.version else ""
         print(f"{info.name}@{alias} -> {info.version}{moved}")
@@ -157,9 +157,9 @@ def alias_rm(
     """
     version = state(ctx).store.remove_alias(name, alias)
     if json_out:
-        output.emit_json({"name": name, "alias": alias, "removed": True, "previous": version})
+        render.emit_json({"name": name, "alias": alias, "removed": True, "previous": version})
     else:
-        output.message(f"removed {name}@{alias} (pointed at {version})")
+        render.message(f"removed {name}@{alias} (pointed at {version})")
 
 
 @alias_app.command("history")
@@ -177,9 +177,9 @@ def alias_history(
     if alias is not None:
         events = [e for e in events if e["alias"] == alias]
     if json_out:
-        output.emit_json(events)
+        render.emit_json(events)
         return
-    output.table(["at", "event", "alias", "version", "from", "to"],
+    render.table(["at", "event", "alias", "version", "from", "to"],
                  [(e["at"], e["event"], e["alias"] or "", e["version"] or "", e["from_version"] or "",
                    e["to_version"] or "") for e in events])
 
@@ -197,10 +197,10 @@ def rm(
     """
     info = state(ctx).store.remove(ref, force=force)
     if json_out:
-        output.emit_json({"ref": info.ref, "name": info.name, "version": info.version, "removed": True,
+        render.emit_json({"ref": info.ref, "name": info.name, "version": info.version, "removed": True,
                           "aliases_removed": info.aliases})
     else:
-        output.message(f"removed {info.ref}")
+        render.message(f"removed {info.ref}")
 
 
 def verify(
@@ -216,12 +216,12 @@ def verify(
     reports = state(ctx).store.verify(ref)
     bad = [r for r in reports if not r.ok]
     if json_out:
-        output.emit_json({"ok": not bad, "checked": len(reports), "versions": [r.to_json() for r in reports]})
+        render.emit_json({"ok": not bad, "checked": len(reports), "versions": [r.to_json() for r in reports]})
     else:
         for r in reports:
             for p in r.problems:
-                output.message(f"{r.ref}: {p}")
-        output.message(f"verified {len(reports)} version(s): " + (f"{len(bad)} corrupt" if bad else "all intact"))
+                render.message(f"{r.ref}: {p}")
+        render.message(f"verified {len(reports)} version(s): " + (f"{len(bad)} corrupt" if bad else "all intact"))
     if bad:
         raise typer.Exit(1)
 
@@ -239,10 +239,10 @@ def gc(
     """
     report = state(ctx).store.gc(keep=keep, dry_run=dry_run)
     if json_out:
-        output.emit_json(report.to_json())
+        render.emit_json(report.to_json())
         return
     verb = "would remove" if dry_run else "removed"
-    output.message(f"{verb} {len(report.staging)} staging dir(s), {len(report.orphans)} unregistered "
+    render.message(f"{verb} {len(report.staging)} staging dir(s), {len(report.orphans)} unregistered "
                    f"version dir(s), {len(report.versions)} old version(s)")
     for v in report.versions:
         print(v)

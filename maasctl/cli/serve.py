@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from maasctl import output
+from maasctl.cli import render
 from maasctl.cli._complete import complete_ref, complete_server
 from maasctl.cli._options import JsonOpt, state
 from maasctl.errors import InvalidInput
@@ -67,7 +67,7 @@ def serve(
         _tfserving(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
                    batch_timeout_ms=batch_timeout_ms, server_id=server_id, json_out=json_out)
         return
-    from maasctl import servers
+    from maasctl.serving import records
     from maasctl.serving.server import ServeOptions, bind, build_app, run, url_of
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
@@ -76,24 +76,24 @@ def serve(
     sock = bind(host, port)
     url = url_of(sock)
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
-        output.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
+        render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
     app = build_app(store, parsed, options)
     app.start()  # load models while uvicorn starts
     if server_id:
-        servers.write_record(store, server_id, url=url, models=models, refs=list(refs))
+        records.write_record(store, server_id, url=url, models=models, refs=list(refs))
     try:
         if json_out:
-            output.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
+            render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
         else:
             print(url)
         sys.stdout.flush()
-        output.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
+        render.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
         run(app, sock)
     finally:
         if server_id:
-            servers.remove_record(store, server_id, pid=os.getpid())
-    output.message("server stopped")
+            records.remove_record(store, server_id, pid=os.getpid())
+    render.message("server stopped")
 
 
 def _configure_logging() -> None:
@@ -106,27 +106,27 @@ def _configure_logging() -> None:
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: Optional[str], backend: str,
             json_out: bool) -> None:
-    from maasctl import servers
+    from maasctl.serving import records
 
-    server_id = servers.new_id()
+    server_id = records.new_id()
     args = ["serve", *refs, "--host", host, "--port", str(port), "--batch-size", str(batch_size),
             "--batch-timeout-ms", str(batch_timeout_ms), "--max-body-bytes", str(max_body_bytes),
             "--backend", backend, "--server-id", server_id]
     if state(ctx).debug:
         args.insert(0, "--debug")
     ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
-    rec = servers.spawn_detached(store, server_id, args, token=token, ready_paths=ready)
+    rec = records.spawn_detached(store, server_id, args, token=token, ready_paths=ready)
     if json_out:
-        output.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
+        render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
     else:
         print(rec.url)
-        output.message(f"server {rec.id} (pid {rec.pid}) serving {', '.join(refs)}; log: {rec.log}; "
+        render.message(f"server {rec.id} (pid {rec.pid}) serving {', '.join(refs)}; log: {rec.log}; "
                        f"stop it with: maasctl stop {rec.id}")
 
 
 def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, port: int, batch_size: int,
                batch_timeout_ms: float, server_id: Optional[str], json_out: bool) -> None:
-    from maasctl import servers
+    from maasctl.serving import records
     from maasctl.serving import tfserving
 
     if port == 0:
@@ -138,10 +138,10 @@ def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, 
     url = f"http://{host}:{port}"
     workdir = store.servers_dir / f"tfserving-{server_id or os.getpid()}"
     if server_id:
-        servers.write_record(store, server_id, url=url, models=models, refs=list(refs), backend="tfserving")
+        records.write_record(store, server_id, url=url, models=models, refs=list(refs), backend="tfserving")
     try:
         if json_out:
-            output.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
+            render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
         else:
             print(url)
         sys.stdout.flush()
@@ -149,7 +149,7 @@ def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, 
                              batch_timeout_ms=batch_timeout_ms, workdir=workdir)
     finally:
         if server_id:
-            servers.remove_record(store, server_id, pid=os.getpid())
+            records.remove_record(store, server_id, pid=os.getpid())
     if code:
         raise typer.Exit(1)
 
@@ -159,16 +159,16 @@ def ps(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     Example: maasctl ps --json
     """
-    from maasctl import servers
+    from maasctl.serving import records
 
-    recs = servers.list_servers(state(ctx).store)
+    recs = records.list_servers(state(ctx).store)
     if json_out:
-        output.emit_json([r.to_json() for r in recs])
+        render.emit_json([r.to_json() for r in recs])
         return
     if not recs:
-        output.message("no running servers (start one with: maasctl serve NAME --detach)")
+        render.message("no running servers (start one with: maasctl serve NAME --detach)")
         return
-    output.table(["id", "pid", "url", "models", "uptime"],
+    render.table(["id", "pid", "url", "models", "uptime"],
                  [(r.id, r.pid, r.url, ", ".join(r.refs or r.models), _duration(r.uptime)) for r in recs])
 
 
@@ -193,22 +193,22 @@ def stop(
 
     Example: maasctl stop 3f2a9c1d
     """
-    from maasctl import servers
+    from maasctl.serving import records
 
     store = state(ctx).store
     if all_ == (server_id is not None):
         raise InvalidInput("give a server id or --all (see: maasctl ps)")
-    recs = servers.list_servers(store) if all_ else [servers.find_server(store, server_id)]
+    recs = records.list_servers(store) if all_ else [records.find_server(store, server_id)]
     stopped = []
     for rec in recs:
-        graceful = servers.stop_server(store, rec, timeout=timeout)
+        graceful = records.stop_server(store, rec, timeout=timeout)
         stopped.append({"id": rec.id, "pid": rec.pid, "url": rec.url, "graceful": graceful})
         if not json_out:
-            output.message(f"stopped {rec.id} (pid {rec.pid}, {rec.url})" + ("" if graceful else " (killed)"))
+            render.message(f"stopped {rec.id} (pid {rec.pid}, {rec.url})" + ("" if graceful else " (killed)"))
     if json_out:
-        output.emit_json(stopped)
+        render.emit_json(stopped)
     elif not recs:
-        output.message("no running servers")
+        render.message("no running servers")
 
 
 def attach(app: typer.Typer) -> None:

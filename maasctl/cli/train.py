@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from maasctl import output
+from maasctl.cli import render
 from maasctl.cli._complete import complete_model, complete_run
 from maasctl.cli._options import JsonOpt, state
 from maasctl.errors import InvalidInput
@@ -38,7 +38,7 @@ class PlainReporter:
 
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         width = len(str(self.epochs))
-        output.message(f"epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  "
+        render.message(f"epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  "
                        f"({time.perf_counter() - self.t_epoch:.1f}s)")
 
     def end(self) -> None:
@@ -107,7 +107,7 @@ def train(
     Example: maasctl train iris.toml --set train.epochs=5 --register --alias candidate
     """
     started = time.time()
-    from maasctl.data import prepare
+    from maasctl.training.data import prepare
     from maasctl.refs import check_alias, check_name
 
     cfg, ds = prepare(config, set_)
@@ -127,17 +127,17 @@ def train(
     run, result = run_training(store, cfg, ds, reporter, started=started)
     ref = None
     if register:
-        from maasctl.sources import register_source
+        from maasctl.registration import register_source
 
         ref = register_source(store, run.run_id, reg_name, aliases=alias).info.ref
     if json_out:
-        output.emit_json({"run_id": run.run_id, "metrics": result.metrics, "model_dir": str(run.model_dir),
+        render.emit_json({"run_id": run.run_id, "metrics": result.metrics, "model_dir": str(run.model_dir),
                           "run_dir": str(run.path), "epochs_run": result.epochs_run, "ref": ref})
         return
-    output.message(f"run {run.run_id}: {_summary(result.metrics)} ({result.train_time_s:.1f}s training)")
+    render.message(f"run {run.run_id}: {_summary(result.metrics)} ({result.train_time_s:.1f}s training)")
     print(run.run_id)
     if ref:
-        output.message(f"registered {ref}")
+        render.message(f"registered {ref}")
         print(ref)
 
 
@@ -147,18 +147,18 @@ def runs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     Example: maasctl runs list --json
     """
-    from maasctl.runs import list_runs
+    from maasctl.training.runs import list_runs
 
     store = state(ctx).store
     runs = list_runs(store)
     if json_out:
-        output.emit_json([{"run_id": r.run_id, "created_at": r.created_at, "task": r.meta.get("task"),
+        render.emit_json([{"run_id": r.run_id, "created_at": r.created_at, "task": r.meta.get("task"),
                            "config": (r.meta.get("lineage") or {}).get("config_path"), "metrics": r.meta.get("metrics"),
                            "register_name": r.register_name, "model_dir": str(r.model_dir)} for r in runs])
     elif not runs:
-        output.message(f"no runs in {store.root} (see: maasctl train --help)")
+        render.message(f"no runs in {store.root} (see: maasctl train --help)")
     else:
-        output.table(["run", "created", "task", "config", "metrics"],
+        render.table(["run", "created", "task", "config", "metrics"],
                      [(r.run_id, r.created_at, r.meta.get("task"),
                        Path((r.meta.get("lineage") or {}).get("config_path") or "-").name,
                        _summary({k: v for k, v in (r.meta.get("metrics") or {}).items()}))
@@ -176,11 +176,11 @@ def runs_show(
 
     Example: maasctl runs show 20261123-115500-ab12cd
     """
-    from maasctl.runs import load_run
+    from maasctl.training.runs import load_run
 
     run = load_run(state(ctx).store, run_id)
     if json_out:
-        output.emit_json(run.to_json())
+        render.emit_json(run.to_json())
         return
     rec, lin = run.record, run.meta.get("lineage") or {}
     pairs: list[tuple[str, Any]] = [
@@ -199,12 +199,12 @@ def runs_show(
     pairs += [(f"metric {k}", f"{v:.6g}") for k, v in (run.meta.get("metrics") or {}).items()]
     env = run.meta.get("environment") or {}
     pairs.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items() if k != "platform")))
-    output.key_values(pairs)
+    render.key_values(pairs)
     history = rec.get("history") or []
     if history:
         print()
         keys = [k for k in history[0] if k != "epoch"]
-        output.table(["epoch", *keys], [(h["epoch"], *(f"{h.get(k, float('nan')):.4f}" for k in keys))
+        render.table(["epoch", *keys], [(h["epoch"], *(f"{h.get(k, float('nan')):.4f}" for k in keys))
                                          for h in history])
 
 

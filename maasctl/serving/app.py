@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
-from maasctl.savedmodel import tf_serving_metadata
+from maasctl.store.savedmodel import tf_serving_metadata
 from maasctl.serving import codec
 from maasctl.serving.manager import Manager, Servable
 from maasctl.serving.metrics import Metrics

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from maasctl.errors import InvalidInput
-from maasctl.savedmodel import format_spec
+from maasctl.store.savedmodel import format_spec
 
 DEFAULT_SIGNATURE = "serving_default"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from maasctl.errors import OperationFailed
-from maasctl.savedmodel import read_signatures
+from maasctl.store.savedmodel import read_signatures
 from maasctl.tf import load_tensorflow
 
 tf = load_tensorflow()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.savedmodel import Signature, read_signatures
+from maasctl.store.savedmodel import Signature, read_signatures
 from maasctl.tf import load_tensorflow
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.savedmodel import Signature, read_signatures
+from maasctl.store.savedmodel import Signature, read_signatures
 from maasctl.tf import load_tensorflow
 from maasctl.tf.loader import LoadedModel, load_model
 

@@ -1,6 +1,6 @@
 """Build a Keras model from a validated config, fit it deterministically, and record the run in the store.
 
-The caller has already validated the config and read the data (maasctl.config / maasctl.data, no TensorFlow);
+The caller has already validated the config and read the data (maasctl.training.config / maasctl.training.data, no TensorFlow);
 errors found here are the ones only Keras can find (layer arguments, shapes, loss and metric names) and are
 attributed to the config key that caused them.
 """
@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from maasctl import __version__
-from maasctl.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
-from maasctl.data import Dataset
+from maasctl.training.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
+from maasctl.training.data import Dataset
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.runs import (
+from maasctl.training.runs import (
     CONFIG_COPY,
     FORMAT_VERSION,
     MODEL_DIR,

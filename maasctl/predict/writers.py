@@ -16,7 +16,8 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.predict_io import ModelSchema, jsonable, orjson
+from maasctl.predict.schema import ModelSchema, orjson
+from maasctl.predict.wire import jsonable
 
 OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
 

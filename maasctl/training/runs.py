@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maasctl import manifest as mf
+from maasctl.store import manifest as mf
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.hashing import fsync_dir
+from maasctl.store.hashing import fsync_dir
 from maasctl.store import RegisterResult, Store
 
 RUN_FILE = "run.json"

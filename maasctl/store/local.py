@@ -24,15 +24,15 @@ import shutil
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from maasctl import manifest as mf
+from maasctl.store import manifest as mf
 from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
-from maasctl.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
+from maasctl.store.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
+from maasctl.store.types import (GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root,
+                                 utcnow)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -78,90 +78,6 @@ CREATE TABLE IF NOT EXISTS events (
 BUSY_TIMEOUT_MS = 120_000
 
 
-def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
-
-
-def default_root() -> Path:
-    env = os.environ.get("MAASCTL_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".maasctl"
-
-
-@dataclass
-class VersionInfo:
-    name: str
-    version: int
-    created_at: str
-    sha256: str
-    size: int
-    path: Path
-    source: str = ""
-    description: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    lineage: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ref": self.ref, "name": self.name, "version": self.version, "aliases": self.aliases,
-            "created_at": self.created_at, "sha256": self.sha256, "size": self.size, "path": str(self.path),
-            "source": self.source, "description": self.description, "tags": self.tags,
-            "metrics": self.metrics, "lineage": self.lineage,
-            **{k: self.meta.get(k) for k in ("task", "feature_names", "class_names")},
-        }
-
-
-@dataclass
-class ModelSummary:
-    name: str
-    latest: int | None
-    count: int
-    aliases: dict[str, int]
-    created_at: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "latest": self.latest, "versions": self.count,
-                "aliases": self.aliases, "created_at": self.created_at}
-
-
-@dataclass
-class RegisterResult:
-    info: VersionInfo
-    created: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.info.to_json(), "created": self.created}
-
-
-@dataclass
-class VerifyReport:
-    ref: str
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ref": self.ref, "ok": self.ok, "problems": self.problems}
-
-
-@dataclass
-class GcReport:
-    staging: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    versions: list[str] = field(default_factory=list)
-    dry_run: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"staging_removed": self.staging, "orphans_removed": self.orphans,
-                "versions_removed": self.versions, "dry_run": self.dry_run}
 
 
 class Store:
@@ -319,7 +235,7 @@ class Store:
                  description: str = "", tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                  source_label: str | None = None, new_version: bool = False) -> RegisterResult:
         """Copy a SavedModel directory into the store as the next version of `name` (idempotent by content)."""
-        from maasctl.savedmodel import read_signatures
+        from maasctl.store.savedmodel import read_signatures
 
         check_name(name)
         for a in aliases:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from maasctl.config import TrainConfig, check_against_data, did_you_mean, load_config
+from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
 from maasctl.errors import InvalidInput
-from maasctl.hashing import hash_file
+from maasctl.store.hashing import hash_file
 
 
 @dataclass

@@ -129,7 +129,7 @@ class TFServingClient:
         if not expect_json:
             return resp.content
         try:
-            from maasctl.predict_io import loads
+            from maasctl.predict.wire import loads
 
             return loads(resp.content)
         except ValueError:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from maasctl.errors import InvalidInput
-from maasctl.hashing import FileEntry, content_sha256
+from maasctl.store.hashing import FileEntry, content_sha256
 
 MANIFEST_NAME = "maas.json"
 FORMAT_VERSION = 1

@@ -33,9 +33,11 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from maasctl.errors import InvalidInput, MaasError, NotFound
-from maasctl.predict_io import (Encoder, InputSource, ModelSchema, loads, predictions_doc, request_body,
-                                response_outputs, schema_from_signature, signature_from_metadata)
-from maasctl.predict_output import Writer
+from maasctl.predict.encoding import Encoder
+from maasctl.predict.inputs import InputSource
+from maasctl.predict.schema import ModelSchema, schema_from_signature, signature_from_metadata
+from maasctl.predict.wire import loads, predictions_doc, request_body, response_outputs
+from maasctl.predict.writers import Writer
 from maasctl.refs import ModelRef, parse_ref
 
 T = TypeVar("T")
@@ -139,7 +141,7 @@ def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signat
 def remote_target(url: str, model: str | None, *, signature: str = "serving_default", token: str | None = None,
                   timeout: float = 60.0, store: Any = None, retries: int | None = None,
                   via: str | None = None, workers: int = REMOTE_WORKERS) -> RemoteTarget:
-    from maasctl.client import DEFAULT_RETRIES, TFServingClient
+    from maasctl.predict.client import DEFAULT_RETRIES, TFServingClient
 
     client = TFServingClient(url, token=token, timeout=timeout,
                              retries=DEFAULT_RETRIES if retries is None else retries)
@@ -184,9 +186,9 @@ def local_target(store: Any, model: str, *, signature: str = "serving_default") 
 
 
 def live_servers(store: Any) -> list[Any]:
-    """Running maasctl servers recorded in the store (via maasctl.servers, or its record files directly)."""
+    """Running maasctl servers recorded in the store (via maasctl.serving.records, or its record files directly)."""
     try:
-        from maasctl.servers import list_servers
+        from maasctl.serving.records import list_servers
     except ImportError:  # the servers module is optional for predict: read the records ourselves
         return _read_server_records(Path(store.servers_dir))
     return list_servers(store)

@@ -17,11 +17,11 @@ def register_source(store: Store, source: str, name: str | None, **options: Any)
             raise InvalidInput(f"--name is required when registering a SavedModel directory ({source})")
         return store.register(path, name, **options)
     if path.is_file():
-        from maasctl.package import register_package
+        from maasctl.package.build import register_package
 
         return register_package(store, path, name, **options)
     if not path.exists() and "/" not in source and (store.runs_dir / source).is_dir():
-        from maasctl.runs import register_run
+        from maasctl.training.runs import register_run
 
         return register_run(store, source, name, **options)
     raise NotFound(f"{source}: no such directory, package file or run id (see: maasctl runs list)")

@@ -1,0 +1,109 @@
+"""The TF Serving JSON wire format on the client side: request bodies, responses, predictions documents."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+
+from maasctl.errors import InvalidInput
+from maasctl.predict.schema import ModelSchema, dtype_kind_safe, numpy_dtype
+
+try:  # optional speed-up: numpy-aware, 10x faster JSON encoding/decoding of numeric batches
+    import orjson
+except ImportError:  # pragma: no cover - orjson is present wherever the serve extra is installed
+    orjson = None
+
+# -- wire format (shared by the client path and --local) ------------------------------------------------------
+def jsonable(arr: np.ndarray) -> Any:
+    if arr.dtype == object or arr.dtype.kind in ("S", "U"):
+        return _strings(arr.tolist())
+    return arr.tolist()
+
+
+def _strings(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_strings(x) for x in v]
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(v).decode()}
+    return v
+
+
+def dumps(doc: Any) -> bytes:
+    if orjson is not None:
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
+    return json.dumps(doc, default=_default).encode()
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data) if orjson is not None else json.loads(data)
+
+
+def request_body(schema: ModelSchema, inputs: dict[str, np.ndarray]) -> bytes:
+    """A TF Serving predict body: row format for one input, columnar for several (cheaper to build)."""
+    prepared = {k: (jsonable(v) if v.dtype == object else v) for k, v in inputs.items()}
+    doc: dict[str, Any] = {"signature_name": schema.signature_name}
+    if schema.single_input:
+        doc["instances"] = prepared[schema.single_input]
+    else:
+        doc["inputs"] = prepared
+    return dumps(doc)
+
+
+def response_outputs(schema: ModelSchema, doc: Any, rows: int, where: str) -> dict[str, np.ndarray]:
+    """A predict response body (row or columnar) -> {output name: array with `rows` rows}."""
+    names = list(schema.outputs)
+    if not isinstance(doc, dict) or not ("predictions" in doc or "outputs" in doc):
+        raise InvalidInput(f"{where}: the response has neither 'predictions' nor 'outputs'")
+    if "predictions" in doc:
+        preds = doc["predictions"]
+        if len(names) == 1 and not (preds and isinstance(preds[0], dict) and set(preds[0]) == set(names)):
+            cols = {names[0]: preds}
+        else:
+            cols = {n: [p[n] for p in preds] for n in names}
+    else:
+        outs = doc["outputs"]
+        cols = outs if isinstance(outs, dict) and set(outs) == set(names) else {names[0]: outs}
+    result = {}
+    for n, values in cols.items():
+        if not isinstance(values, list) or len(values) != rows:
+            got = len(values) if isinstance(values, list) else type(values).__name__
+            raise InvalidInput(f"{where}: output '{n}' has {got} rows, expected {rows}")
+        result[n] = _output_array(values, schema.outputs.get(n, {}).get("dtype", "float32"))
+    return result
+
+
+def _output_array(values: list[Any], dtype: str) -> np.ndarray:
+    kind = dtype_kind_safe(dtype)
+    if kind in ("float", "int", "bool"):
+        return np.asarray(values, dtype=numpy_dtype(dtype))
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def predictions_doc(schema: ModelSchema, outputs: dict[str, np.ndarray], columnar: bool = False) -> dict[str, Any]:
+    """TF Serving's response body for given outputs (as a server would answer)."""
+    names = list(outputs)
+    if columnar:
+        if len(names) == 1:
+            return {"outputs": jsonable(outputs[names[0]])}
+        return {"outputs": {n: jsonable(a) for n, a in outputs.items()}}
+    if len(names) == 1:
+        return {"predictions": jsonable(outputs[names[0]])}
+    lists = {n: jsonable(a) for n, a in outputs.items()}
+    return {"predictions": [dict(zip(names, vals)) for vals in zip(*lists.values())]}
+

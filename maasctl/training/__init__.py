@@ -1,0 +1,1 @@
+"""Training without TensorFlow: the config, the data readers and the run records (TensorFlow is in maasctl.tf)."""
