@@ -221,7 +221,7 @@ def test_a_pinned_version_that_goes_away_mid_run_fails_instead_of_mixing(tmp_pat
     registered): the remaining chunks must not be answered by v2; the run stops with a clear NotFound."""
     import io
 
-    import maasctl.predict as predict
+    import maasctl.predict.pipeline as predict
     from maasctl.errors import NotFound
     from maasctl.predict.inputs import InputSource
     from maasctl.predict.writers import JsonlWriter
@@ -347,7 +347,7 @@ def test_a_fifo_is_streamed_once_not_rewound(tmp_path, pstore, stub, reference, 
     import io
     import threading
 
-    import maasctl.predict as predict
+    import maasctl.predict.pipeline as predict
     from maasctl.predict.inputs import InputSource
     from maasctl.predict.writers import make_writer
 

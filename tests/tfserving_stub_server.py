@@ -30,7 +30,7 @@ class StubServer:
 
     def __init__(self, model_dir: Path, name: str, version: int = 1, labels: dict[str, int] | None = None,
                  token: str | None = None) -> None:
-        from maasctl.store.savedmodel import tf_serving_metadata
+        from maasctl.tensors import tf_serving_metadata
         from maasctl.tf.loader import load_model
 
         self.model = load_model(model_dir)

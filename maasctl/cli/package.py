@@ -71,7 +71,7 @@ def inspect(
 def _render(manifest: dict[str, Any]) -> None:
     import json
 
-    from maasctl.store.savedmodel import format_spec
+    from maasctl.tensors import format_spec
 
     files = manifest.get("files", [])
     pairs: list[tuple[str, Any]] = [("name", manifest.get("name"))]

@@ -11,6 +11,7 @@ from maasctl.cli import render
 from maasctl.cli._complete import complete_file, complete_ref
 from maasctl.cli._options import state
 from maasctl.errors import InvalidInput
+from maasctl.tensors import DEFAULT_SIGNATURE
 
 
 def _progress_bar(total_chars: int) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
@@ -50,7 +51,7 @@ def predict(
                                                "e.g. http://127.0.0.1:8501.")] = None,
     local: Annotated[bool, typer.Option("--local", help="Load the model in this process, even if a server "
                                         "serves it.")] = False,
-    signature: Annotated[str, typer.Option("--signature", help="Signature to call.")] = "serving_default",
+    signature: Annotated[str, typer.Option("--signature", help="Signature to call.")] = DEFAULT_SIGNATURE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per request.")] = 1024,
     fmt: Annotated[str, typer.Option("--format", "-f", help="json (TF Serving's response body), jsonl, csv "
                                      "or table.")] = "json",

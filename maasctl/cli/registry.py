@@ -96,7 +96,7 @@ def show(
 
     Example: maasctl show iris@production
     """
-    from maasctl.store.savedmodel import format_spec
+    from maasctl.tensors import format_spec
 
     store = state(ctx).store
     info = store.resolve(ref)

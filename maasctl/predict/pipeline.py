@@ -35,10 +35,11 @@ import numpy as np
 from maasctl.errors import InvalidInput, MaasError, NotFound
 from maasctl.predict.encoding import Encoder
 from maasctl.predict.inputs import InputSource
-from maasctl.predict.schema import ModelSchema, schema_from_signature, signature_from_metadata
-from maasctl.predict.wire import loads, predictions_doc, request_body, response_outputs
+from maasctl.predict.schema import ModelSchema, schema_from_signature
+from maasctl.predict.wire import predictions_doc, request_body, response_outputs
 from maasctl.predict.writers import Writer
 from maasctl.refs import ModelRef, parse_ref
+from maasctl.tensors import DEFAULT_SIGNATURE, loads, signature_from_metadata
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -138,7 +139,7 @@ def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signat
     return info.meta if stored and _signatures_match(stored, sig) else {}
 
 
-def remote_target(url: str, model: str | None, *, signature: str = "serving_default", token: str | None = None,
+def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNATURE, token: str | None = None,
                   timeout: float = 60.0, store: Any = None, retries: int | None = None,
                   via: str | None = None, workers: int = REMOTE_WORKERS) -> RemoteTarget:
     from maasctl.predict.client import DEFAULT_RETRIES, TFServingClient
@@ -175,7 +176,7 @@ def remote_target(url: str, model: str | None, *, signature: str = "serving_defa
     return target
 
 
-def local_target(store: Any, model: str, *, signature: str = "serving_default") -> LocalTarget:
+def local_target(store: Any, model: str, *, signature: str = DEFAULT_SIGNATURE) -> LocalTarget:
     from maasctl.tf.loader import load_version
 
     info, loaded = load_version(store, model)
@@ -220,7 +221,7 @@ def _read_server_records(directory: Path) -> list[Any]:
 
 
 def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
-                  signature: str = "serving_default", token: str | None = None, timeout: float = 60.0,
+                  signature: str = DEFAULT_SIGNATURE, token: str | None = None, timeout: float = 60.0,
                   say: Callable[[str], None] = lambda text: None) -> Target:
     """Decide where to predict (see the module docstring) and connect or load."""
     if url and local:

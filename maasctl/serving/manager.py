@@ -21,6 +21,7 @@ from maasctl.errors import InvalidInput, MaasError, NotFound, Unavailable
 from maasctl.refs import ModelRef
 from maasctl.serving.batching import Batcher
 from maasctl.serving.source import Aspired, StoreSource
+from maasctl.tensors import DEFAULT_SIGNATURE
 
 log = logging.getLogger("maasctl.serve")
 
@@ -120,7 +121,7 @@ def default_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]
 _WARMUP_VALUES = {"string": b"", "bool": False}
 
 
-def _warm_up(model: Any, signature: str = "serving_default") -> None:
+def _warm_up(model: Any, signature: str = DEFAULT_SIGNATURE) -> None:
     """One call with a row of zeros before the version is published, so the first request does not pay
     for TensorFlow's first-call setup. Skipped when the input shapes are not fully known; errors ignored."""
     import numpy as np

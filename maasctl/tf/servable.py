@@ -27,6 +27,7 @@ import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.store.savedmodel import Signature, read_signatures
+from maasctl.tensors import DEFAULT_SIGNATURE, numpy_twin
 from maasctl.tf import load_tensorflow
 from maasctl.tf.loader import LoadedModel, load_model
 
@@ -43,7 +44,7 @@ class SessionModel:
         self._session = session
         self._callables = callables
 
-    def predict(self, inputs: dict[str, np.ndarray], signature: str = "serving_default") -> dict[str, np.ndarray]:
+    def predict(self, inputs: dict[str, np.ndarray], signature: str = DEFAULT_SIGNATURE) -> dict[str, np.ndarray]:
         try:
             in_names, out_names, fn = self._callables[signature]
         except KeyError:
@@ -57,17 +58,14 @@ class SessionModel:
             self._session = None
 
 
-_NUMPY = {"float16": np.float16, "float32": np.float32, "float64": np.float64, "int8": np.int8, "int16": np.int16,
-          "int32": np.int32, "int64": np.int64, "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32,
-          "uint64": np.uint64, "bool": np.bool_, "string": object}
-
-
 def _direct_run(session: Any, graph: Any, sig_def: Any, in_names: list[str], out_names: list[str],
                 sig: Signature) -> Callable[..., list[np.ndarray]] | None:
     """A session run straight on the feed/fetch TF_Outputs, or None when this TensorFlow lacks the private
     hooks or an input dtype has no NumPy twin (then make_callable is used)."""
     try:
-        dtypes = [_NUMPY[sig["inputs"][k]["dtype"]] for k in in_names]
+        dtypes = [numpy_twin(sig["inputs"][k]["dtype"]) for k in in_names]
+        if any(d is None for d in dtypes):
+            return None
         feeds = [graph.as_graph_element(sig_def.inputs[k].name)._as_tf_output() for k in in_names]
         fetches = [graph.as_graph_element(sig_def.outputs[k].name)._as_tf_output() for k in out_names]
         run = session._call_tf_sessionrun
