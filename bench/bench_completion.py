@@ -34,8 +34,7 @@ def timed(argv: list[str], env: dict[str, str], repeats: int) -> float:
 
 
 def build_store(root: Path, models: int, versions: int) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import build_mlp
+    from maasctl.tf.testing import build_mlp
 
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.rows
 
-    from conftest import build_mlp
+    from maasctl.tf.testing import build_mlp
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
 
@@ -139,10 +139,11 @@ def main() -> None:
 
     # -- the same --local pipeline as a library call (no process start-up, model already loaded) -----------
     from maasctl.predict.pipeline import local_target, run_predict
+    from maasctl.tf.loader import load_version
     from maasctl.predict.inputs import open_input
     from maasctl.predict.writers import make_writer
 
-    target = local_target(store, "small")
+    target = local_target(store, "small", load=load_version)
 
     def library() -> None:
         source = open_input(str(data))

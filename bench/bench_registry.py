@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
 def timed(cmd: list[str], repeat: int, env: dict[str, str] | None = None, setup=None) -> float:
@@ -43,7 +42,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
 
-    from conftest import build_mlp
+    from maasctl.tf.testing import build_mlp
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
 

@@ -31,12 +31,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 from maasctl.serving import codec  # noqa: E402
 from maasctl.store import Store  # noqa: E402
 from maasctl.tf import load_tensorflow  # noqa: E402
-from conftest import build_mlp  # noqa: E402  (the same tiny-model builder the tests use)
+from maasctl.tf.testing import build_mlp  # noqa: E402  (the same tiny-model builder the tests use)
 
 
 def rate(fn, seconds: float, warmup: int = 50) -> float:

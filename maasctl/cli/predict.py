@@ -73,6 +73,7 @@ def predict(
     from maasctl.predict.pipeline import run_predict, select_target
     from maasctl.predict.inputs import open_input
     from maasctl.predict.writers import check_format, make_writer, open_output
+    from maasctl.tf.loader import load_version  # TensorFlow itself comes in only if --local loads a model
 
     store = state(ctx).store
     check_format(fmt)
@@ -87,7 +88,7 @@ def predict(
         out, finish = open_output(out_path)
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                                   timeout=timeout, say=render.message)
+                                   timeout=timeout, say=render.message, load=load_version)
             writer = make_writer(fmt, out, target.schema)
             progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
             try:

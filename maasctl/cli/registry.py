@@ -174,8 +174,6 @@ def alias_history(
     Example: maasctl alias history iris production
     """
     events = state(ctx).store.history(name, alias)
-    if alias is not None:
-        events = [e for e in events if e["alias"] == alias]
     if json_out:
         render.emit_json(events)
         return

@@ -69,6 +69,7 @@ def serve(
         return
     from maasctl.serving import records
     from maasctl.serving.server import ServeOptions, bind, build_app, run, url_of
+    from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
                            max_body_bytes=max_body_bytes, token=token)
@@ -78,7 +79,7 @@ def serve(
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
         render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
-    app = build_app(store, parsed, options)
+    app = build_app(store, parsed, options, loader=store_loader(store))
     app.start()  # load models while uvicorn starts
     if server_id:
         records.write_record(store, server_id, url=url, models=models, refs=list(refs))

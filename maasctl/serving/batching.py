@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from maasctl.errors import MaasError
+from maasctl.errors import InvalidInput, MaasError, OperationFailed, Unavailable
 
 log = logging.getLogger("maasctl.serve")
 
@@ -98,8 +98,6 @@ class Batcher:
         self._flush_scheduled = False
         items, self._ready = self._ready, []
         if self._stopped:
-            from maasctl.errors import Unavailable
-
             err = Unavailable("the model version was unloaded while the request waited; retry")
             _deliver([(item.future, None, err) for item in items])
             return
@@ -233,8 +231,6 @@ class Batcher:
         return out
 
     def _fail_pending(self) -> None:
-        from maasctl.errors import Unavailable
-
         while self._take(block=False):
             pass
         if self._pending:
@@ -254,8 +250,6 @@ def _public(exc: BaseException) -> BaseException:
     """Model-call errors as MaasErrors: TensorFlow's InvalidArgumentError is the client's fault (400)."""
     if isinstance(exc, MaasError):
         return exc
-    from maasctl.errors import InvalidInput, OperationFailed
-
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     if type(exc).__name__ == "InvalidArgumentError":
         return InvalidInput(f"the model rejected the input: {first}")

@@ -17,7 +17,7 @@ from typing import Any
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import ModelRef
 from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
-from maasctl.serving.manager import Manager
+from maasctl.serving.manager import Loader, Manager
 from maasctl.serving.metrics import Metrics
 
 log = logging.getLogger("maasctl.serve")
@@ -73,7 +73,8 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def build_app(store: Any, refs: list[ModelRef], options: ServeOptions) -> ServingApp:
+def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader: Loader) -> ServingApp:
+    """The ASGI app serving `refs` from `store`; `loader` loads one version (see serving.manager.Loader)."""
     options.check()
     metrics = Metrics()
 
@@ -83,7 +84,7 @@ def build_app(store: Any, refs: list[ModelRef], options: ServeOptions) -> Servin
         metrics.model_latency.observe(seconds, name, v)
 
     manager = Manager(store, refs, batch_size=options.batch_size, batch_timeout_s=options.batch_timeout_ms / 1000,
-                      poll_interval=options.poll_interval, on_batch=on_batch)
+                      poll_interval=options.poll_interval, on_batch=on_batch, loader=loader)
     return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token)
 
 

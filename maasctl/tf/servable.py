@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
+from maasctl.refs import ModelRef
 from maasctl.store.savedmodel import Signature, read_signatures
 from maasctl.tensors import DEFAULT_SIGNATURE, numpy_twin
 from maasctl.tf import load_tensorflow
@@ -108,6 +109,18 @@ def load_session_model(path: str | Path, *, check: list[str] | None = None) -> S
         session.close()
         raise
     return SessionModel(path, signatures, session, callables)
+
+
+def store_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]]]:
+    """The serving Manager's loader: resolve `name@version` in the store, check its digests, load the fastest
+    way (see serving.manager.Loader)."""
+
+    def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
+        info = store.resolve(ModelRef(name, version=version))
+        model = load_servable(info.path, check=store.check_version(info))
+        return model, dict(info.meta)
+
+    return load
 
 
 def load_servable(path: str | Path, *, check: list[str] | None = None) -> SessionModel | LoadedModel:

@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, NotFound
 from maasctl.refs import check_alias, check_name
 
 TASKS = ("classification", "regression")
@@ -259,7 +259,8 @@ def _str_table(value: Any) -> dict[str, str]:
 
 
 # -- the schema ------------------------------------------------------------------------------------------
-# section -> key -> checker. Defaults that depend on other keys are filled in `_fill_defaults`.
+# section -> key -> checker. Defaults that depend on other keys are filled by the section checks
+# (`_check_data`, `_check_model`, `_check_train`).
 SCHEMA: dict[str, dict[str, Checker | None]] = {
     "data": {
         "path": _data_path, "label": _label, "features": _string_list(), "validation_split": _number(0.0, 1.0),
@@ -287,8 +288,6 @@ FREE_TABLES = {("model", "params"), ("register", "tags"), ("train", "class_weigh
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read, override, validate and complete a training config. Raises InvalidInput/NotFound, never imports TF."""
-    from maasctl.errors import NotFound
-
     path = Path(path).expanduser()
     try:
         raw = path.read_bytes()
