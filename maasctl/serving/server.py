@@ -93,7 +93,7 @@ class _CoalescingTransport:
     its body leave in one send() instead of two (uvicorn writes them separately; on loopback a syscall is a
     large share of a small request's cost). Everything else is delegated to the real transport."""
 
-    __slots__ = ("_transport", "_loop", "_buffer", "_scheduled")
+    __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
 
     def __init__(self, transport: Any, loop: Any) -> None:
         self._transport = transport
@@ -131,16 +131,26 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+# -- the seam into uvicorn's internals ---------------------------------------------------------------------
+# Two private pieces, used only here and checked when used, each with a public fallback (uvicorn has an upper
+# version bound in pyproject.toml): the httptools protocol class (subclassed to coalesce writes; fallback:
+# uvicorn's own "httptools" protocol) and Server._captured_signals (cleared so that SIGTERM after a graceful
+# stop is not re-raised; fallback: uvicorn re-raises it, the process still stops after draining).
 def _http_protocol() -> Any:
-    """uvicorn's httptools protocol with coalesced writes, or "auto" when httptools is missing."""
+    """uvicorn's httptools protocol with coalesced writes, or uvicorn's plain "httptools" if its internals moved."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "auto"
+
+        if not callable(getattr(HttpToolsProtocol, "connection_made", None)):
+            raise AttributeError("HttpToolsProtocol.connection_made")
+    except (ImportError, AttributeError) as exc:
+        log.debug("uvicorn internals changed (%s): serving without write coalescing", exc)
+        return "httptools"
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(_CoalescingTransport(transport, self.loop))
+            loop = getattr(self, "loop", None)
+            super().connection_made(_CoalescingTransport(transport, loop) if loop is not None else transport)
 
     return CoalescingHttpToolsProtocol
 
@@ -152,12 +162,18 @@ def _uvicorn_server(app: ServingApp) -> Any:
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # the graceful stop is the whole answer to SIGTERM/SIGINT: do not re-raise the signal afterwards
-            self._captured_signals.clear()
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning",
                             access_log=False, log_config=None, server_header=False, proxy_headers=False,
                             timeout_keep_alive=30)
-    return Server(config)
+    server = Server(config)
+    if not isinstance(getattr(server, "_captured_signals", None), list):
+        log.debug("uvicorn internals changed (no Server._captured_signals): SIGTERM is re-raised after the "
+                  "graceful stop")
+    return server
 
 
 def run(app: ServingApp, sock: socket.socket) -> None:
@@ -179,7 +195,7 @@ class ServerThread:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="uvicorn", daemon=True)
 
-    def start(self, timeout: float = 30) -> "ServerThread":
+    def start(self, timeout: float = 30) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
