@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 
-
 def timed(cmd: list[str], repeat: int, env: dict[str, str] | None = None, setup=None) -> float:
     times = []
     for _ in range(repeat):
@@ -42,9 +41,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
 
-    from maasctl.tf.testing import build_mlp
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
+    from maasctl.tf.testing import build_mlp
 
     tf = load_tensorflow()
     work = Path(tempfile.mkdtemp(prefix="maasctl-bench-"))

@@ -6,8 +6,8 @@ Every import counts, at module level or inside a function: a lazy import is stil
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 PKG = Path(__file__).resolve().parent.parent / "maasctl"
 HEAVY = {"tensorflow", "keras", "uvicorn"}

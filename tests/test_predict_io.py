@@ -12,10 +12,10 @@ import pytest
 from maasctl.errors import InvalidInput
 from maasctl.predict.encoding import Encoder
 from maasctl.predict.inputs import InputSource
-from maasctl.predict.wire import predictions_doc, request_body, response_outputs
 from maasctl.predict.schema import schema_from_signature
-from maasctl.tensors import signature_from_metadata
+from maasctl.predict.wire import predictions_doc, request_body, response_outputs
 from maasctl.predict.writers import make_writer
+from maasctl.tensors import signature_from_metadata
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SMALL_SIG = {"inputs": {"features": {"dtype": "float32", "shape": [-1, 4], "tensor": "x:0"}},

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from maasctl.errors import InvalidInput
 from maasctl import tensors
+from maasctl.errors import InvalidInput
 from maasctl.serving import codec
 
 SMALL = {"serving_default": {"inputs": {"features": {"dtype": "float32", "shape": [-1, 4], "tensor": "x:0"}},

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         code = 0
         try:
-            sys.stdout = open(os.devnull, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout until the process exits
         except OSError:
             pass
-    except Exception as exc:  # the crash boundary: never a traceback unless asked for
+    except Exception as exc:  # noqa: BLE001 - the crash boundary: never a traceback unless asked for
         if debug:
             import traceback
             traceback.print_exc()

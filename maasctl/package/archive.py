@@ -509,7 +509,7 @@ def open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_Pa
     path = Path(path)
     limits = limits or Limits()
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the reader that owns it
     except FileNotFoundError:
         raise NotFound(f"{path}: no such package file") from None
     except IsADirectoryError:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 from ipaddress import ip_address
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests

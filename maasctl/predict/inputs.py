@@ -8,14 +8,15 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from maasctl.errors import InvalidInput
-from maasctl.predict.schema import FORMATS, _EXTENSIONS
+from maasctl.predict.schema import _EXTENSIONS, FORMATS
 
 
 # -- reading -------------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class InputSource:
             self.size = 0
         else:
             try:
-                self._file = open(path, encoding="utf-8-sig", newline="")
+                self._file = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by close()
             except FileNotFoundError:
                 raise InvalidInput(f"{path}: no such file") from None
             except (IsADirectoryError, PermissionError) as exc:

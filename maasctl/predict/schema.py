@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from maasctl import tensors
 from maasctl.errors import InvalidInput
 
@@ -95,9 +94,9 @@ class ModelSchema:
         n = len(self.class_names)
         for name, spec in self.outputs.items():
             shape = spec.get("shape")
-            if dtype_kind_safe(spec["dtype"]) == "float" and shape and len(shape) == 2 and shape[1] in (n, -1):
-                if len(self.outputs) == 1 or shape[1] == n:
-                    return name
+            if (dtype_kind_safe(spec["dtype"]) == "float" and shape and len(shape) == 2 and shape[1] in (n, -1)
+                    and (len(self.outputs) == 1 or shape[1] == n)):
+                return name
         return None
 
 

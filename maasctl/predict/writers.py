@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import orjson
@@ -180,8 +181,8 @@ class CsvWriter(Writer):
     def write(self, outputs: dict[str, np.ndarray]) -> None:
         header: list[str] = []
         columns: list[list[str]] = []
-        for n in outputs:
-            h, c = _flat_texts(n, outputs[n])
+        for n, arr in outputs.items():
+            h, c = _flat_texts(n, arr)
             header += h
             columns.append(c)
         labels = self.labels(outputs)
@@ -279,7 +280,7 @@ def open_output(path: str | None) -> tuple[TextIO, Callable[[bool], None]]:
         raise InvalidInput(f"--output {path}: cannot write (permission denied)")
     tmp = target.with_name(target.name + ".partial")
     try:
-        f = open(tmp, "w", encoding="utf-8", newline="")
+        f = open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - returned; closed by finish()
     except OSError as exc:
         raise InvalidInput(f"--output {path}: cannot write {tmp.name} in {target.parent} "
                            f"({exc.strerror})") from None

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
 from maasctl import tensors
+from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
 from maasctl.serving import codec
 from maasctl.serving.manager import Manager, Servable
 from maasctl.serving.metrics import Metrics

@@ -22,7 +22,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ INLINE_MAX_S = 0.002
 
 
 class _Item:
-    __slots__ = ("inputs", "rows", "key", "future", "loop")
+    __slots__ = ("future", "inputs", "key", "loop", "rows")
 
     def __init__(self, inputs: Inputs, rows: int | None, future: asyncio.Future, loop: asyncio.AbstractEventLoop):
         self.inputs = inputs
@@ -191,7 +192,7 @@ class Batcher:
             try:
                 outputs = self._timed(merged, total)
             except Exception:  # noqa: BLE001 - one bad request must not fail the others: each runs alone
-                pass
+                outputs = None
             except BaseException as exc:  # noqa: BLE001 - delivered to every caller
                 error = _public(exc)
             if error is not None:

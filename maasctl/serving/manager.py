@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unavailable
 from maasctl.refs import ModelRef

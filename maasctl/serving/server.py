@@ -140,11 +140,11 @@ def _http_protocol() -> Any:
     """uvicorn's httptools protocol with coalesced writes, or uvicorn's plain "httptools" if its internals moved."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-        if not callable(getattr(HttpToolsProtocol, "connection_made", None)):
-            raise AttributeError("HttpToolsProtocol.connection_made")
-    except (ImportError, AttributeError) as exc:
+    except ImportError as exc:
         log.debug("uvicorn internals changed (%s): serving without write coalescing", exc)
+        return "httptools"
+    if not callable(getattr(HttpToolsProtocol, "connection_made", None)):
+        log.debug("uvicorn internals changed (no HttpToolsProtocol.connection_made): no write coalescing")
         return "httptools"
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):

@@ -8,8 +8,9 @@ small wire-format reader and skips everything else (the graph, the object graph)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from maasctl.errors import InvalidInput
 from maasctl.tensors import DEFAULT_SIGNATURE, DTYPE_ENUM

@@ -43,7 +43,7 @@ def load_model(path: str | Path, *, check: list[str] | None = None) -> LoadedMod
     tf = load_tensorflow()
     try:
         module = tf.saved_model.load(str(path))
-    except Exception as exc:  # TensorFlow raises many types; the message is what matters
+    except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; the message is what matters
         raise OperationFailed(f"cannot load SavedModel {path}: {str(exc).splitlines()[0]}") from None
     return LoadedModel(path, signatures, module)
 

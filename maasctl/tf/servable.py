@@ -175,7 +175,7 @@ def load_servable(path: str | Path, *, check: list[str] | None = None) -> Sessio
         return load_session_model(path)
     except (OperationFailed, InvalidInput):
         raise
-    except Exception as exc:  # an exotic SavedModel: the eager loader is the reference path
+    except Exception as exc:  # noqa: BLE001 - an exotic SavedModel: the eager loader is the reference path
         log.warning("%s: session loading failed (%s: %s); using tf.saved_model.load", path, type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "")
         return load_model(path)
