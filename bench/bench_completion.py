@@ -34,11 +34,9 @@ def timed(argv: list[str], env: dict[str, str], repeats: int) -> float:
 
 
 def build_store(root: Path, models: int, versions: int) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import build_mlp
-
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
+    from maasctl.tf.testing import build_mlp
 
     tf = load_tensorflow()
     src = build_mlp(tf, root / "src", [4, 3], seed=1)

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "maasctl", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, cwd=REPO)
+                          env={**os.environ, **env}, cwd=REPO, check=False)
     if proc.returncode:
         raise SystemExit(f"maasctl {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc
@@ -51,8 +51,7 @@ def timed(fn) -> float:
 def write_csv(path: Path, x: np.ndarray) -> None:
     with open(path, "w") as f:
         f.write(",".join(FEATURES) + "\n")
-        for i in range(0, len(x), 100_000):
-            f.write("\n".join(",".join(map(repr, r)) for r in x[i:i + 100_000].tolist()) + "\n")
+        f.writelines("\n".join(",".join(map(repr, r)) for r in x[i:i + 100_000].tolist()) + "\n" for i in range(0, len(x), 100_000))
 
 
 def main() -> None:
@@ -61,9 +60,9 @@ def main() -> None:
     args = ap.parse_args()
     n = args.rows
 
-    from conftest import build_mlp
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
+    from maasctl.tf.testing import build_mlp
 
     tf = load_tensorflow()
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
@@ -106,7 +105,7 @@ def main() -> None:
     # -- through a server ---------------------------------------------------------------------------------
     out = work / "out.json"
     help_text = subprocess.run([sys.executable, "-m", "maasctl", "--help"], capture_output=True, text=True,
-                               cwd=REPO).stdout
+                               cwd=REPO, check=False).stdout
     stub = None
     server_id = None
     if " serve " in help_text:
@@ -138,11 +137,12 @@ def main() -> None:
     local_steady = n / max(1e-9, t_local - t_start)
 
     # -- the same --local pipeline as a library call (no process start-up, model already loaded) -----------
-    from maasctl.predict.pipeline import local_target, run_predict
     from maasctl.predict.inputs import open_input
+    from maasctl.predict.pipeline import local_target, run_predict
     from maasctl.predict.writers import make_writer
+    from maasctl.tf.loader import load_version
 
-    target = local_target(store, "small")
+    target = local_target(store, "small", load=load_version)
 
     def library() -> None:
         source = open_input(str(data))

@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 
 def timed(cmd: list[str], repeat: int, env: dict[str, str] | None = None, setup=None) -> float:
     times = []
@@ -43,9 +41,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
 
-    from conftest import build_mlp
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
+    from maasctl.tf.testing import build_mlp
 
     tf = load_tensorflow()
     work = Path(tempfile.mkdtemp(prefix="maasctl-bench-"))

@@ -31,7 +31,7 @@ def _commands():
 
 
 def render() -> str:
-    root, commands = _commands()
+    _, commands = _commands()
     parts = [START, "", "## Command reference", ""]
     for path, cmd in commands:
         ctx = cmd.make_context(" ".join(path), [], resilient_parsing=True, terminal_width=WIDTH,

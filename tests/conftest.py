@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from maasctl.tf.testing import build_mlp, build_multi_io
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Tests talk to servers on 127.0.0.1 only; a proxy from the CI environment must not sit in between.
 for _var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
@@ -26,7 +28,7 @@ def run_cli(*args: str, store: Path | None = None, input: str | bytes | None = N
         full_env["MAASCTL_HOME"] = str(store)
     return subprocess.run([sys.executable, "-m", "maasctl", *args], capture_output=True,
                           text=not isinstance(input, bytes), input=input, env=full_env,
-                          timeout=timeout, cwd=cwd)
+                          timeout=timeout, cwd=cwd, check=False)
 
 
 @pytest.fixture
@@ -46,38 +48,6 @@ def tf():
     from maasctl.tf import load_tensorflow
 
     return load_tensorflow()
-
-
-def build_mlp(tf, path: Path, sizes: list[int], seed: int) -> Path:
-    """An MLP exported with Keras: input `features` float32[-1, sizes[0]], softmax output."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input(shape=(sizes[0],), name="features")
-    x = inp
-    for units in sizes[1:-1]:
-        x = keras.layers.Dense(units, activation="relu")(x)
-    out = keras.layers.Dense(sizes[-1], activation="softmax")(x)
-    keras.Model(inp, out).export(str(path), verbose=False)
-    return path
-
-
-def build_multi_io(tf, path: Path) -> Path:
-    """A tf.Module with two inputs (float `a` [-1,2], string `s` [-1]) and two outputs (`sum`, `len`)."""
-
-    class MultiIO(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = tf.Variable([2.0, 3.0])
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                      tf.TensorSpec([None], tf.string, name="s")])
-        def serve(self, a, s):
-            return {"sum": tf.reduce_sum(a * self.scale, axis=1), "len": tf.strings.length(s)}
-
-    module = MultiIO()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from maasctl.predict.client import TFServingClient
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
+from maasctl.predict.client import TFServingClient
 from maasctl.predict.pipeline import ordered_map
 from maasctl.refs import ModelRef
 

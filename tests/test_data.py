@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from maasctl.errors import InvalidInput
 from maasctl.training.config import load_config
 from maasctl.training.data import class_mapping, load_dataset, prepare
-from maasctl.errors import InvalidInput
 
 CONFIG = """
 [data]

@@ -138,9 +138,9 @@ def test_release_usage_errors(bin_dir: Path, tmp_path: Path) -> None:
 def test_regression_and_custom_builder_train_well(tf, tmp_path: Path) -> None:
     import statistics
 
-    from maasctl.training.data import prepare
     from maasctl.store import Store
     from maasctl.tf.train import run_training
+    from maasctl.training.data import prepare
 
     store = Store(tmp_path / "store")
     cfg, ds = prepare(CONFIGS["regression"], [])

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from maasctl.store import hashing
 from maasctl.errors import InvalidInput
+from maasctl.store import hashing
 
 
 def _tree(root):

@@ -12,14 +12,14 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, tree_snapshot
-from maasctl.store import manifest as mf
+
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.store.hashing import content_sha256
-from maasctl.package.build import build_package, inspect_target, register_package
 from maasctl.package.archive import read_package_manifest
+from maasctl.package.build import build_package, inspect_target, register_package
 from maasctl.store import Store
+from maasctl.store import manifest as mf
+from maasctl.store.hashing import content_sha256
 
 META = {
     "task": "classification",
@@ -315,8 +315,8 @@ def test_round_trip_from_a_training_run(tf, tmp_path):
     """train a tiny model -> package the run -> register into an empty store: metadata and predictions equal."""
     import numpy as np
 
-    from maasctl.training.runs import load_run
     from maasctl.tf.loader import load_model, load_version
+    from maasctl.training.runs import load_run
 
     store_a, store_b = tmp_path / "a", tmp_path / "b"
     config = Path(__file__).resolve().parent.parent / "examples" / "iris" / "config.toml"

@@ -12,9 +12,10 @@ import pytest
 from maasctl.errors import InvalidInput
 from maasctl.predict.encoding import Encoder
 from maasctl.predict.inputs import InputSource
+from maasctl.predict.schema import schema_from_signature
 from maasctl.predict.wire import predictions_doc, request_body, response_outputs
-from maasctl.predict.schema import schema_from_signature, signature_from_metadata
 from maasctl.predict.writers import make_writer
+from maasctl.tensors import signature_from_metadata
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SMALL_SIG = {"inputs": {"features": {"dtype": "float32", "shape": [-1, 4], "tensor": "x:0"}},
@@ -154,7 +155,7 @@ def test_without_feature_names_records_follow_file_order_with_a_warning(tmp_path
 
 
 def test_metadata_signature_round_trip():
-    from maasctl.store.savedmodel import tf_serving_metadata
+    from maasctl.tensors import tf_serving_metadata
 
     doc = {"model_spec": {"name": "m", "version": "1"},
            "metadata": {"signature_def": {"signature_def": {"serving_default": tf_serving_metadata(MULTI_SIG)}}}}

@@ -17,7 +17,7 @@ def test_command_reference_matches_help():
 
 def test_quick_start_is_two_commands_and_ci_runs_the_second():
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"## Quick start\n\n```sh\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"## Quick start\n\n```sh\n(.*?)```", text, re.DOTALL).group(1)
     commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
     assert len(commands) == 2
     assert "examples/quickstart.sh" in commands[0]

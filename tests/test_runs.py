@@ -63,9 +63,8 @@ def test_load_run_not_found_lists_recent(store, tmp_path):
 
 
 def test_commit_refuses_incomplete_or_existing(store):
-    with store.staging() as staged:
-        with pytest.raises(OperationFailed, match="incomplete run"):
-            commit_run(store, staged, "20261123-120000-aaaaaa")
+    with store.staging() as staged, pytest.raises(OperationFailed, match="incomplete run"):
+        commit_run(store, staged, "20261123-120000-aaaaaa")
     make_run(store, "20261123-120000-aaaaaa")
     with pytest.raises(OperationFailed, match="already exists"):
         make_run(store, "20261123-120000-aaaaaa")
@@ -92,7 +91,7 @@ def test_git_lineage(tmp_path):
            "PATH": "/usr/bin:/bin:/usr/local/bin"}
     for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
         subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True, env=env, capture_output=True)
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
     outside.write_text("a\n1\n")
     assert git_lineage(cfg, [str(data), str(outside)]) == {"git_commit": head, "git_dirty": False}

@@ -3,7 +3,8 @@
 import pytest
 
 from maasctl.errors import InvalidInput
-from maasctl.store.savedmodel import format_spec, read_signatures, tf_serving_metadata
+from maasctl.store.savedmodel import read_signatures
+from maasctl.tensors import format_spec, tf_serving_metadata
 
 
 def _tf_view(tf, path):

@@ -8,13 +8,14 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import run_cli
-from maasctl.serving import records
+
 from maasctl.errors import OperationFailed
+from maasctl.serving import records
 from maasctl.serving.server import bind
 from maasctl.store import Store
 
@@ -70,7 +71,7 @@ def test_detach_ps_stop(tmp_path, models):
     try:
         assert requests.get(url + "/readyz", timeout=10).status_code == 401
         assert requests.get(url + "/readyz", headers=auth, timeout=10).status_code == 200
-        assert b"s3cret" not in open(f"/proc/{pid}/cmdline", "rb").read()  # passed by environment, not argv
+        assert b"s3cret" not in Path(f"/proc/{pid}/cmdline").read_bytes()  # passed by environment, not argv
         ps = run_cli("ps", "--json", store=store.root)
         listed = json.loads(ps.stdout)
         assert [(s["id"], s["pid"], s["url"]) for s in listed] == [(doc["id"], pid, url)]

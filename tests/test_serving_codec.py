@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from maasctl import tensors
 from maasctl.errors import InvalidInput
 from maasctl.serving import codec
 
@@ -24,7 +25,7 @@ INTS = {"serving_default": {"inputs": {"ids": {"dtype": "int32", "shape": [-1], 
 
 
 def parse(body: bytes | dict, sigs=SMALL) -> codec.PredictRequest:
-    doc = codec.loads(body if isinstance(body, bytes) else json.dumps(body).encode())
+    doc = tensors.loads(body if isinstance(body, bytes) else json.dumps(body).encode())
     return codec.parse_predict(doc, sigs)
 
 
@@ -98,33 +99,33 @@ def test_ints_and_bools_are_strict():
 
 def test_malformed_json():
     with pytest.raises(InvalidInput, match="^JSON Parse error"):
-        codec.loads(b'{"instances": [1,')
+        tensors.loads(b'{"instances": [1,')
     with pytest.raises(InvalidInput, match="not UTF-8"):
-        codec.loads(b"\xff\xfe")
+        tensors.loads(b"\xff\xfe")
 
 
 def test_encode_forms():
     one = {"y": np.array([[0.5, 0.25]], dtype=np.float32)}
-    assert json.loads(codec.encode_predict(one, True)) == {"predictions": [[0.5, 0.25]]}
-    assert json.loads(codec.encode_predict(one, False)) == {"outputs": [[0.5, 0.25]]}
+    assert json.loads(tensors.encode_predict(one, True)) == {"predictions": [[0.5, 0.25]]}
+    assert json.loads(tensors.encode_predict(one, False)) == {"outputs": [[0.5, 0.25]]}
     two = {"sum": np.array([1.5, 2.0], dtype=np.float32), "len": np.array([2, 3], dtype=np.int32)}
-    assert json.loads(codec.encode_predict(two, True)) == {"predictions": [{"sum": 1.5, "len": 2},
+    assert json.loads(tensors.encode_predict(two, True)) == {"predictions": [{"sum": 1.5, "len": 2},
                                                                            {"sum": 2.0, "len": 3}]}
-    assert json.loads(codec.encode_predict(two, False)) == {"outputs": {"sum": [1.5, 2.0], "len": [2, 3]}}
+    assert json.loads(tensors.encode_predict(two, False)) == {"outputs": {"sum": [1.5, 2.0], "len": [2, 3]}}
 
 
 def test_encode_float32_round_trips_exactly():
     x = np.random.default_rng(0).random((50, 3)).astype(np.float32)
-    back = np.array(json.loads(codec.encode_predict({"y": x}, True))["predictions"], dtype=np.float32)
+    back = np.array(json.loads(tensors.encode_predict({"y": x}, True))["predictions"], dtype=np.float32)
     np.testing.assert_array_equal(back, x)
 
 
 def test_encode_non_finite_and_strings():
-    body = codec.encode_predict({"y": np.array([np.nan, np.inf, -np.inf], dtype=np.float32)}, False)
+    body = tensors.encode_predict({"y": np.array([np.nan, np.inf, -np.inf], dtype=np.float32)}, False)
     assert body == b'{"outputs":[NaN,Infinity,-Infinity]}'
     strings = np.array([b"ok", b"\xff"], dtype=object)
-    assert json.loads(codec.encode_predict({"t": strings}, False)) == {"outputs": ["ok", {"b64": "/w=="}]}
-    assert json.loads(codec.encode_predict({"t_bytes": strings}, False))["outputs"][0] == {"b64": "b2s="}
+    assert json.loads(tensors.encode_predict({"t": strings}, False)) == {"outputs": ["ok", {"b64": "/w=="}]}
+    assert json.loads(tensors.encode_predict({"t_bytes": strings}, False))["outputs"][0] == {"b64": "b2s="}
 
 
 def test_only_free_batch_dimensions_are_batchable():

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from maasctl.refs import parse_ref
 from maasctl.serving.server import ServeOptions, ServerThread, build_app
 from maasctl.store import Store
+from maasctl.tf.servable import store_loader
 
 pytestmark = pytest.mark.tf
 MAX_BODY = 256 * 1024
@@ -49,7 +50,7 @@ def served(tf, models, tmp_path_factory):
     store.register(build_linear(root / "linear"), "reg", meta={"task": "regression", "feature_names": FEATURES})
     store.register(models["small_b"], "reg3", meta={"task": "regression", "feature_names": FEATURES})
     refs = [parse_ref(r) for r in ("small", "multi", "iris@1", "reg", "reg3")]
-    server = ServerThread(build_app(store, refs, ServeOptions(max_body_bytes=MAX_BODY))).start()
+    server = ServerThread(build_app(store, refs, ServeOptions(max_body_bytes=MAX_BODY), loader=store_loader(store))).start()
     server.wait_ready()
     session = requests.Session()
     yield server.url, store, session
@@ -320,7 +321,7 @@ def test_metrics(served):
 @pytest.fixture(scope="module")
 def token_server(tf, served):
     _, store, _ = served
-    server = ServerThread(build_app(store, [parse_ref("small@1")], ServeOptions(token="s3cret"))).start()
+    server = ServerThread(build_app(store, [parse_ref("small@1")], ServeOptions(token="s3cret"), loader=store_loader(store))).start()
     server.wait_ready()
     yield server.url
     server.stop()

@@ -14,6 +14,7 @@ from maasctl.refs import parse_ref
 from maasctl.serving.server import ServeOptions, ServerThread, build_app
 from maasctl.serving.source import Aspired, StoreSource, aspired_for
 from maasctl.store import Store
+from maasctl.tf.servable import store_loader
 
 pytestmark = pytest.mark.tf
 X = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]
@@ -60,7 +61,7 @@ def reload_server(tf, models, tmp_path):
     store = Store(tmp_path / "store")
     store.register(models["small"], "m")
     options = ServeOptions(poll_interval=0.2)
-    server = ServerThread(build_app(store, refs("m", "m@prod"), options)).start()
+    server = ServerThread(build_app(store, refs("m", "m@prod"), options, loader=store_loader(store))).start()
     yield store, server
     server.stop()
 
@@ -141,7 +142,7 @@ def test_corrupted_version_is_refused(tf, models, tmp_path):
     data = bytearray(victim.read_bytes())
     data[-1] ^= 0xFF
     victim.write_bytes(bytes(data))
-    server = ServerThread(build_app(store, refs("m"), ServeOptions())).start()
+    server = ServerThread(build_app(store, refs("m"), ServeOptions(), loader=store_loader(store))).start()
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -174,7 +175,7 @@ def test_a_new_version_that_fails_to_load_leaves_the_old_one_serving(tf, models,
     store = Store(tmp_path / "store")
     store.register(models["small"], "m")
     store.set_alias("m@1", "prod")
-    manager = Manager(store, refs("m", "m@prod"), poll_interval=3600)
+    manager = Manager(store, refs("m", "m@prod"), poll_interval=3600, loader=store_loader(store))
     manager.poll_once()
     assert manager.snapshot.latest == {"m": 1} and manager.snapshot.labels == {"m": {"prod": 1}}
     victim = _corrupt(store.register(models["small_b"], "m").info.path)
@@ -207,7 +208,7 @@ def test_versions_no_longer_aspired_are_unloaded_when_nothing_is_aspired(tf, mod
 
     store = Store(tmp_path / "store")
     store.register(models["small"], "m")
-    manager = Manager(store, refs("m@1"), poll_interval=3600)
+    manager = Manager(store, refs("m@1"), poll_interval=3600, loader=store_loader(store))
     manager.poll_once()
     assert manager.snapshot.latest == {"m": 1}
     store.remove(parse_ref("m@1"))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
+
 from maasctl.refs import parse_ref
 from maasctl.serving.source import Aspired, aspired_for
 from maasctl.serving.tfserving import model_config_text

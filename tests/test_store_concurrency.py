@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import build_mlp, run_cli
+
 from maasctl.store import Store
 
 
@@ -120,5 +121,5 @@ def test_concurrent_alias_moves_are_all_logged(store_path, models):
     final = store.aliases("iris")["prod"]
     assert moves[-1]["to_version"] == final
     # the log is a consistent chain: each move starts where the previous one ended
-    for prev, cur in zip(moves, moves[1:]):
+    for prev, cur in itertools.pairwise(moves):
         assert cur["from_version"] == prev["to_version"]

@@ -11,7 +11,7 @@ def test_tensorflow_import_is_silent(models):
             f"m = tf.saved_model.load({str(models['small'])!r})\n"
             "print(m.signatures['serving_default'](features=tf.zeros([1, 4]))['output_0'].shape)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "MAASCTL"))}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(1, 3)"
     assert r.stderr == ""

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from maasctl.training.data import prepare
 from maasctl.errors import InvalidInput
-from maasctl.training.runs import list_runs, register_run
-from maasctl.store.savedmodel import read_signatures
 from maasctl.store import Store
+from maasctl.store.savedmodel import read_signatures
+from maasctl.training.data import prepare
+from maasctl.training.runs import list_runs, register_run
 
 pytestmark = pytest.mark.tf
 
@@ -192,8 +192,7 @@ def test_register_run_uses_config_register_section(blob_run, train_store):
 def test_jsonl_integer_labels(tf, tmp_path, train_store):
     x, y = blobs(200, seed=1)
     with open(tmp_path / "d.jsonl", "w") as f:
-        for row, c in zip(x, y):
-            f.write(json.dumps({"a": row[0], "b": row[1], "c": row[2], "d": row[3], "kind": int(c)}) + "\n")
+        f.writelines(json.dumps({"a": row[0], "b": row[1], "c": row[2], "d": row[3], "kind": int(c)}) + "\n" for row, c in zip(x, y))
     (tmp_path / "c.toml").write_text(CLASSIFIER.format(path="d.jsonl").replace('"species"', '"kind"'))
     run, result, ds = train_config(train_store, tmp_path / "c.toml", ("train.epochs=10",))
     assert run.meta["class_names"] == ["0", "1", "2"] and run.meta["feature_names"] == ["a", "b", "c", "d"]

@@ -30,7 +30,7 @@ class StubServer:
 
     def __init__(self, model_dir: Path, name: str, version: int = 1, labels: dict[str, int] | None = None,
                  token: str | None = None) -> None:
-        from maasctl.store.savedmodel import tf_serving_metadata
+        from maasctl.tensors import tf_serving_metadata
         from maasctl.tf.loader import load_model
 
         self.model = load_model(model_dir)
@@ -47,7 +47,7 @@ class StubServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> "StubServer":
+    def start(self) -> StubServer:
         self._thread.start()
         return self
 
@@ -145,10 +145,10 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._serve("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._serve("POST")
 
             def log_message(self, *args: Any) -> None:
@@ -170,7 +170,7 @@ def _array(values: Any, dtype: str) -> np.ndarray:
                 for x in v:
                     check(x)
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"expected a number, got {v!r}")
+                raise TypeError(f"expected a number, got {v!r}")
         check(values)
     return np.array(values, dtype=_NP[dtype])
 

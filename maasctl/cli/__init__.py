@@ -9,14 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-# Typer 0.29 vendors click as typer._click; its exceptions are what commands raise (pinned in pyproject).
-from typer._click import exceptions as click
-
 from maasctl import __version__
+from maasctl.cli._click import exceptions as click
 from maasctl.cli._options import AppState, StoreOpt
 from maasctl.errors import MaasError
 
@@ -43,7 +41,7 @@ def root(
     store: StoreOpt = None,
     debug: Annotated[bool, typer.Option("--debug", envvar="MAASCTL_DEBUG",
                                         help="Show tracebacks for errors.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     """Model lifecycle for TensorFlow: train, package, register, serve and predict.
@@ -67,7 +65,7 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("MAASCTL_DEBUG", "").lower() in ("1", "true", "yes")
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become `Error: ...` lines and exit codes."""
     args = sys.argv[1:] if argv is None else argv
     debug = _debug_requested(args)
@@ -105,10 +103,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     except BrokenPipeError:
         code = 0
         try:
-            sys.stdout = open(os.devnull, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout until the process exits
         except OSError:
             pass
-    except Exception as exc:  # the crash boundary: never a traceback unless asked for
+    except Exception as exc:  # noqa: BLE001 - the crash boundary: never a traceback unless asked for
         if debug:
             import traceback
             traceback.print_exc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from maasctl.store import Store
 
 @dataclass
 class AppState:
-    store_path: Optional[Path]
+    store_path: Path | None
     debug: bool = False
 
     @property
@@ -30,7 +30,7 @@ def state(ctx: typer.Context) -> AppState:
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 StoreOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--store", envvar="MAASCTL_HOME", show_envvar=True,
                  help="Artifact store directory [default: ~/.maasctl].", file_okay=False),
 ]

@@ -1,7 +1,7 @@
 """`maasctl completion bash|zsh|fish`: print a shell completion script.
 
 The scripts are thin: at TAB time they call `maasctl` back with `_MAASCTL_COMPLETE=complete_<shell>` and
-the words typed so far, and click's completion machinery (vendored in typer as typer._click) answers from
+the words typed so far, and click's completion machinery (vendored in typer; see cli/_click.py) answers from
 the live command tree, so subcommands and options never go stale, and model refs, aliases and run ids come
 from the store (cli/_complete.py).
 
@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
-from typer._click.core import Command, Parameter
-from typer._click.shell_completion import (
+
+from maasctl.cli._click import (
+    COMPLETION_INTERNALS,
+    Command,
     CompletionItem,
+    Parameter,
     ShellComplete,
-    _resolve_context,
-    _resolve_incomplete,
     add_completion_class,
+    resolve_context,
+    resolve_incomplete,
     split_arg_string,
 )
-
 from maasctl.errors import InvalidInput
 
 PROG = "maasctl"
@@ -135,8 +137,10 @@ class _Base(ShellComplete):
         return {"complete_func": self.func_name, "complete_var": self.complete_var, "prog_name": self.prog_name}
 
     def get_completions(self, args: list[str], incomplete: str) -> list[CompletionItem]:
-        ctx = _resolve_context(self.cli, self.ctx_args, self.prog_name, args)
-        obj, incomplete = _resolve_incomplete(ctx, args, incomplete)
+        if not COMPLETION_INTERNALS or resolve_context is None or resolve_incomplete is None:
+            return super().get_completions(args, incomplete)  # click's public path (see cli/_click.py)
+        ctx = resolve_context(self.cli, self.ctx_args, self.prog_name, args)
+        obj, incomplete = resolve_incomplete(ctx, args, incomplete)
         items = obj.shell_complete(ctx, incomplete)
         if not items and isinstance(obj, Parameter) and not isinstance(obj, Command):
             kind = _path_kind(obj)
@@ -265,7 +269,7 @@ def _complete_shell(incomplete: str) -> list[str]:
 
 
 def completion(
-    shell: Annotated[Optional[str], typer.Argument(
+    shell: Annotated[str | None, typer.Argument(
         help="bash, zsh or fish [default: from $SHELL].", autocompletion=_complete_shell,
         show_default=False)] = None,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -22,9 +22,9 @@ def package(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="Training run id, SavedModel directory, or registered NAME@VERSION.",
                                           autocompletion=complete_run_or_ref)],
-    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or directory "
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Output file or directory "
                                                 "[default: ./NAME-VERSION.maas, or ./NAME-DIGEST.maas].")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Model name recorded in the package "
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Model name recorded in the package "
                                                 "[default: the run's [register] name, the ref's name, "
                                                 "or the directory's name].", autocompletion=complete_model)] = None,
     compression: Annotated[Compression, typer.Option(
@@ -71,7 +71,7 @@ def inspect(
 def _render(manifest: dict[str, Any]) -> None:
     import json
 
-    from maasctl.store.savedmodel import format_spec
+    from maasctl.tensors import format_spec
 
     files = manifest.get("files", [])
     pairs: list[tuple[str, Any]] = [("name", manifest.get("name"))]

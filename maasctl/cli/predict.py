@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Callable, Optional
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +12,7 @@ from maasctl.cli import render
 from maasctl.cli._complete import complete_file, complete_ref
 from maasctl.cli._options import state
 from maasctl.errors import InvalidInput
+from maasctl.tensors import DEFAULT_SIGNATURE
 
 
 def _progress_bar(total_chars: int) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
@@ -43,23 +45,23 @@ def predict(
     ctx: typer.Context,
     input: Annotated[str, typer.Option("--input", "-i", help="Input file (.json, .jsonl, .csv) or - for stdin.",
                                        autocompletion=complete_file)] = "-",
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="NAME[@VERSION|@ALIAS]; optional with "
+    model: Annotated[str | None, typer.Option("--model", "-m", help="NAME[@VERSION|@ALIAS]; optional with "
                                                  "--url or one running server serving one model.",
                                                  autocompletion=complete_ref)] = None,
-    url: Annotated[Optional[str], typer.Option("--url", help="A TF-Serving-compatible REST server, "
+    url: Annotated[str | None, typer.Option("--url", help="A TF-Serving-compatible REST server, "
                                                "e.g. http://127.0.0.1:8501.")] = None,
     local: Annotated[bool, typer.Option("--local", help="Load the model in this process, even if a server "
                                         "serves it.")] = False,
-    signature: Annotated[str, typer.Option("--signature", help="Signature to call.")] = "serving_default",
+    signature: Annotated[str, typer.Option("--signature", help="Signature to call.")] = DEFAULT_SIGNATURE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per request.")] = 1024,
     fmt: Annotated[str, typer.Option("--format", "-f", help="json (TF Serving's response body), jsonl, csv "
                                      "or table.")] = "json",
-    out_path: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout.",
+    out_path: Annotated[str | None, typer.Option("--output", "-o", help="Write here instead of stdout.",
                                                     autocompletion=complete_file)] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
-    token: Annotated[Optional[str], typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
+    token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Bearer token for the server.")] = None,
-    input_format: Annotated[Optional[str], typer.Option("--input-format", help="json, jsonl or csv "
+    input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
                                                         "[default: from the extension; sniffed on stdin].")] = None,
 ) -> None:
     """Predict with a model: rows, records or a TF Serving request body in; predictions out.
@@ -69,9 +71,10 @@ def predict(
 
     Example: maasctl predict --input data.csv --model iris@production --format csv
     """
-    from maasctl.predict.pipeline import run_predict, select_target
     from maasctl.predict.inputs import open_input
+    from maasctl.predict.pipeline import run_predict, select_target
     from maasctl.predict.writers import check_format, make_writer, open_output
+    from maasctl.tf.loader import load_version  # TensorFlow itself comes in only if --local loads a model
 
     store = state(ctx).store
     check_format(fmt)
@@ -86,7 +89,7 @@ def predict(
         out, finish = open_output(out_path)
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                                   timeout=timeout, say=render.message)
+                                   timeout=timeout, say=render.message, load=load_version)
             writer = make_writer(fmt, out, target.schema)
             progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
             try:

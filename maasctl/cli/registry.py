@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,11 +28,11 @@ def register(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.",
                                           autocompletion=complete_source)],
-    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name.",
+    name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Model name.",
                                                 autocompletion=complete_model)] = None,
-    alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the version (repeatable).")] = [],
+    alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
-    tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],
+    tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     new_version: Annotated[bool, typer.Option("--new-version", help="Create a version even if identical content exists.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -57,7 +57,7 @@ def register(
 
 def list_(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="Show this model's versions.",
+    name: Annotated[str | None, typer.Argument(help="Show this model's versions.",
                                                   autocompletion=complete_model)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -96,7 +96,7 @@ def show(
 
     Example: maasctl show iris@production
     """
-    from maasctl.store.savedmodel import format_spec
+    from maasctl.tensors import format_spec
 
     store = state(ctx).store
     info = store.resolve(ref)
@@ -166,7 +166,7 @@ def alias_rm(
 def alias_history(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.", autocompletion=complete_model)],
-    alias: Annotated[Optional[str], typer.Argument(help="Only this alias.", autocompletion=complete_alias)] = None,
+    alias: Annotated[str | None, typer.Argument(help="Only this alias.", autocompletion=complete_alias)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The event log of a model (registrations, alias moves, removals), oldest first.
@@ -174,8 +174,6 @@ def alias_history(
     Example: maasctl alias history iris production
     """
     events = state(ctx).store.history(name, alias)
-    if alias is not None:
-        events = [e for e in events if e["alias"] == alias]
     if json_out:
         render.emit_json(events)
         return
@@ -205,7 +203,7 @@ def rm(
 
 def verify(
     ctx: typer.Context,
-    ref: Annotated[Optional[str], typer.Argument(help="One version; default: every version.",
+    ref: Annotated[str | None, typer.Argument(help="One version; default: every version.",
                                                  autocompletion=complete_ref)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -228,7 +226,7 @@ def verify(
 
 def gc(
     ctx: typer.Context,
-    keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the newest N versions of each model "
+    keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Keep the newest N versions of each model "
                                                 "(aliased versions are always kept).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
     json_out: JsonOpt = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,13 +28,13 @@ def serve(
                                                     "more rows before a call (0: never wait).")] = 0.0,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body (413 above).")]
     = DEFAULT_MAX_BODY,
-    token: Annotated[Optional[str], typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
+    token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Require 'Authorization: Bearer TOKEN' (all routes but "
                                                  "/healthz).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
                                          "(runs tensorflow_model_server).")] = "maasctl",
-    server_id: Annotated[Optional[str], typer.Option("--server-id", hidden=True)] = None,
+    server_id: Annotated[str | None, typer.Option("--server-id", hidden=True)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Serve models over TensorFlow Serving's REST API (predict, classify, regress, status, metadata).
@@ -69,6 +69,7 @@ def serve(
         return
     from maasctl.serving import records
     from maasctl.serving.server import ServeOptions, bind, build_app, run, url_of
+    from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
                            max_body_bytes=max_body_bytes, token=token)
@@ -78,7 +79,7 @@ def serve(
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
         render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
-    app = build_app(store, parsed, options)
+    app = build_app(store, parsed, options, loader=store_loader(store))
     app.start()  # load models while uvicorn starts
     if server_id:
         records.write_record(store, server_id, url=url, models=models, refs=list(refs))
@@ -104,7 +105,7 @@ def _configure_logging() -> None:
 
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
-            batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: Optional[str], backend: str,
+            batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
             json_out: bool) -> None:
     from maasctl.serving import records
 
@@ -125,9 +126,8 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
 
 
 def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, port: int, batch_size: int,
-               batch_timeout_ms: float, server_id: Optional[str], json_out: bool) -> None:
-    from maasctl.serving import records
-    from maasctl.serving import tfserving
+               batch_timeout_ms: float, server_id: str | None, json_out: bool) -> None:
+    from maasctl.serving import records, tfserving
 
     if port == 0:
         from maasctl.serving.server import bind
@@ -183,7 +183,7 @@ def _duration(seconds: float) -> str:
 
 def stop(
     ctx: typer.Context,
-    server_id: Annotated[Optional[str], typer.Argument(help="Server id (or a unique prefix) from `maasctl ps`.",
+    server_id: Annotated[str | None, typer.Argument(help="Server id (or a unique prefix) from `maasctl ps`.",
                                                        autocompletion=complete_server)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Stop every running server of this store.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait before killing.")] = 30.0,

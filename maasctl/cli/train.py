@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -90,13 +90,13 @@ def train(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The training config (TOML); see README, 'Training config reference'.")],
     set_: Annotated[list[str], typer.Option("--set", "-s", metavar="KEY=VALUE",
                                             help="Override a config key (dotted path, TOML value), e.g. "
-                                                 "train.epochs=5 or model.layers[0].units=32 (repeatable).")] = [],
+                                                 "train.epochs=5 or model.layers[0].units=32 (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     register: Annotated[bool, typer.Option("--register", help="Register the exported model right away as NAME@N "
                                            "(NAME from --name, else the config's [register] name).")] = False,
-    name: Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Model name to register under "
+    name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Model name to register under "
                                                 "(implies --register).", autocompletion=complete_model)] = None,
     alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the registered version "
-                                             "(repeatable; implies --register; default: [register] aliases).")] = [],
+                                             "(repeatable; implies --register; default: [register] aliases).")] = [],  # noqa: B006 - typer copies the default; never mutated
     json_out: JsonOpt = False,
 ) -> None:
     """Train a Keras model from a TOML config; record it as a run (SavedModel + lineage) in the store.
@@ -107,8 +107,8 @@ def train(
     Example: maasctl train iris.toml --set train.epochs=5 --register --alias candidate
     """
     started = time.time()
-    from maasctl.training.data import prepare
     from maasctl.refs import check_alias, check_name
+    from maasctl.training.data import prepare
 
     cfg, ds = prepare(config, set_)
     register = register or name is not None or bool(alias)

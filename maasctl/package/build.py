@@ -14,15 +14,27 @@ from pathlib import Path
 from typing import Any
 
 from maasctl import __version__
-from maasctl.store import manifest as mf
 from maasctl.errors import InvalidInput, NotFound, OperationFailed, Unimplemented
-from maasctl.store.hashing import FileEntry, hash_file, walk_files
+from maasctl.package.archive import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    GZIP_HEADER,
+    MODEL_DIR,
+    PACKAGE_SUFFIX,
+    Limits,
+    crc32_combine,
+    head_length,
+    head_tar_len,
+    open_package,
+    raw_head,
+    read_package_manifest,
+    stored_blocks,
+    write_body,
+)
 from maasctl.refs import check_alias, check_name, parse_ref
 from maasctl.store import RegisterResult, Store
-
-from maasctl.package.archive import (COMPRESSIONS, DEFAULT_COMPRESSION, GZIP_HEADER, MODEL_DIR, PACKAGE_SUFFIX, Limits,
-                                     crc32_combine, head_length, head_tar_len, open_package, raw_head,
-                                     read_package_manifest, stored_blocks, write_body)
+from maasctl.store import manifest as mf
+from maasctl.store.hashing import FileEntry, hash_file, walk_files
 
 
 @dataclass
@@ -209,10 +221,10 @@ def _check_file_set(src: _Source, files: list[str]) -> None:
     want = {f.path for f in src.expected or []}
     have = set(files)
     if want - have:
-        rel = sorted(want - have)[0]
+        rel = min(want - have)
         raise OperationFailed(f"{src.label}: stored file {rel} is missing (run: maasctl verify {src.label})")
     if have - want:
-        rel = sorted(have - want)[0]
+        rel = min(have - want)
         raise OperationFailed(f"{src.label}: unexpected file {rel} in the stored version "
                               f"(run: maasctl verify {src.label})")
 

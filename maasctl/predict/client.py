@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 from ipaddress import ip_address
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed, Unavailable
 from maasctl.refs import ModelRef
+from maasctl.tensors import loads
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 4  # attempts after the first: waits of 0.2, 0.4, 0.8, 1.6 s
@@ -129,10 +130,8 @@ class TFServingClient:
         if not expect_json:
             return resp.content
         try:
-            from maasctl.predict.wire import loads
-
             return loads(resp.content)
-        except ValueError:
+        except InvalidInput:
             raise OperationFailed(f"{method} {url}: the response is not JSON "
                                   f"({resp.content[:60]!r})") from None
 
@@ -148,7 +147,7 @@ class TFServingClient:
         return self.request("POST", self.model_path(ref) + ":predict", data=data)
 
     def predict_raw(self, ref: ModelRef | str, body: bytes) -> bytes:
-        """Predict, returning the undecoded response body (callers decode with predict_io.loads)."""
+        """Predict, returning the undecoded response body (callers decode with tensors.loads)."""
         return self.request("POST", self.model_path(ref) + ":predict", data=body, expect_json=False)
 
     def list_models(self) -> list[str] | None:

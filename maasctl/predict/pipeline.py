@@ -25,20 +25,22 @@ are not sent, earlier chunks were.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from maasctl.errors import InvalidInput, MaasError, NotFound
 from maasctl.predict.encoding import Encoder
 from maasctl.predict.inputs import InputSource
-from maasctl.predict.schema import ModelSchema, schema_from_signature, signature_from_metadata
-from maasctl.predict.wire import loads, predictions_doc, request_body, response_outputs
+from maasctl.predict.schema import ModelSchema, schema_from_signature
+from maasctl.predict.wire import predictions_doc, request_body, response_outputs
 from maasctl.predict.writers import Writer
 from maasctl.refs import ModelRef, parse_ref
+from maasctl.serving.records import ServerRecord, list_servers
+from maasctl.tensors import DEFAULT_SIGNATURE, loads, signature_from_metadata
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -138,7 +140,7 @@ def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signat
     return info.meta if stored and _signatures_match(stored, sig) else {}
 
 
-def remote_target(url: str, model: str | None, *, signature: str = "serving_default", token: str | None = None,
+def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNATURE, token: str | None = None,
                   timeout: float = 60.0, store: Any = None, retries: int | None = None,
                   via: str | None = None, workers: int = REMOTE_WORKERS) -> RemoteTarget:
     from maasctl.predict.client import DEFAULT_RETRIES, TFServingClient
@@ -175,53 +177,27 @@ def remote_target(url: str, model: str | None, *, signature: str = "serving_defa
     return target
 
 
-def local_target(store: Any, model: str, *, signature: str = "serving_default") -> LocalTarget:
-    from maasctl.tf.loader import load_version
+LoadVersion = Callable[[Any, str], tuple[Any, Any]]
+"""`(store, ref) -> (VersionInfo, loaded model)`: what --local loads with. The predict layer does not import
+TensorFlow: the CLI passes `maasctl.tf.loader.load_version`."""
 
-    info, loaded = load_version(store, model)
+
+def local_target(store: Any, model: str, *, load: LoadVersion, signature: str = DEFAULT_SIGNATURE) -> LocalTarget:
+    info, loaded = load(store, model)
     if signature not in loaded.signatures:
         raise InvalidInput(f"{info.ref} has no signature '{signature}' (available: {', '.join(loaded.signatures)})")
     schema = schema_from_signature(loaded.signatures[signature], signature, info.meta)
     return LocalTarget(loaded, schema, f"{info.ref} in-process from {store.root}")
 
 
-def live_servers(store: Any) -> list[Any]:
-    """Running maasctl servers recorded in the store (via maasctl.serving.records, or its record files directly)."""
-    try:
-        from maasctl.serving.records import list_servers
-    except ImportError:  # the servers module is optional for predict: read the records ourselves
-        return _read_server_records(Path(store.servers_dir))
+def live_servers(store: Any) -> list[ServerRecord]:
+    """Running maasctl servers recorded in the store (what `maasctl ps` lists)."""
     return list_servers(store)
 
 
-@dataclass
-class _Record:
-    id: str
-    pid: int
-    url: str
-    models: list[str]
-    refs: list[str]
-
-
-def _read_server_records(directory: Path) -> list[Any]:
-    import json
-    import os
-
-    out = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            doc = json.loads(path.read_text())
-            os.kill(int(doc["pid"]), 0)
-        except (ValueError, KeyError, TypeError, OSError):
-            continue
-        out.append(_Record(str(doc.get("id", path.stem)), int(doc["pid"]), str(doc["url"]),
-                           list(doc.get("models", [])), list(doc.get("refs", []))))
-    return out
-
-
 def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
-                  signature: str = "serving_default", token: str | None = None, timeout: float = 60.0,
-                  say: Callable[[str], None] = lambda text: None) -> Target:
+                  signature: str = DEFAULT_SIGNATURE, token: str | None = None, timeout: float = 60.0,
+                  say: Callable[[str], None] = lambda text: None, load: LoadVersion) -> Target:
     """Decide where to predict (see the module docstring) and connect or load."""
     if url and local:
         raise InvalidInput("--url and --local exclude each other")
@@ -231,10 +207,10 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         if not model:
             raise InvalidInput("--local needs --model NAME[@VERSION|@ALIAS] (the model to load from the store)")
         say(f"loading {store.resolve(model).ref} in-process from the store at {store.root}")
-        return local_target(store, model, signature=signature)
+        return local_target(store, model, load=load, signature=signature)
     servers = live_servers(store)
 
-    def listing(recs: Iterable[Any]) -> str:
+    def listing(recs: Iterable[ServerRecord]) -> str:
         return "; ".join(f"{r.id} at {r.url} ({', '.join(r.refs or r.models)})" for r in recs)
 
     if model:
@@ -249,7 +225,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
                                  via=f"server {s.id}")
         say(f"no running server serves '{ref.name}': loading {store.resolve(ref).ref} in-process from the store "
             f"at {store.root}")
-        return local_target(store, model, signature=signature)
+        return local_target(store, model, load=load, signature=signature)
     if not servers:
         raise InvalidInput("no --model given and no maasctl server is running (see: maasctl ps); pass --model REF "
                            "to predict in-process, or --url URL")

@@ -2,59 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 import numpy as np
 
 from maasctl.errors import InvalidInput
 from maasctl.predict.schema import ModelSchema, dtype_kind_safe, numpy_dtype
-
-try:  # optional speed-up: numpy-aware, 10x faster JSON encoding/decoding of numeric batches
-    import orjson
-except ImportError:  # pragma: no cover - orjson is present wherever the serve extra is installed
-    orjson = None
-
-# -- wire format (shared by the client path and --local) ------------------------------------------------------
-def jsonable(arr: np.ndarray) -> Any:
-    if arr.dtype == object or arr.dtype.kind in ("S", "U"):
-        return _strings(arr.tolist())
-    return arr.tolist()
-
-
-def _strings(v: Any) -> Any:
-    if isinstance(v, list):
-        return [_strings(x) for x in v]
-    if isinstance(v, bytes):
-        try:
-            return v.decode("utf-8")
-        except UnicodeDecodeError:
-            return {"b64": base64.b64encode(v).decode()}
-    return v
-
-
-def dumps(doc: Any) -> bytes:
-    if orjson is not None:
-        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
-    return json.dumps(doc, default=_default).encode()
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
-
-
-def loads(data: bytes | str) -> Any:
-    return orjson.loads(data) if orjson is not None else json.loads(data)
+from maasctl.tensors import dumps, response_doc, to_jsonable
 
 
 def request_body(schema: ModelSchema, inputs: dict[str, np.ndarray]) -> bytes:
     """A TF Serving predict body: row format for one input, columnar for several (cheaper to build)."""
-    prepared = {k: (jsonable(v) if v.dtype == object else v) for k, v in inputs.items()}
+    prepared = {k: (to_jsonable(v) if v.dtype == object else v) for k, v in inputs.items()}
     doc: dict[str, Any] = {"signature_name": schema.signature_name}
     if schema.single_input:
         doc["instances"] = prepared[schema.single_input]
@@ -97,13 +56,4 @@ def _output_array(values: list[Any], dtype: str) -> np.ndarray:
 
 def predictions_doc(schema: ModelSchema, outputs: dict[str, np.ndarray], columnar: bool = False) -> dict[str, Any]:
     """TF Serving's response body for given outputs (as a server would answer)."""
-    names = list(outputs)
-    if columnar:
-        if len(names) == 1:
-            return {"outputs": jsonable(outputs[names[0]])}
-        return {"outputs": {n: jsonable(a) for n, a in outputs.items()}}
-    if len(names) == 1:
-        return {"predictions": jsonable(outputs[names[0]])}
-    lists = {n: jsonable(a) for n, a in outputs.items()}
-    return {"predictions": [dict(zip(names, vals)) for vals in zip(*lists.values())]}
-
+    return response_doc({n: to_jsonable(a) for n, a in outputs.items()}, row_format=not columnar)

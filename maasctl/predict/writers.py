@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
+import orjson
 
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.predict.schema import ModelSchema, orjson
-from maasctl.predict.wire import jsonable
+from maasctl.predict.schema import ModelSchema
+from maasctl.tensors import to_jsonable
 
 OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
 
@@ -66,7 +68,7 @@ class JsonWriter(Writer):
         if not names or not len(outputs[names[0]]):
             return
         arr = outputs[names[0]]
-        if len(names) == 1 and orjson is not None and arr.dtype != object and arr.dtype.kind in "fiub":
+        if len(names) == 1 and arr.dtype != object and arr.dtype.kind in "fiub":
             # bulk path: one orjson call, a newline between rows by byte replacement (no per-row work)
             data = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
             k = arr.ndim - 1
@@ -111,7 +113,7 @@ class JsonWriter(Writer):
 def _row_texts(arr: np.ndarray) -> list[str]:
     """Each row of `arr` as JSON text (a number, or a nested list). Numeric arrays go through orjson in bulk,
     which also writes float32 in its shortest form."""
-    if arr.dtype != object and arr.dtype.kind in "fiub" and orjson is not None and len(arr):
+    if arr.dtype != object and arr.dtype.kind in "fiub" and len(arr):
         text = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1]
         if arr.ndim == 1:
             return text.split(",")
@@ -119,7 +121,7 @@ def _row_texts(arr: np.ndarray) -> list[str]:
         parts = text.split(sep)
         if len(parts) == len(arr):
             return [_wrap(p, i, len(parts), arr.ndim) for i, p in enumerate(parts)]
-    return [json.dumps(v) for v in jsonable(arr)]
+    return [json.dumps(v) for v in to_jsonable(arr)]
 
 
 def _wrap(part: str, i: int, n: int, ndim: int) -> str:
@@ -135,13 +137,13 @@ def _wrap(part: str, i: int, n: int, ndim: int) -> str:
 def _flat_texts(name: str, arr: np.ndarray) -> tuple[list[str], list[str]]:
     """CSV header cells and, per row, the comma-joined cells of one output (flattened: name_0, name_1...)."""
     if arr.ndim == 1:
-        cells = _row_texts(arr) if arr.dtype != object else [_csv_cell(v) for v in jsonable(arr)]
+        cells = _row_texts(arr) if arr.dtype != object else [_csv_cell(v) for v in to_jsonable(arr)]
         return [name], cells
     flat = arr.reshape(len(arr), -1)
     header = [f"{name}_{j}" for j in range(flat.shape[1])]
     if flat.dtype != object:
         return header, [t[1:-1] for t in _row_texts(flat)]
-    return header, [",".join(_csv_cell(v) for v in row) for row in jsonable(flat)]
+    return header, [",".join(_csv_cell(v) for v in row) for row in to_jsonable(flat)]
 
 
 def _csv_cell(v: Any) -> str:
@@ -179,8 +181,8 @@ class CsvWriter(Writer):
     def write(self, outputs: dict[str, np.ndarray]) -> None:
         header: list[str] = []
         columns: list[list[str]] = []
-        for n in outputs:
-            h, c = _flat_texts(n, outputs[n])
+        for n, arr in outputs.items():
+            h, c = _flat_texts(n, arr)
             header += h
             columns.append(c)
         labels = self.labels(outputs)
@@ -218,7 +220,7 @@ class TableWriter(Writer):
     def write(self, outputs: dict[str, np.ndarray]) -> None:
         names = list(outputs)
         self._header = ["#", *names]
-        lists = [jsonable(outputs[n]) for n in names]
+        lists = [to_jsonable(outputs[n]) for n in names]
         labels = self.labels(outputs)
         if labels is not None:
             self._header += ["label", "score"]
@@ -278,7 +280,7 @@ def open_output(path: str | None) -> tuple[TextIO, Callable[[bool], None]]:
         raise InvalidInput(f"--output {path}: cannot write (permission denied)")
     tmp = target.with_name(target.name + ".partial")
     try:
-        f = open(tmp, "w", encoding="utf-8", newline="")
+        f = open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - returned; closed by finish()
     except OSError as exc:
         raise InvalidInput(f"--output {path}: cannot write {tmp.name} in {target.parent} "
                            f"({exc.strerror})") from None

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from maasctl import tensors
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
-from maasctl.store.savedmodel import tf_serving_metadata
 from maasctl.serving import codec
 from maasctl.serving.manager import Manager, Servable
 from maasctl.serving.metrics import Metrics
@@ -87,14 +87,14 @@ class ServingApp:
             status, body, content_type = await self._route(scope, receive, labels)
         except MaasError as exc:
             status = exc.http_status
-            body = codec.error_body(str(exc))
+            body = tensors.error_body(str(exc))
             extra_headers = getattr(exc, "headers", [])
         except _Disconnected:
             return
         except Exception as exc:  # the crash boundary: log it, tell the client only that it happened
             log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             status = 500
-            body = codec.error_body(f"internal error: {type(exc).__name__} (see the server log)")
+            body = tensors.error_body(f"internal error: {type(exc).__name__} (see the server log)")
         await send({"type": "http.response.start", "status": status,
                     "headers": [*content_type, (b"content-length", str(len(body)).encode()), *extra_headers]})
         await send({"type": "http.response.body", "body": body})
@@ -149,8 +149,8 @@ class ServingApp:
         if path == "/readyz":
             ready, problems, failed = self.manager.readiness()
             if not ready:
-                return 503, codec.dumps({"error": "not ready: " + "; ".join(problems), "failed": failed}), _JSON
-            return 200, codec.dumps({"ready": True, "models": self.manager.names}), _JSON
+                return 503, tensors.dumps({"error": "not ready: " + "; ".join(problems), "failed": failed}), _JSON
+            return 200, tensors.dumps({"ready": True, "models": self.manager.names}), _JSON
         if path in ("/v1/models", "/v1/models/"):
             _require(method, "GET", path)
             return 200, self._list(), _JSON
@@ -216,14 +216,14 @@ class ServingApp:
     # -- handlers --------------------------------------------------------------------------------------
     async def _infer(self, verb: str, name: str, version: int | None, label: str | None, body: bytes,
                      labels: list[str]) -> bytes:
-        doc = codec.loads(body)
+        doc = tensors.loads(body)
         servable = self.manager.acquire(name, version, label)
         labels[1] = str(servable.version)
         try:
             if verb == "predict":
                 req = codec.parse_predict(doc, servable.signatures)
                 outputs = await servable.batcher(req.signature_name).submit(req.inputs, req.rows)
-                return codec.encode_predict(outputs, req.row_format)
+                return tensors.encode_predict(outputs, req.row_format)
             return await self._classify_regress(verb, servable, doc)
         finally:
             servable.release()
@@ -245,7 +245,7 @@ class ServingApp:
             values = out.reshape(out.shape[0], -1).astype(np.float64)
             # TF Serving's regress has one value per example; a multi-target maasctl model gives one list each
             results = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
-            return codec.dumps({"results": results})
+            return tensors.dumps({"results": results})
         scores = out.reshape(out.shape[0], -1).astype(np.float64)
         names = list(servable.meta.get("class_names") or [])
         if scores.shape[1] == 1:  # a single sigmoid unit: P(positive)
@@ -253,14 +253,14 @@ class ServingApp:
         if len(names) != scores.shape[1]:
             names = [str(i) for i in range(scores.shape[1])]
         results = [[[names[j], float(row[j])] for j in range(len(names))] for row in scores.tolist()]
-        return codec.dumps({"results": results})
+        return tensors.dumps({"results": results})
 
     def _metadata(self, name: str, version: int | None, label: str | None, labels: list[str]) -> bytes:
         servable = self.manager.acquire(name, version, label)
         try:
             labels[1] = str(servable.version)
-            sigs = {k: tf_serving_metadata(v) for k, v in servable.signatures.items()}
-            return codec.dumps({"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
+            sigs = {k: tensors.tf_serving_metadata(v) for k, v in servable.signatures.items()}
+            return tensors.dumps({"model_spec": {"name": name, "signature_name": "", "version": str(servable.version)},
                                 "metadata": {"signature_def": {"signature_def": sigs}}})
         finally:
             servable.release()
@@ -282,7 +282,7 @@ class ServingApp:
             statuses = {version: statuses[version]}
         if not statuses:
             raise NotFound(f"Could not find any versions of model {name}")
-        return codec.dumps({"model_version_status": [s.to_json(v) for v, s in sorted(statuses.items(), reverse=True)]})
+        return tensors.dumps({"model_version_status": [s.to_json(v) for v, s in sorted(statuses.items(), reverse=True)]})
 
     def _list(self) -> bytes:
         snap = self.manager.snapshot
@@ -295,7 +295,7 @@ class ServingApp:
                 "labels": {a: str(v) for a, v in sorted(snap.labels.get(name, {}).items())},
                 "model_version_status": [s.to_json(v) for v, s in sorted(st.items(), reverse=True)],
             })
-        return codec.dumps({"models": models})
+        return tensors.dumps({"models": models})
 
 
 def _too_large(limit: int) -> HttpError:
@@ -321,7 +321,7 @@ def _examples_to_inputs(doc: Any, servable: Servable) -> tuple[str, dict[str, np
     context = doc.get("context") or {}
     if not isinstance(context, dict):
         raise InvalidInput("'context' must be an object (feature name -> value)")
-    sig_name = doc.get("signature_name") or codec.DEFAULT_SIGNATURE
+    sig_name = doc.get("signature_name") or tensors.DEFAULT_SIGNATURE
     if not isinstance(sig_name, str) or sig_name not in servable.signatures:
         raise InvalidInput(f"Serving signature name: '{sig_name}' not found in signature def "
                            f"(available: {', '.join(sorted(servable.signatures))})")
@@ -346,12 +346,12 @@ def _examples_to_inputs(doc: Any, servable: Servable) -> tuple[str, dict[str, np
                 rows.append([ex[f] for f in feature_names])
         else:
             raise InvalidInput(f"examples must give input '{name}' (no feature names were recorded for this model)")
-        return sig_name, {name: codec.to_array(rows, name, spec, "examples", row_format=True)}, len(rows)
+        return sig_name, {name: tensors.to_array(rows, name, spec, "examples", row_format=True)}, len(rows)
     inputs = {}
     for name, spec in specs.items():
         for i, ex in enumerate(merged):
             if name not in ex:
                 raise InvalidInput(f"examples[{i}] lacks feature '{name}' (the model takes: {', '.join(specs)})")
-        inputs[name] = codec.to_array([ex[name] for ex in merged], name, spec, f"examples[*]['{name}']",
+        inputs[name] = tensors.to_array([ex[name] for ex in merged], name, spec, f"examples[*]['{name}']",
                                       row_format=True)
     return sig_name, inputs, len(merged)

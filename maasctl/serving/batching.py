@@ -22,11 +22,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from maasctl.errors import MaasError
+from maasctl.errors import InvalidInput, MaasError, OperationFailed, Unavailable
 
 log = logging.getLogger("maasctl.serve")
 
@@ -37,7 +38,7 @@ INLINE_MAX_S = 0.002
 
 
 class _Item:
-    __slots__ = ("inputs", "rows", "key", "future", "loop")
+    __slots__ = ("future", "inputs", "key", "loop", "rows")
 
     def __init__(self, inputs: Inputs, rows: int | None, future: asyncio.Future, loop: asyncio.AbstractEventLoop):
         self.inputs = inputs
@@ -98,8 +99,6 @@ class Batcher:
         self._flush_scheduled = False
         items, self._ready = self._ready, []
         if self._stopped:
-            from maasctl.errors import Unavailable
-
             err = Unavailable("the model version was unloaded while the request waited; retry")
             _deliver([(item.future, None, err) for item in items])
             return
@@ -193,7 +192,7 @@ class Batcher:
             try:
                 outputs = self._timed(merged, total)
             except Exception:  # noqa: BLE001 - one bad request must not fail the others: each runs alone
-                pass
+                outputs = None
             except BaseException as exc:  # noqa: BLE001 - delivered to every caller
                 error = _public(exc)
             if error is not None:
@@ -233,8 +232,6 @@ class Batcher:
         return out
 
     def _fail_pending(self) -> None:
-        from maasctl.errors import Unavailable
-
         while self._take(block=False):
             pass
         if self._pending:
@@ -254,8 +251,6 @@ def _public(exc: BaseException) -> BaseException:
     """Model-call errors as MaasErrors: TensorFlow's InvalidArgumentError is the client's fault (400)."""
     if isinstance(exc, MaasError):
         return exc
-    from maasctl.errors import InvalidInput, OperationFailed
-
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     if type(exc).__name__ == "InvalidArgumentError":
         return InvalidInput(f"the model rejected the input: {first}")

@@ -14,16 +14,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unavailable
 from maasctl.refs import ModelRef
 from maasctl.serving.batching import Batcher
 from maasctl.serving.source import Aspired, StoreSource
+from maasctl.tensors import DEFAULT_SIGNATURE
 
 log = logging.getLogger("maasctl.serve")
 
+UNLOAD_DRAIN_S = 60  # how long an unload waits for in-flight requests on the version
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
 
@@ -53,6 +56,7 @@ class Servable:
         self._on_batch = on_batch
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the last in-flight request is released
         self.inflight = 0
         self.closing = False
 
@@ -67,6 +71,13 @@ class Servable:
     def release(self) -> None:
         with self._lock:
             self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request holds this servable; False when `timeout` seconds passed first."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self.inflight == 0, timeout)
 
     def batcher(self, signature: str) -> Batcher:
         b = self._batchers.get(signature)
@@ -104,23 +115,15 @@ class Snapshot:
     latest: dict[str, int] = field(default_factory=dict)
 
 
-def default_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]]]:
-    """Resolve, digest-check and load `name@version` from the store -> (LoadedModel, meta)."""
-
-    def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
-        from maasctl.tf.servable import load_servable
-
-        info = store.resolve(ModelRef(name, version=version))
-        model = load_servable(info.path, check=store.check_version(info))
-        return model, dict(info.meta)
-
-    return load
+Loader = Callable[[str, int], tuple[Any, dict[str, Any]]]
+"""`(name, version) -> (model, meta)`: resolve, digest-check and load one version. The serving layer does not
+import TensorFlow: the CLI passes `maasctl.tf.servable.store_loader(store)`, tests may pass a fake."""
 
 
 _WARMUP_VALUES = {"string": b"", "bool": False}
 
 
-def _warm_up(model: Any, signature: str = "serving_default") -> None:
+def _warm_up(model: Any, signature: str = DEFAULT_SIGNATURE) -> None:
     """One call with a row of zeros before the version is published, so the first request does not pay
     for TensorFlow's first-call setup. Skipped when the input shapes are not fully known; errors ignored."""
     import numpy as np
@@ -144,12 +147,11 @@ def _warm_up(model: Any, signature: str = "serving_default") -> None:
 class Manager:
     def __init__(self, store: Any, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
                  poll_interval: float = 0.5, on_batch: Callable[[str, int, int, float], None] | None = None,
-                 loader: Callable[[str, int], tuple[Any, dict[str, Any]]] | None = None,
-                 source: Any = None) -> None:
+                 loader: Loader, source: Any = None) -> None:
         self.refs = list(refs)
         self.names = sorted({r.name for r in refs})
         self.source = source or StoreSource(store, self.refs)
-        self.loader = loader or default_loader(store)
+        self.loader = loader
         self.batch_size = batch_size
         self.batch_timeout_s = batch_timeout_s
         self.poll_interval = poll_interval
@@ -265,10 +267,10 @@ class Manager:
             return
         self._set_status(name, version, VersionStatus(UNLOADING))
         self._publish(name, want, drop=frozenset({version}))
-        servable.closing = True
-        deadline = time.monotonic() + 60
-        while servable.inflight > 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        servable.closing = True  # new requests are refused from here on; those in flight finish first
+        if not servable.wait_idle(UNLOAD_DRAIN_S):
+            log.warning("unloading %s@%d with %d request(s) still in flight after %d s", name, version,
+                        servable.inflight, UNLOAD_DRAIN_S)
         servable.close()
         self._set_status(name, version, VersionStatus(END))
         log.info("unloaded %s@%d", name, version)

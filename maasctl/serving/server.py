@@ -17,7 +17,7 @@ from typing import Any
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import ModelRef
 from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
-from maasctl.serving.manager import Manager
+from maasctl.serving.manager import Loader, Manager
 from maasctl.serving.metrics import Metrics
 
 log = logging.getLogger("maasctl.serve")
@@ -73,7 +73,8 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def build_app(store: Any, refs: list[ModelRef], options: ServeOptions) -> ServingApp:
+def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader: Loader) -> ServingApp:
+    """The ASGI app serving `refs` from `store`; `loader` loads one version (see serving.manager.Loader)."""
     options.check()
     metrics = Metrics()
 
@@ -83,7 +84,7 @@ def build_app(store: Any, refs: list[ModelRef], options: ServeOptions) -> Servin
         metrics.model_latency.observe(seconds, name, v)
 
     manager = Manager(store, refs, batch_size=options.batch_size, batch_timeout_s=options.batch_timeout_ms / 1000,
-                      poll_interval=options.poll_interval, on_batch=on_batch)
+                      poll_interval=options.poll_interval, on_batch=on_batch, loader=loader)
     return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token)
 
 
@@ -92,7 +93,7 @@ class _CoalescingTransport:
     its body leave in one send() instead of two (uvicorn writes them separately; on loopback a syscall is a
     large share of a small request's cost). Everything else is delegated to the real transport."""
 
-    __slots__ = ("_transport", "_loop", "_buffer", "_scheduled")
+    __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
 
     def __init__(self, transport: Any, loop: Any) -> None:
         self._transport = transport
@@ -130,16 +131,26 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+# -- the seam into uvicorn's internals ---------------------------------------------------------------------
+# Two private pieces, used only here and checked when used, each with a public fallback (uvicorn has an upper
+# version bound in pyproject.toml): the httptools protocol class (subclassed to coalesce writes; fallback:
+# uvicorn's own "httptools" protocol) and Server._captured_signals (cleared so that SIGTERM after a graceful
+# stop is not re-raised; fallback: uvicorn re-raises it, the process still stops after draining).
 def _http_protocol() -> Any:
-    """uvicorn's httptools protocol with coalesced writes, or "auto" when httptools is missing."""
+    """uvicorn's httptools protocol with coalesced writes, or uvicorn's plain "httptools" if its internals moved."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "auto"
+    except ImportError as exc:
+        log.debug("uvicorn internals changed (%s): serving without write coalescing", exc)
+        return "httptools"
+    if not callable(getattr(HttpToolsProtocol, "connection_made", None)):
+        log.debug("uvicorn internals changed (no HttpToolsProtocol.connection_made): no write coalescing")
+        return "httptools"
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(_CoalescingTransport(transport, self.loop))
+            loop = getattr(self, "loop", None)
+            super().connection_made(_CoalescingTransport(transport, loop) if loop is not None else transport)
 
     return CoalescingHttpToolsProtocol
 
@@ -151,12 +162,18 @@ def _uvicorn_server(app: ServingApp) -> Any:
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # the graceful stop is the whole answer to SIGTERM/SIGINT: do not re-raise the signal afterwards
-            self._captured_signals.clear()
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning",
                             access_log=False, log_config=None, server_header=False, proxy_headers=False,
                             timeout_keep_alive=30)
-    return Server(config)
+    server = Server(config)
+    if not isinstance(getattr(server, "_captured_signals", None), list):
+        log.debug("uvicorn internals changed (no Server._captured_signals): SIGTERM is re-raised after the "
+                  "graceful stop")
+    return server
 
 
 def run(app: ServingApp, sock: socket.socket) -> None:
@@ -178,7 +195,7 @@ class ServerThread:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="uvicorn", daemon=True)
 
-    def start(self, timeout: float = 30) -> "ServerThread":
+    def start(self, timeout: float = 30) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -81,7 +81,7 @@ class StoreSource:
         """The current aspired versions, or the last good ones (None before any success) on error."""
         try:
             snap = self.store.snapshot(self.names)
-        except Exception as exc:  # sqlite3.Error, OSError...: keep serving what we have
+        except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError...: keep serving what we have
             msg = f"cannot read the store at {self.store.root}: {exc}"
             if msg != self.last_error:
                 log.warning("%s (keeping the current versions)", msg)

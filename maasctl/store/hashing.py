@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from maasctl.errors import InvalidInput
 
@@ -24,7 +24,7 @@ class FileEntry:
         return {"path": self.path, "size": self.size, "sha256": self.sha256}
 
     @classmethod
-    def from_json(cls, d: dict) -> "FileEntry":
+    def from_json(cls, d: dict) -> FileEntry:
         return cls(str(d["path"]), int(d["size"]), str(d["sha256"]))
 
 

@@ -24,15 +24,15 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from maasctl.store import manifest as mf
 from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
-from maasctl.store.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
-from maasctl.store.types import (GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root,
-                                 utcnow)
+from maasctl.store import manifest as mf
+from maasctl.store.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
+from maasctl.store.types import GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root, utcnow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (

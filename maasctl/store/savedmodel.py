@@ -8,21 +8,14 @@ small wire-format reader and skips everything else (the graph, the object graph)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from maasctl.errors import InvalidInput
+from maasctl.tensors import DEFAULT_SIGNATURE, DTYPE_ENUM
 
-DEFAULT_SIGNATURE = "serving_default"
 _INIT_OP_KEY = "__saved_model_init_op"
-
-DTYPES = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string", 8: "complex64",
-    9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 18: "complex128", 19: "float16", 20: "resource",
-    21: "variant", 22: "uint32", 23: "uint64",
-}
-TF_DTYPE_NAMES = {v: "DT_" + ("HALF" if v == "float16" else "FLOAT" if v == "float32" else "DOUBLE" if v == "float64"
-                              else v.upper()) for v in DTYPES.values()}
 
 Signature = dict[str, Any]
 """{"inputs": {name: TensorSpec}, "outputs": {...}, "method_name": str}; TensorSpec is
@@ -106,7 +99,7 @@ def _tensor_info(buf: bytes) -> dict[str, Any]:
         if f == 1:
             info["tensor"] = bytes(v).decode()
         elif f == 2:
-            info["dtype"] = DTYPES.get(v, f"dtype_{v}")
+            info["dtype"] = DTYPE_ENUM.get(v, f"dtype_{v}")
         elif f == 3:
             info["shape"] = _tensor_shape(v)
     return info
@@ -194,29 +187,3 @@ def _check_variables(path: Path) -> None:
                    if f"variables.data-{i:05d}-of-{total:05d}" not in names]
         if missing:
             raise InvalidInput(f"{var_dir}: incomplete SavedModel: {missing[0]} is missing")
-
-
-def tf_serving_metadata(sig: Signature) -> dict[str, Any]:
-    """One signature in TF Serving's metadata JSON shape (snake_case, sizes as strings)."""
-
-    def tensor(spec: dict[str, Any]) -> dict[str, Any]:
-        shape = spec["shape"]
-        return {
-            "dtype": TF_DTYPE_NAMES.get(spec["dtype"], "DT_INVALID"),
-            "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in (shape or [])],
-                             "unknown_rank": shape is None},
-            "name": spec["tensor"],
-        }
-
-    return {
-        "inputs": {k: tensor(v) for k, v in sig["inputs"].items()},
-        "outputs": {k: tensor(v) for k, v in sig["outputs"].items()},
-        "method_name": sig["method_name"],
-    }
-
-
-def format_spec(spec: dict[str, Any]) -> str:
-    """`float32[-1, 4]`-style text for tables and error messages."""
-    shape = spec["shape"]
-    dims = "?" if shape is None else ", ".join(str(d) for d in shape)
-    return f"{spec['dtype']}[{dims}]"

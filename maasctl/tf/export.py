@@ -12,6 +12,7 @@ from typing import Any
 
 from maasctl.errors import OperationFailed
 from maasctl.store.savedmodel import read_signatures
+from maasctl.tensors import DEFAULT_SIGNATURE
 from maasctl.tf import load_tensorflow
 
 tf = load_tensorflow()
@@ -30,11 +31,11 @@ def export_model(model: Any, path: Path, *, n_features: int, task: str) -> dict[
     def serve(features: Any) -> dict[str, Any]:
         return {output: model(features, training=False)}
 
-    archive.add_endpoint(name="serving_default", fn=serve,
+    archive.add_endpoint(name=DEFAULT_SIGNATURE, fn=serve,
                          input_signature=[tf.TensorSpec([None, n_features], tf.float32, name=INPUT_NAME)])
     archive.write_out(str(path), verbose=False)
     signatures = read_signatures(path)
-    sig = signatures["serving_default"]
+    sig = signatures[DEFAULT_SIGNATURE]
     spec = sig["inputs"].get(INPUT_NAME)
     if list(sig["inputs"]) != [INPUT_NAME] or spec is None or spec["dtype"] != "float32" \
             or spec["shape"] != [-1, n_features] or list(sig["outputs"]) != [output]:

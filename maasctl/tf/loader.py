@@ -9,6 +9,7 @@ import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.store.savedmodel import Signature, read_signatures
+from maasctl.tensors import DEFAULT_SIGNATURE
 from maasctl.tf import load_tensorflow
 
 
@@ -21,7 +22,7 @@ class LoadedModel:
         self._module = module
         self._functions = {name: module.signatures[name] for name in signatures if name in module.signatures}
 
-    def predict(self, inputs: dict[str, np.ndarray], signature: str = "serving_default") -> dict[str, np.ndarray]:
+    def predict(self, inputs: dict[str, np.ndarray], signature: str = DEFAULT_SIGNATURE) -> dict[str, np.ndarray]:
         """Call one signature; inputs must already match its names and dtypes (the caller validates)."""
         tf = load_tensorflow()
         try:
@@ -42,7 +43,7 @@ def load_model(path: str | Path, *, check: list[str] | None = None) -> LoadedMod
     tf = load_tensorflow()
     try:
         module = tf.saved_model.load(str(path))
-    except Exception as exc:  # TensorFlow raises many types; the message is what matters
+    except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types; the message is what matters
         raise OperationFailed(f"cannot load SavedModel {path}: {str(exc).splitlines()[0]}") from None
     return LoadedModel(path, signatures, module)
 

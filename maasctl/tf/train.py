@@ -19,9 +19,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from maasctl import __version__
+from maasctl.errors import InvalidInput, OperationFailed
+from maasctl.store import Store, utcnow
+from maasctl.tf import load_tensorflow
 from maasctl.training.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.training.data import Dataset
-from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.training.runs import (
     CONFIG_COPY,
     FORMAT_VERSION,
@@ -33,8 +35,6 @@ from maasctl.training.runs import (
     new_run_id,
     write_record,
 )
-from maasctl.store import Store, utcnow
-from maasctl.tf import load_tensorflow
 
 tf = load_tensorflow()
 import keras  # after load_tensorflow(): Keras imports TensorFlow, which must come in quietly
@@ -96,7 +96,7 @@ def build_model(cfg: TrainConfig, ds: Dataset) -> Any:
         raise cfg.error(where, f"the model must have one output tensor, got {type(outputs).__name__}")
     try:
         model = keras.Model(inputs, outputs, name="maasctl_model")
-    except Exception as exc:  # e.g. two layers with the same `name`
+    except Exception as exc:  # noqa: BLE001 - Keras' own message, e.g. two layers with the same `name`
         raise cfg.error(where, _first_line(exc)) from None
     _check_output(cfg, model, ds)
     return model
@@ -114,11 +114,11 @@ def _apply_layers(cfg: TrainConfig, x: Any) -> Any:
         kwargs = {k: v for k, v in spec.items() if k != "type"}
         try:
             layer = cls(**kwargs)
-        except Exception as exc:  # Keras raises ValueError/TypeError with a useful message
+        except Exception as exc:  # noqa: BLE001 - Keras raises ValueError/TypeError with a useful message
             raise cfg.error(where, f"{kind}: {_first_line(exc)}") from None
         try:
             x = layer(x)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Keras / the user's builder: re-raised as InvalidInput
             raise cfg.error(where, f"{kind} cannot take the previous output (shape {tuple(x.shape)}): "
                             f"{_first_line(exc)}") from None
     return x
@@ -134,7 +134,7 @@ def _import_builder(cfg: TrainConfig) -> Any:
     sys.path.insert(0, base)
     try:
         module = importlib.import_module(modname)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - Keras / the user's builder: re-raised as InvalidInput
         raise cfg.error("model.builder", f"cannot import '{spec}' from {base}: {type(exc).__name__}: "
                         f"{_first_line(exc)}") from None
     finally:
@@ -155,13 +155,13 @@ def _apply_builder(cfg: TrainConfig, x: Any, n_features: int, n_classes: int | N
         built = fn(cfg.values, n_features, n_classes)
     except InvalidInput:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - Keras / the user's builder: re-raised as InvalidInput
         raise cfg.error("model.builder", f"'{spec}' raised {type(exc).__name__}: {_first_line(exc)}") from None
     if not isinstance(built, keras.Model):
         raise cfg.error("model.builder", f"'{spec}' returned {type(built).__name__}, expected a keras.Model")
     try:
         return built(x)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - Keras / the user's builder: re-raised as InvalidInput
         raise cfg.error("model.builder", f"the model from '{spec}' cannot take input of shape [None, {n_features}]: "
                         f"{_first_line(exc)}") from None
 
@@ -183,14 +183,14 @@ def compile_model(cfg: TrainConfig, model: Any) -> None:
     optimizer = getattr(keras.optimizers, OPTIMIZERS[train["optimizer"]])(learning_rate=train["learning_rate"])
     try:
         keras.losses.get(train["loss"])
-    except Exception:
+    except Exception:  # noqa: BLE001 - Keras / the user's builder: re-raised as InvalidInput
         raise cfg.error("train.loss", f"unknown loss '{train['loss']}' (see https://keras.io/api/losses/)") from None
     for i, m in enumerate(train["metrics"]):
         if m in _COMPILE_METRIC_ALIASES:
             continue
         try:
             keras.metrics.get(m)
-        except Exception:
+        except Exception:  # noqa: BLE001 - Keras / the user's builder: re-raised as InvalidInput
             raise cfg.error(f"train.metrics[{i}]", f"unknown metric '{m}' (see https://keras.io/api/metrics/)") from None
     model.compile(optimizer=optimizer, loss=train["loss"], metrics=list(train["metrics"]))
 

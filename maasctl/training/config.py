@@ -14,16 +14,17 @@ import importlib.machinery
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, NotFound
 from maasctl.refs import check_alias, check_name
 
 TASKS = ("classification", "regression")
@@ -41,21 +42,7 @@ LAYERS_DOCS = "https://keras.io/api/layers/"
 # keras.layers classes usable in a [[model.layers]] stack (Keras 3). Checked here so a typo fails before
 # TensorFlow loads; tests/test_train.py checks that every name still exists in the installed Keras.
 # Layers that need Python objects (Lambda, wrappers, framework bridges) are left out: use `builder`.
-KERAS_LAYERS = frozenset("""
-Activation ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D AdaptiveAveragePooling3D
-AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D AdditiveAttention AlphaDropout Attention
-AveragePooling1D AveragePooling2D AveragePooling3D AvgPool1D AvgPool2D AvgPool3D BatchNormalization
-CategoryEncoding Conv1D Conv1DTranspose Conv2D Conv2DTranspose Conv3D Conv3DTranspose Convolution1D
-Convolution1DTranspose Convolution2D Convolution2DTranspose Convolution3D Convolution3DTranspose Cropping1D
-Cropping2D Cropping3D Dense DepthwiseConv1D DepthwiseConv2D Discretization Dropout ELU EinsumDense Embedding
-Flatten GRU GaussianDropout GaussianNoise GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D
-GlobalAvgPool1D GlobalAvgPool2D GlobalAvgPool3D GlobalMaxPool1D GlobalMaxPool2D GlobalMaxPool3D
-GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D GroupNormalization Hashing Identity LSTM
-LayerNormalization LeakyReLU Masking MaxPool1D MaxPool2D MaxPool3D MaxPooling1D MaxPooling2D MaxPooling3D
-MultiHeadAttention Normalization PReLU Permute RMSNormalization ReLU RepeatVector Rescaling Reshape SimpleRNN
-Softmax SpatialDropout1D SpatialDropout2D SpatialDropout3D UnitNormalization UpSampling1D UpSampling2D
-UpSampling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D
-""".split())
+KERAS_LAYERS = frozenset(["Activation", "ActivityRegularization", "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D", "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D", "AdditiveAttention", "AlphaDropout", "Attention", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D", "AvgPool3D", "BatchNormalization", "CategoryEncoding", "Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose", "Convolution1D", "Convolution1DTranspose", "Convolution2D", "Convolution2DTranspose", "Convolution3D", "Convolution3DTranspose", "Cropping1D", "Cropping2D", "Cropping3D", "Dense", "DepthwiseConv1D", "DepthwiseConv2D", "Discretization", "Dropout", "ELU", "EinsumDense", "Embedding", "Flatten", "GRU", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GroupNormalization", "Hashing", "Identity", "LSTM", "LayerNormalization", "LeakyReLU", "Masking", "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "MultiHeadAttention", "Normalization", "PReLU", "Permute", "RMSNormalization", "ReLU", "RepeatVector", "Rescaling", "Reshape", "SimpleRNN", "Softmax", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "UnitNormalization", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"])
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BUILDER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)$")
@@ -259,7 +246,8 @@ def _str_table(value: Any) -> dict[str, str]:
 
 
 # -- the schema ------------------------------------------------------------------------------------------
-# section -> key -> checker. Defaults that depend on other keys are filled in `_fill_defaults`.
+# section -> key -> checker. Defaults that depend on other keys are filled by the section checks
+# (`_check_data`, `_check_model`, `_check_train`).
 SCHEMA: dict[str, dict[str, Checker | None]] = {
     "data": {
         "path": _data_path, "label": _label, "features": _string_list(), "validation_split": _number(0.0, 1.0),
@@ -287,8 +275,6 @@ FREE_TABLES = {("model", "params"), ("register", "tags"), ("train", "class_weigh
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read, override, validate and complete a training config. Raises InvalidInput/NotFound, never imports TF."""
-    from maasctl.errors import NotFound
-
     path = Path(path).expanduser()
     try:
         raw = path.read_bytes()

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
 from maasctl.errors import InvalidInput
 from maasctl.store.hashing import hash_file
+from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
 
 
 @dataclass
@@ -125,7 +125,7 @@ def split(x: np.ndarray, y: np.ndarray, fraction: float, *, shuffle: bool, seed:
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hold out `fraction` of the rows (a seeded random subset, or the last rows when not shuffling)."""
     n = len(x)
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     if n_val < 1 or n - n_val < 1:
         raise InvalidInput(f"{where}: {fraction} of {n} rows leaves {n - n_val} for training and {n_val} for "
                            f"validation; both need at least one row")

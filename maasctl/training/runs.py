@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maasctl.store import manifest as mf
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.store.hashing import fsync_dir
 from maasctl.store import RegisterResult, Store
+from maasctl.store import manifest as mf
+from maasctl.store.hashing import fsync_dir
 
 RUN_FILE = "run.json"
 MODEL_DIR = "model"
@@ -83,7 +83,7 @@ def write_record(directory: Path, record: dict[str, Any]) -> None:
 
 def _git(base: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(base), *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", str(base), *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
