@@ -26,6 +26,7 @@ from maasctl.training.runs import (
     CONFIG_COPY,
     FORMAT_VERSION,
     MODEL_DIR,
+    TENSORBOARD_DIR,
     Run,
     commit_run,
     git_lineage,
@@ -329,6 +330,33 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
     }
 
 
+def write_tensorboard(directory: Any, history: list[dict[str, float]]) -> None:
+    """TensorBoard event files from the recorded history: `train/` and `validation/` with one `epoch_<metric>`
+    scalar per epoch (step = epoch, from 1), the layout Keras's TensorBoard callback uses.
+
+    Written once after fitting rather than by a callback during it: the same figures as run.json (float32 in the
+    event file), a few milliseconds per run, and nothing on disk for a run that fails.
+    """
+    from pathlib import Path
+
+    directory = Path(directory)
+    splits: dict[str, list[tuple[int, str, float]]] = {"train": [], "validation": []}
+    for row in history:
+        for key, value in row.items():
+            if key == "epoch":
+                continue
+            split, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            splits[split].append((int(row["epoch"]), f"epoch_{tag}", float(value)))
+    for split, points in splits.items():
+        if not points:
+            continue
+        writer = tf.summary.create_file_writer(str(directory / split))
+        with writer.as_default():
+            for step, tag, value in points:
+                tf.summary.scalar(tag, value, step=step)
+        writer.close()
+
+
 def _config_copy(cfg: TrainConfig, run_id: str) -> str:
     import tomli_w
 
@@ -350,6 +378,7 @@ def run_training(store: Store, cfg: TrainConfig, ds: Dataset, reporter: Reporter
         store.sweep_staging()
     with store.staging() as staged:
         export_model(result.model, staged / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
+        write_tensorboard(staged / TENSORBOARD_DIR, result.history)
         (staged / CONFIG_COPY).write_text(_config_copy(cfg, run_id), encoding="utf-8")
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         record = build_record(run_id, cfg, ds, result, started_at=started_at,
