@@ -54,9 +54,9 @@ def root(
 
 
 def _load_commands() -> None:
-    from maasctl.cli import completion, package, predict, registry, runs_view, serve, train
+    from maasctl.cli import completion, package, predict, registry, runs_view, serve, train, ui
 
-    for module in (train, package, registry, serve, predict, completion):
+    for module in (train, package, registry, serve, predict, ui, completion):
         module.attach(app)
     runs_view.attach(train.runs_app)
 
