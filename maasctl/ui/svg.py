@@ -68,6 +68,8 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: st
         parts.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}"/>'
                      f'<text class="axis" x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{_label(t)}</text>')
     x_ticks = [t for t in _ticks(x0, x1, 6) if float(t).is_integer()] or [x0, x1]
+    if min(xs) < x_ticks[0] and (len(x_ticks) < 2 or x_ticks[0] - min(xs) >= (x_ticks[1] - x_ticks[0]) / 2):
+        x_ticks.insert(0, min(xs))  # the first epoch gets its label
     for t in x_ticks:
         parts.append(f'<text class="axis" x="{px(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{_label(t)}</text>')
     parts.append(f'<text class="axis" x="{left + pw / 2:.0f}" y="{height - 6}" text-anchor="middle">'
