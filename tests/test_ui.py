@@ -6,12 +6,10 @@ checks are in test_ui_browser.py.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -68,7 +66,7 @@ def view(filled):
 
 
 def test_pages_and_their_json(view):
-    url, store = view
+    url, _ = view
     models = requests.get(url + "/api/models", timeout=10).json()
     assert [(m["name"], m["latest"], m["aliases"]) for m in models] == [
         ("blobs", 2, {"candidate": 2, "production": 1}), ("other", 1, {})]
@@ -99,26 +97,28 @@ def test_pages_and_their_json(view):
     assert [c["metric"] for c in run["curves"]] == ["loss", "accuracy"]
     assert run["curves"][0]["validation"] == [[h["epoch"], h["val_loss"]] for h in history()]
     assert 'learning_rate = 0.01' in run["config_toml"]
+    assert run["registered_as"] == ["blobs@1"]  # blobs@1's lineage names the run
     page = requests.get(url + f"/runs/{RUN}", timeout=10).text
     polylines = re.findall(r'<polyline fill="none" points="([^"]*)"', page)
     assert len(polylines) == 4 and all(len(p.split()) == EPOCHS for p in polylines)
-    assert "[train]" in page and "learning_rate = 0.01" in page
+    assert "[train]" in page and "learning_rate = 0.01" in page and 'href="/models/blobs/1">blobs@1</a>' in page
     assert requests.get(url + "/api/servers", timeout=10).json() == []
     head = requests.head(url + "/models/blobs", timeout=10)
     assert head.status_code == 200 and head.content == b""
 
 
-@pytest.mark.parametrize("path", ["/models/nope", "/models/blobs/9", "/models/blobs/latest", "/models/blobs/²",
-                                  "/models/Bad%20Name", "/models/..%2F..%2Fetc", f"/runs/{RUN[:-1]}x",
-                                  "/runs/..%2Fmodels", "/runs/.hidden", "/nowhere", "/models/blobs/1/extra"])
-def test_unknown_things_are_404_pages_never_tracebacks(view, path):
+def test_unknown_things_are_404_pages_never_tracebacks(view):
     url, _ = view
-    r = requests.get(url + path, timeout=10)
-    assert r.status_code == 404, r.text
-    assert r.headers["content-type"].startswith("text/html") and "404 Not found" in r.text
-    assert "Traceback" not in r.text
-    api = requests.get(url + "/api" + path, timeout=10)
-    assert api.status_code == 404 and set(api.json()) == {"error"}
+    for path in ["/models/nope", "/models/blobs/9", "/models/blobs/latest", "/models/blobs/²", "/models/Bad%20Name",
+                 "/models/..%2F..%2Fetc", f"/runs/{RUN[:-1]}x", "/runs/..%2Fmodels", "/runs/.hidden", "/nowhere",
+                 "/models/blobs/1/extra", "/models/blobs/99999999999999999999999"]:
+        r = requests.get(url + path, timeout=10)
+        assert r.status_code == 404, (path, r.text)
+        assert r.headers["content-type"].startswith("text/html") and "404 Not found" in r.text
+        assert "Traceback" not in r.text
+        api = requests.get(url + "/api" + path, timeout=10)
+        assert api.status_code == 404 and set(api.json()) == {"error"}, path
+    assert "model 'blobs' has no version 9" in requests.get(url + "/api/models/blobs/9", timeout=10).json()["error"]
 
 
 def test_read_only(view):
@@ -181,9 +181,9 @@ def test_requests_total_parses_prometheus_text():
 
 def test_servers_page_shows_status_and_request_rate(filled, tmp_path):
     """A real serving app on 127.0.0.1 with a detached-server record: status from /readyz, rate from /metrics."""
+    from maasctl.refs import parse_ref
     from maasctl.serving import records
     from maasctl.serving.server import ServeOptions, build_app
-    from maasctl.refs import parse_ref
 
     serving = ServerThread(build_app(filled, [parse_ref("blobs@production")], ServeOptions())).start()
     serving.app.start()

@@ -109,7 +109,7 @@ def _render_compare(doc: dict[str, Any]) -> None:
                      [(k, *(_fmt(v) for v in values)) for k, values in differ.items()])
     else:
         print("params: the same in every run")
-    base = metric[4:] if metric.startswith("val_") else metric
+    base = metric.removeprefix("val_")
     keys = [metric] if metric.startswith("val_") else [base, f"val_{base}"]
     series = doc["series"]
     print()

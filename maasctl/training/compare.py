@@ -21,7 +21,7 @@ def metric_names(run: Run) -> list[str]:
         for key in row:
             if key == "epoch":
                 continue
-            base = key[4:] if key.startswith("val_") else key
+            base = key.removeprefix("val_")
             if base not in names:
                 names.append(base)
     return sorted(names, key=lambda n: (n != "loss", names.index(n)))
@@ -43,8 +43,7 @@ def curves(run: Run, metrics: list[str] | None = None) -> list[dict[str, Any]]:
 
 def check_metric(runs: list[Run], metric: str) -> None:
     known = sorted({m for r in runs for m in metric_names(r)})
-    base = metric[4:] if metric.startswith("val_") else metric
-    if base not in known:
+    if metric.removeprefix("val_") not in known:
         raise InvalidInput(f"--metric {metric!r}: no run has it in its history (metrics: {', '.join(known) or 'none'})")
 
 
@@ -96,7 +95,7 @@ def compare(runs: list[Run], metric: str | None = None) -> dict[str, Any]:
         metric = "loss"
     else:
         check_metric(runs, metric)
-    base = metric[4:] if metric.startswith("val_") else metric
+    base = metric.removeprefix("val_")
     return {
         "metric": metric,
         "runs": [{"run_id": r.run_id, "created_at": r.created_at, "task": r.record.get("task"),

@@ -86,7 +86,20 @@ def run(store: Any, run_id: str) -> dict[str, Any]:
     keep = ("created_at", "task", "feature_names", "class_names", "metrics", "epochs_run", "final_epoch",
             "stopped_early", "lineage", "environment", "data", "train_time_s", "wall_time_s")
     return {"run_id": r.run_id, **{k: rec.get(k) for k in keep}, "register_name": r.register_name,
-            "curves": curves, "config": params, "config_toml": config_toml}
+            "registered_as": registered_from_run(store, r.run_id), "curves": curves, "config": params,
+            "config_toml": config_toml}
+
+
+def registered_from_run(store: Any, run_id: str) -> list[str]:
+    """The live versions whose lineage names this run (NAME@N), by model then version."""
+    refs = []
+    for m in store.list_models():
+        try:
+            versions = store.list_versions(m.name)
+        except NotFound:  # removed meanwhile
+            continue
+        refs += [v.ref for v in versions if (v.lineage or {}).get("run_id") == run_id]
+    return refs
 
 
 class ServerProbe:
@@ -143,7 +156,7 @@ def requests_total(metrics_text: str) -> float:
     """The sum of `maasctl_requests_total` over all its label sets in a Prometheus text exposition."""
     total = 0.0
     for line in metrics_text.splitlines():
-        if line.startswith("maasctl_requests_total{") or line.startswith("maasctl_requests_total "):
+        if line.startswith(("maasctl_requests_total{", "maasctl_requests_total ")):
             try:
                 total += float(line.rsplit(" ", 1)[1])
             except (IndexError, ValueError):

@@ -217,6 +217,8 @@ def run_page(doc: dict[str, Any]) -> str:
     items = [("Created", e(doc.get("created_at"))), ("Task", e(fmt(doc.get("task")))),
              ("Epochs run", e(fmt(doc.get("epochs_run"))) + (" (stopped early)" if doc.get("stopped_early") else "")),
              ("Final epoch", e(fmt(doc.get("final_epoch")))), ("Register name", e(fmt(doc.get("register_name")))),
+             ("Registered as", ", ".join(f'<a href="/models/{q(ref.split("@")[0])}/{q(ref.split("@")[1])}">{e(ref)}</a>'
+                                         for ref in doc.get("registered_as") or []) or '<span class="muted">-</span>'),
              ("Config", f'<code>{e(lin.get("config_path"))}</code>'),
              ("Config sha256", f'<code>{e(lin.get("config_sha256"))}</code>'),
              ("Overrides", e(" ".join(lin.get("overrides") or []) or "-")),
