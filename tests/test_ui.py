@@ -152,8 +152,11 @@ def test_token_guards_every_page_and_api(filled):
             r = s.get(url + "/models/blobs?token=s3cret-token", timeout=10, allow_redirects=False)
             assert r.status_code == 303 and r.headers["location"] == "/models/blobs"
             assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
+            assert "s3cret-token" not in r.headers["set-cookie"]  # a digest, not the token
             assert s.get(url + "/models/blobs", timeout=10).status_code == 200
             assert s.get(url + "/api/runs", timeout=10).json()[0]["run_id"] == RUN
+        forged = requests.get(url + "/", cookies={"maasctl_ui_token": "s3cret-token"}, timeout=10)
+        assert forged.status_code == 401
     finally:
         server.stop()
 

@@ -14,6 +14,7 @@ With a token, every route needs it: `Authorization: Bearer TOKEN`, or the cookie
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -35,6 +36,8 @@ class UiApp:
     def __init__(self, store: Any, *, token: str | None = None, probe: data.ServerProbe | None = None) -> None:
         self.store = store
         self._token = token.encode() if token else None
+        # the cookie holds a digest of the token, never the token itself (any characters, nothing to leak)
+        self._cookie = hashlib.sha256(b"maasctl-ui-cookie\0" + self._token).hexdigest().encode() if token else b""
         self.probe = probe or data.ServerProbe()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -97,16 +100,20 @@ class UiApp:
 
     def _authorize(self, scope: dict[str, Any], path: str) -> Response | None:
         assert self._token is not None
-        given = _bearer(scope) or _cookie(scope, COOKIE)
+        given = _bearer(scope)
         if given is not None and hmac.compare_digest(given, self._token):
+            return None
+        cookie = _cookie(scope, COOKIE)
+        if cookie is not None and hmac.compare_digest(cookie, self._cookie):
             return None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         from_query = (query.get("token") or [""])[0].encode()
         if from_query and hmac.compare_digest(from_query, self._token):
-            cookie = f"{COOKIE}={from_query.decode()}; Path=/; HttpOnly; SameSite=Strict".encode()
+            cookie = COOKIE.encode() + b"=" + self._cookie + b"; Path=/; HttpOnly; SameSite=Strict"
             return 303, [(b"location", path.encode()), (b"set-cookie", cookie),
                          (b"content-type", b"text/plain")], b"see " + path.encode()
-        raise _Unauthorized("this view needs its token" if given is None and not from_query else "invalid token")
+        offered = given is not None or cookie is not None or from_query
+        raise _Unauthorized("invalid token" if offered else "this view needs its token")
 
     def _error(self, status: int, message: str, api: bool, extra: list[tuple[bytes, bytes]] | None = None
                ) -> Response:
