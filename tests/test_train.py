@@ -161,6 +161,26 @@ def test_run_record(blob_run, blob_dir, train_store):
     assert run.run_id in [r.run_id for r in list_runs(train_store)]
 
 
+def test_tensorboard_events_equal_history(blob_run):
+    """`tensorboard --logdir <store>/runs` reads what run.json holds: one scalar per epoch per metric."""
+    pytest.importorskip("tensorboard", reason="the tensorboard package (test extra) reads the event files")
+    from tensorboard.backend.event_processing.event_accumulator import TENSORS, EventAccumulator
+    from tensorboard.util import tensor_util
+
+    run, _, _ = blob_run
+    history = run.record["history"]
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        acc = EventAccumulator(str(run.path / "tensorboard" / split), size_guidance={TENSORS: 0}).Reload()
+        tags = sorted(acc.Tags()["tensors"])
+        assert tags == sorted(f"epoch_{m}" for m in ("loss", "accuracy"))
+        for tag in tags:
+            events = acc.Tensors(tag)
+            key = prefix + tag.removeprefix("epoch_")
+            assert [e.step for e in events] == [h["epoch"] for h in history]
+            got = [float(np.asarray(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
+            assert got == [float(np.float32(h[key])) for h in history], (split, tag)
+
+
 def test_reproducible_to_1e6(tf, blob_run, train_store, blob_dir):
     run, result, ds = blob_run
     run2, result2, _ = train_config(train_store, blob_dir / "blobs.toml")

@@ -52,10 +52,11 @@ def root(
 
 
 def _load_commands() -> None:
-    from maasctl.cli import completion, package, predict, registry, serve, train
+    from maasctl.cli import completion, package, predict, registry, runs_view, serve, train, ui
 
-    for module in (train, package, registry, serve, predict, completion):
+    for module in (train, package, registry, serve, predict, ui, completion):
         module.attach(app)
+    runs_view.attach(train.runs_app)
 
 
 _load_commands()

@@ -170,11 +170,13 @@ def runs_show(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (see: maasctl runs list).",
                                           autocompletion=complete_run)],
+    plot: Annotated[bool, typer.Option("--plot", help="Draw the curves (train vs validation) of each metric "
+                                       "in the terminal.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Everything recorded about a run: metrics, per-epoch history, features, classes, lineage.
 
-    Example: maasctl runs show 20261123-115500-ab12cd
+    Example: maasctl runs show 20261123-115500-ab12cd --plot
     """
     from maasctl.training.runs import load_run
 
@@ -206,6 +208,10 @@ def runs_show(
         keys = [k for k in history[0] if k != "epoch"]
         render.table(["epoch", *keys], [(h["epoch"], *(f"{h.get(k, float('nan')):.4f}" for k in keys))
                                          for h in history])
+    if plot:
+        from maasctl.cli.runs_view import plot_run
+
+        plot_run(run)
 
 
 def attach(app: typer.Typer) -> None:

@@ -125,8 +125,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def list_servers(store: Any) -> list[ServerRecord]:
-    """Live detached servers of this store, oldest first; records of dead ones are removed."""
+def list_servers(store: Any, *, prune: bool = True) -> list[ServerRecord]:
+    """Live detached servers of this store, oldest first; records of dead ones are removed (unless not `prune`:
+    read-only viewers such as `maasctl ui` leave that to `ps`)."""
     d = Path(store.servers_dir)
     if not d.is_dir():
         return []
@@ -137,7 +138,7 @@ def list_servers(store: Any) -> list[ServerRecord]:
             continue
         if pid_alive(rec.pid):
             out.append(rec)
-        else:
+        elif prune:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     return sorted(out, key=lambda r: r.started_at)

@@ -28,6 +28,7 @@ from maasctl.training.runs import (
     CONFIG_COPY,
     FORMAT_VERSION,
     MODEL_DIR,
+    TENSORBOARD_DIR,
     Run,
     commit_run,
     git_lineage,
@@ -329,6 +330,46 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
     }
 
 
+def write_tensorboard(directory: Any, history: list[dict[str, float]]) -> None:
+    """TensorBoard event files from the recorded history: `train/` and `validation/` with one `epoch_<metric>`
+    scalar per epoch (step = epoch, from 1), the layout and record format of Keras's TensorBoard callback and
+    `tf.summary.scalar` (a float32 tensor with the `scalars` plugin's metadata).
+
+    Written once after fitting, as Event protos through TFRecordWriter: under a millisecond, where the first
+    `tf.summary.scalar` call costs over a second; the same figures as run.json, and nothing for a failed run.
+    """
+    import os
+    import socket
+    from pathlib import Path
+
+    from tensorflow.core.framework import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow.core.util import event_pb2
+
+    splits: dict[str, list[tuple[int, str, float]]] = {"train": [], "validation": []}
+    for row in history:
+        for key, value in row.items():
+            if key == "epoch":
+                continue
+            split, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            splits[split].append((int(row["epoch"]), f"epoch_{tag}", float(value)))
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    scalar_shape = tensor_shape_pb2.TensorShapeProto()
+    now = time.time()
+    for split, points in splits.items():
+        if not points:
+            continue
+        folder = Path(directory) / split
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(now)}.{socket.gethostname()}.{os.getpid()}.v2"
+        with tf.io.TFRecordWriter(str(folder / name)) as writer:
+            writer.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
+            for step, tag, value in points:
+                tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[value], tensor_shape=scalar_shape)
+                summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, tensor=tensor,
+                                                                                metadata=metadata)])
+                writer.write(event_pb2.Event(wall_time=now, step=step, summary=summary).SerializeToString())
+
+
 def _config_copy(cfg: TrainConfig, run_id: str) -> str:
     import tomli_w
 
@@ -350,6 +391,7 @@ def run_training(store: Store, cfg: TrainConfig, ds: Dataset, reporter: Reporter
         store.sweep_staging()
     with store.staging() as staged:
         export_model(result.model, staged / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
+        write_tensorboard(staged / TENSORBOARD_DIR, result.history)
         (staged / CONFIG_COPY).write_text(_config_copy(cfg, run_id), encoding="utf-8")
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         record = build_record(run_id, cfg, ds, result, started_at=started_at,

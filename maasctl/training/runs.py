@@ -1,5 +1,5 @@
-"""Training runs in the store: `runs/<run-id>/` holds `model/` (the exported SavedModel), `run.json` and
-`config.toml` (the effective config).
+"""Training runs in the store: `runs/<run-id>/` holds `model/` (the exported SavedModel), `run.json`,
+`config.toml` (the effective config) and `tensorboard/` (train and validation scalars per epoch).
 
 A run is written into a staging directory and renamed into `runs/` only when complete, so an interrupted
 or failed training never leaves a half run. Run ids sort by creation time: `20261123-115500-ab12cd` (UTC).
@@ -24,6 +24,7 @@ from maasctl.store.hashing import fsync_dir
 RUN_FILE = "run.json"
 MODEL_DIR = "model"
 CONFIG_COPY = "config.toml"
+TENSORBOARD_DIR = "tensorboard"  # event files for `tensorboard --logdir <store>/runs` (written by maasctl.tf.train)
 FORMAT_VERSION = 1
 
 
