@@ -96,16 +96,31 @@ def test_sigkill_at_random_moments_never_exposes_a_half_version(store_path, big_
         assert report.ok, report.problems
 
 
-def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, models):
-    """Simulate the narrowest window: a complete version dir under its final name with no index row."""
-    import shutil
+KILL_AFTER_RENAME = """
+import os, signal, sys
+from maasctl.store import Store
+store = Store(sys.argv[1])
+real = store._event
+def die(*a, **k):  # the rename into models/ is done, the COMMIT is not
+    os.kill(os.getpid(), signal.SIGKILL)
+store._event = die
+store.register(sys.argv[2], "iris")
+"""
 
+
+def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, models):
+    """A real SIGKILL in the narrowest window: a complete version dir under its final name, no index row."""
     store.register(models["small"], "iris")
-    shutil.copytree(store.version_dir("iris", 1), store.version_dir("iris", 2))
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_RENAME, str(store.root), str(models["small_b"])],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == -9
+    assert store.version_dir("iris", 2).is_dir()  # the orphan
     assert [v.version for v in store.list_versions("iris")] == [1]  # invisible
-    r = store.register(models["small_b"], "iris")  # the next writer takes number 2 and replaces the orphan
+    assert store.index_mismatch() == []  # recognised by its writer's publish intent: not an index mismatch
+    r = store.register(models["small_b"], "iris")  # the next writer removes the orphan and takes number 2
     assert r.info.version == 2
     assert all(rep.ok for rep in store.verify())
+    assert [p.name for p in store.staging_root.iterdir()] == []
 
 
 def test_concurrent_alias_moves_are_all_logged(store_path, models):
