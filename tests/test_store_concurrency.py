@@ -137,3 +137,29 @@ def test_concurrent_alias_moves_are_all_logged(store_path, models):
     # the log is a consistent chain: each move starts where the previous one ended
     for prev, cur in zip(moves, moves[1:]):
         assert cur["from_version"] == prev["to_version"]
+
+
+@pytest.mark.slow
+def test_rm_gc_verify_race_on_the_same_directories(store_path, models):
+    """6 gc + 30 rm + gc --keep + verify at once: every command succeeds, nothing is called corrupt (issue 17 #4)."""
+    store = Store(store_path)
+    store.register(models["small"], "iris", aliases=["production"])
+    for _ in range(30):
+        store.register(models["small"], "iris", new_version=True)
+    for _ in range(3):
+        store.register(models["small_b"], "gone", new_version=True)
+    env = {**os.environ, "MAASCTL_HOME": str(store_path)}
+    cmds = ([["rm", f"iris@{v}"] for v in range(2, 32)] + [["rm", f"gone@{v}"] for v in (1, 2, 3)]
+            + [["gc"]] * 6 + [["gc", "--keep", "40"]] * 2 + [["verify"]] * 3)
+    random.Random(17).shuffle(cmds)
+    procs = [(c, subprocess.Popen([sys.executable, "-m", "maasctl", *c], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)) for c in cmds]
+    for c, p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, (c, err)
+        assert "corrupt" not in err or "0 corrupt" in err, (c, err)
+    assert [v.version for v in store.list_versions("iris")] == [1]
+    assert sorted(os.listdir(store.models_dir / "iris")) == ["1"]
+    assert not (store.models_dir / "gone").exists() or os.listdir(store.models_dir / "gone") == []
+    assert all(r.ok for r in store.verify())
+    assert store.gc().orphans == []

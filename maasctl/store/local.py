@@ -31,7 +31,7 @@ from maasctl.store import doctor
 from maasctl.store import manifest as mf
 from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from maasctl.store.schema import SCHEMA
-from maasctl.store.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
+from maasctl.store.hashing import FileEntry, copy_tree_hashed, fsync_dir
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
 from maasctl.store.types import (GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root,
                                  utcnow)
@@ -313,13 +313,18 @@ class Store:
             raise
 
     def _discard(self, path: Path) -> None:
-        """Move a directory out of the way (into staging, lock-less so it is swept) and delete it."""
-        self.staging_root.mkdir(parents=True, exist_ok=True)
+        """Move a directory out of the way (into staging, lock-less so it is swept) and delete it. Idempotent:
+        a directory already discarded by a concurrent rm or gc is not an error."""
         trash = self.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:  # already gone (discarded by a concurrent rm/gc): nothing to do
-            return
+        for _ in range(3):
+            self.staging_root.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(path, trash)
+                break
+            except FileNotFoundError:
+                if not path.exists():
+                    return  # already gone
+                # else staging/ itself vanished (a refused package cleaning up after itself): make it again
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- reading -------------------------------------------------------------------------------------
@@ -531,34 +536,22 @@ class Store:
             conn.execute("UPDATE versions SET removed_at=? WHERE name=? AND version=?",
                          (utcnow(), info.name, info.version))
             self._event(conn, info.name, "removed", version=info.version)
-        if info.path.exists():
+        with self._write(check=False):  # the same discipline as gc: files leave models/ under the write lock
             self._discard(info.path)
         return info
 
     # -- integrity ----------------------------------------------------------------------------------
     def verify(self, ref: str | ModelRef | None = None) -> list[VerifyReport]:
-        """Re-hash stored versions against the digests recorded at registration."""
-        if ref is not None:
-            infos = [self.resolve(ref)]
-        else:
-            infos = [v for m in self.list_models() for v in self.list_versions(m.name)]
-        reports = [VerifyReport(i.ref, self.check_version(i)) for i in infos]
-        if ref is None:  # versions the index doesn't know can't be verified, and are at risk: say so
-            reports += [VerifyReport(d.replace("/", "@"), [f"{self.models_dir / d} is not in the index; run: "
-                                                           f"{doctor.FIX}"]) for d in self.index_mismatch()]
-        return reports
+        """Re-hash stored versions against the digests recorded at registration (see integrity.py)."""
+        from maasctl.store.integrity import verify
+
+        return verify(self, None if ref is None else self.resolve(ref))
 
     def check_version(self, info: VersionInfo) -> list[str]:
         """Problems with one stored version's files, each naming the file; empty when intact."""
-        if not info.path.is_dir():
-            return [f"version directory {info.path} is missing"]
-        try:
-            manifest = self.manifest(info)
-        except InvalidInput as exc:
-            return [str(exc)]
-        if manifest.get("content_sha256") != info.sha256:
-            return [f"{mf.MANIFEST_NAME}: content_sha256 does not match the registry"]
-        return compare_tree(info.path, mf.file_entries(manifest), skip=frozenset({mf.MANIFEST_NAME}))
+        from maasctl.store.integrity import check_version
+
+        return check_version(self, info)
 
     def gc(self, *, keep: int | None = None, dry_run: bool = False) -> GcReport:
         """Sweep dead staging dirs and unregistered version dirs; with keep, old unaliased versions too."""
@@ -573,7 +566,10 @@ class Store:
             if keep < 1:
                 raise InvalidInput(f"--keep must be at least 1 (got {keep})")
             for m in self.list_models():
-                versions = self.list_versions(m.name)
+                try:
+                    versions = self.list_versions(m.name)
+                except NotFound:  # every version removed meanwhile by someone else
+                    continue
                 for v in versions[:-keep]:
                     if v.aliases:
                         continue
