@@ -149,8 +149,9 @@ def test_gc_sweeps_dead_staging_and_orphans(store, models):
     dead.mkdir(parents=True)
     (dead / "half").write_bytes(b"x" * 10)
     (store.staging_root / "12345-deadbeef.lock").write_text("")
-    orphan = store.version_dir("iris", 2)
+    orphan = store.version_dir("iris", 2)  # left by a writer killed between its rename and its COMMIT
     shutil.copytree(store.version_dir("iris", 1), orphan)
+    (store.staging_root / "12346-cafe.lock").write_text("iris/2\n")  # that writer's publish intent
     with store.staging() as live:  # a live writer's directory must survive
         report = store.gc(dry_run=True)
         assert report.staging == ["12345-deadbeef"] and report.orphans == ["iris/2"]

@@ -97,16 +97,31 @@ def test_sigkill_at_random_moments_never_exposes_a_half_version(store_path, big_
         assert report.ok, report.problems
 
 
-def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, models):
-    """Simulate the narrowest window: a complete version dir under its final name with no index row."""
-    import shutil
+KILL_AFTER_RENAME = """
+import os, signal, sys
+from maasctl.store import Store
+store = Store(sys.argv[1])
+real = store._event
+def die(*a, **k):  # the rename into models/ is done, the COMMIT is not
+    os.kill(os.getpid(), signal.SIGKILL)
+store._event = die
+store.register(sys.argv[2], "iris")
+"""
 
+
+def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, models):
+    """A real SIGKILL in the narrowest window: a complete version dir under its final name, no index row."""
     store.register(models["small"], "iris")
-    shutil.copytree(store.version_dir("iris", 1), store.version_dir("iris", 2))
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_RENAME, str(store.root), str(models["small_b"])],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == -9
+    assert store.version_dir("iris", 2).is_dir()  # the orphan
     assert [v.version for v in store.list_versions("iris")] == [1]  # invisible
-    r = store.register(models["small_b"], "iris")  # the next writer takes number 2 and replaces the orphan
+    assert store.index_mismatch() == []  # recognised by its writer's publish intent: not an index mismatch
+    r = store.register(models["small_b"], "iris")  # the next writer removes the orphan and takes number 2
     assert r.info.version == 2
     assert all(rep.ok for rep in store.verify())
+    assert [p.name for p in store.staging_root.iterdir()] == []
 
 
 def test_concurrent_alias_moves_are_all_logged(store_path, models):
@@ -123,3 +138,29 @@ def test_concurrent_alias_moves_are_all_logged(store_path, models):
     # the log is a consistent chain: each move starts where the previous one ended
     for prev, cur in itertools.pairwise(moves):
         assert cur["from_version"] == prev["to_version"]
+
+
+@pytest.mark.slow
+def test_rm_gc_verify_race_on_the_same_directories(store_path, models):
+    """6 gc + 30 rm + gc --keep + verify at once: every command succeeds, nothing is called corrupt (issue 17 #4)."""
+    store = Store(store_path)
+    store.register(models["small"], "iris", aliases=["production"])
+    for _ in range(30):
+        store.register(models["small"], "iris", new_version=True)
+    for _ in range(3):
+        store.register(models["small_b"], "gone", new_version=True)
+    env = {**os.environ, "MAASCTL_HOME": str(store_path)}
+    cmds = ([["rm", f"iris@{v}"] for v in range(2, 32)] + [["rm", f"gone@{v}"] for v in (1, 2, 3)]
+            + [["gc"]] * 6 + [["gc", "--keep", "40"]] * 2 + [["verify"]] * 3)
+    random.Random(17).shuffle(cmds)
+    procs = [(c, subprocess.Popen([sys.executable, "-m", "maasctl", *c], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)) for c in cmds]
+    for c, p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, (c, err)
+        assert "corrupt" not in err or "0 corrupt" in err, (c, err)
+    assert [v.version for v in store.list_versions("iris")] == [1]
+    assert sorted(os.listdir(store.models_dir / "iris")) == ["1"]
+    assert not (store.models_dir / "gone").exists() or os.listdir(store.models_dir / "gone") == []
+    assert all(r.ok for r in store.verify())
+    assert store.gc().orphans == []

@@ -66,6 +66,10 @@ def list_(
     Example: maasctl list iris --json
     """
     store = state(ctx).store
+    unknown = store.index_mismatch()
+    if unknown:
+        from maasctl.store.doctor import mismatch_message
+        render.message(f"warning: {mismatch_message(store, unknown)}")
     if name is None:
         models = store.list_models()
         if json_out:
@@ -246,6 +250,44 @@ def gc(
         print(v)
 
 
+def doctor(
+    ctx: typer.Context,
+    rebuild_index: Annotated[bool, typer.Option("--rebuild-index", help="Rebuild index.db from the maas.json beside "
+                                                "each version and events.log (the old index is kept as a backup).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the rebuilt index would hold.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check that the index knows every version directory; with --rebuild-index, recreate it from disk.
+
+    Stop servers' and writers' use of the store while rebuilding. Exit 1 while a mismatch remains.
+
+    Example: maasctl doctor --rebuild-index
+    """
+    from maasctl.store import doctor as store_doctor
+
+    store = state(ctx).store
+    if rebuild_index:
+        report = store_doctor.rebuild_index(store, dry_run=dry_run)
+        if json_out:
+            render.emit_json(report.to_json())
+        else:
+            for s in report.skipped:
+                render.message(f"skipped {s}")
+            verb = "would hold" if dry_run else "holds"
+            render.message(f"rebuilt index {verb} {len(report.versions)} version(s), {len(report.aliases)} alias(es), "
+                           f"{report.events} event(s)" + (f"; old index kept as {report.backup}" if report.backup else ""))
+        if report.skipped:
+            raise typer.Exit(1)
+        return
+    unknown = store.index_mismatch()
+    if json_out:
+        render.emit_json({"ok": not unknown, "unknown_version_dirs": unknown})
+    else:
+        render.message(store_doctor.mismatch_message(store, unknown) if unknown else f"the index {store.db_path} knows every version")
+    if unknown:
+        raise typer.Exit(1)
+
+
 def attach(app: typer.Typer) -> None:
     app.command("register")(register)
     app.command("list")(list_)
@@ -254,3 +296,4 @@ def attach(app: typer.Typer) -> None:
     app.command("rm")(rm)
     app.command("verify")(verify)
     app.command("gc")(gc)
+    app.command("doctor")(doctor)

@@ -62,7 +62,7 @@ def serve(
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
                 json_out=json_out)
         return
-    _configure_logging()
+    _configure_logging(store, server_id)
     if backend == "tfserving":
         _tfserving(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
                    batch_timeout_ms=batch_timeout_ms, server_id=server_id, json_out=json_out)
@@ -97,11 +97,11 @@ def serve(
     render.message("server stopped")
 
 
-def _configure_logging() -> None:
-    import logging
+def _configure_logging(store, server_id: Optional[str]) -> None:
+    from maasctl.serving import logs, records
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    # a detached server (it has an id) writes its own log file, size-capped and rotated
+    logs.configure(records.log_path(store, server_id) if server_id else None)
 
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,

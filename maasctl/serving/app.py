@@ -221,7 +221,7 @@ class ServingApp:
         labels[1] = str(servable.version)
         try:
             if verb == "predict":
-                req = codec.parse_predict(doc, servable.signatures)
+                req = _nested_ok(codec.parse_predict, doc, servable.signatures)
                 outputs = await servable.batcher(req.signature_name).submit(req.inputs, req.rows)
                 return tensors.encode_predict(outputs, req.row_format)
             return await self._classify_regress(verb, servable, doc)
@@ -236,7 +236,7 @@ class ServingApp:
             raise Unimplemented(f"{verb} is not available for model '{servable.name}' version {servable.version}: "
                                 f"maasctl recorded {recorded} for it ({verb} needs a maasctl "
                                 f"{'classification' if verb == 'classify' else 'regression'} model); use :predict")
-        sig_name, inputs, rows = _examples_to_inputs(doc, servable)
+        sig_name, inputs, rows = _nested_ok(_examples_to_inputs, doc, servable)
         outputs = await servable.batcher(sig_name).submit(inputs, rows)
         if len(outputs) != 1:
             raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
@@ -296,6 +296,16 @@ class ServingApp:
                 "model_version_status": [s.to_json(v) for v, s in sorted(st.items(), reverse=True)],
             })
         return tensors.dumps({"models": models})
+
+
+def _nested_ok(decode: Any, *args: Any) -> Any:
+    """Run a request decoder; a body nested deeper than Python's recursion allows is the client's error (400),
+    not a 500 with a traceback in the log."""
+    try:
+        return decode(*args)
+    except RecursionError:
+        raise InvalidInput("the request body nests lists or objects too deeply (a tensor has at most a few "
+                           "dozen dimensions)") from None
 
 
 def _too_large(limit: int) -> HttpError:

@@ -30,50 +30,11 @@ from typing import Any
 
 from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
+from maasctl.store import doctor
 from maasctl.store import manifest as mf
-from maasctl.store.hashing import FileEntry, compare_tree, copy_tree_hashed, fsync_dir
+from maasctl.store.hashing import FileEntry, copy_tree_hashed, fsync_dir
+from maasctl.store.schema import SCHEMA
 from maasctl.store.types import GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root, utcnow
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    name TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    next_version INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS versions (
-    name TEXT NOT NULL REFERENCES models(name),
-    version INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    source TEXT NOT NULL DEFAULT '',
-    description TEXT NOT NULL DEFAULT '',
-    tags TEXT NOT NULL DEFAULT '{}',
-    metrics TEXT NOT NULL DEFAULT '{}',
-    lineage TEXT NOT NULL DEFAULT '{}',
-    meta TEXT NOT NULL DEFAULT '{}',
-    removed_at TEXT,
-    PRIMARY KEY (name, version)
-);
-CREATE INDEX IF NOT EXISTS versions_sha ON versions(name, sha256);
-CREATE TABLE IF NOT EXISTS aliases (
-    name TEXT NOT NULL,
-    alias TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (name, alias)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    name TEXT NOT NULL,
-    event TEXT NOT NULL,
-    version INTEGER,
-    alias TEXT,
-    from_version INTEGER,
-    to_version INTEGER
-);
-"""
 
 BUSY_TIMEOUT_MS = 120_000
 
@@ -116,7 +77,11 @@ class Store:
             if not create:
                 return None
             self.root.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        if not create and not os.access(self.root, os.W_OK):
+            # a read-only store (an image, a read-only mount): WAL can't make its -shm, so open it immutable
+            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        else:
+            conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if create:
@@ -124,32 +89,65 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(SCHEMA)
+        elif conn.execute("SELECT count(*) FROM sqlite_master WHERE name='versions'").fetchone()[0] == 0:
+            conn.close()  # an empty (e.g. truncated) index: nothing registered as far as it knows
+            return None
         return conn
+
+    def _db_error(self, exc: sqlite3.Error) -> OperationFailed:
+        text = str(exc)
+        if "malformed" in text or "not a database" in text:
+            return OperationFailed(f"the index {self.db_path} is corrupt ({text}); run: {doctor.FIX}")
+        return OperationFailed(f"the index {self.db_path}: {text}")
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
-        conn = self._connect(create=False)
+        try:
+            conn = self._connect(create=False)
+        except sqlite3.Error as exc:
+            raise self._db_error(exc) from None
         try:
             yield conn
+        except sqlite3.Error as exc:
+            raise self._db_error(exc) from None
         finally:
             if conn is not None:
                 conn.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding SQLite's write lock (BEGIN IMMEDIATE) for its whole body."""
-        conn = self._connect(create=True)
-        assert conn is not None
+    def _write(self, *, check: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock (BEGIN IMMEDIATE) for its whole body.
+
+        With `check`, it first refuses when models/ holds version directories the index doesn't know.
+        """
+        if check and not self.db_path.exists():
+            unknown = doctor.unknown_dirs(self, None)
+            if unknown:  # don't even create an index: the lost one is rebuilt from what is on disk
+                raise doctor.IndexMismatch(doctor.mismatch_message(self, unknown))
+        try:
+            conn = self._connect(create=True)
+            assert conn is not None
+        except sqlite3.Error as exc:
+            raise self._db_error(exc) from None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if check:
+                    doctor.check_models(self, conn)
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._db_error(exc) from None
         finally:
             conn.close()
+
+    def index_mismatch(self) -> list[str]:
+        """`name/N` for version directories in models/ the index doesn't know (see doctor.py)."""
+        with self._read() as conn:
+            return doctor.unknown_dirs(self, conn)
 
     # -- staging -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -214,8 +212,8 @@ class Store:
                     os.close(fd)
         # lock files whose directory is gone and whose owner is dead
         for lock_path in self.staging_root.glob("*.lock"):
-            if (self.staging_root / lock_path.stem).exists():
-                continue
+            if (self.staging_root / lock_path.stem).exists() or doctor.read_intent(lock_path):
+                continue  # a publish intent is settled by doctor.check_models under the write lock
             try:
                 fd = os.open(lock_path, os.O_RDWR)
             except FileNotFoundError:
@@ -285,8 +283,11 @@ class Store:
                 fsync_dir(staged)
                 final = self.version_dir(name, version)
                 final.parent.mkdir(parents=True, exist_ok=True)
-                if final.exists():  # a complete directory left by a writer killed between rename and commit
-                    self._discard(final)
+                if final.exists():  # never overwrite: check_models already removed what a crashed writer left
+                    raise doctor.IndexMismatch(doctor.mismatch_message(self, [f"{name}/{version}"]))
+                lock_path = staged.parent / f"{staged.name}.lock"
+                if lock_path.exists():  # so a crash between rename and COMMIT leaves a recognisable directory
+                    doctor.write_intent(lock_path, name, version)
                 os.rename(staged, final)
                 renamed = final
                 fsync_dir(final.parent)
@@ -312,10 +313,18 @@ class Store:
             raise
 
     def _discard(self, path: Path) -> None:
-        """Move a directory out of the way (into staging, lock-less so it is swept) and delete it."""
-        self.staging_root.mkdir(parents=True, exist_ok=True)
+        """Move a directory out of the way (into staging, lock-less so it is swept) and delete it. Idempotent:
+        a directory already discarded by a concurrent rm or gc is not an error."""
         trash = self.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
-        os.rename(path, trash)
+        for _ in range(3):
+            self.staging_root.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(path, trash)
+                break
+            except FileNotFoundError:
+                if not path.exists():
+                    return  # already gone
+                # else staging/ itself vanished (a refused package cleaning up after itself): make it again
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- reading -------------------------------------------------------------------------------------
@@ -351,6 +360,12 @@ class Store:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"model '{name}' not found ({hint}models: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})"
+
+    def _no_index(self, name: str) -> Exception:
+        """What a writer raises on a store without index.db: a mismatch if models/ isn't empty, else NotFound."""
+        unknown = doctor.unknown_dirs(self, None)
+        return doctor.IndexMismatch(doctor.mismatch_message(self, unknown)) if unknown else \
+            NotFound(self._missing_model_message(None, name))
 
     def _missing_version_message(self, conn: sqlite3.Connection, name: str, version: int) -> str:
         live = self._live_versions(conn, name)
@@ -449,8 +464,11 @@ class Store:
     # -- aliases -------------------------------------------------------------------------------------
     def _event(self, conn: sqlite3.Connection, name: str, event: str, *, version: int | None = None,
                alias: str | None = None, from_version: int | None = None, to_version: int | None = None) -> None:
+        at = utcnow()
+        doctor.append_event(self, {"at": at, "name": name, "event": event, "version": version, "alias": alias,
+                                   "from_version": from_version, "to_version": to_version})
         conn.execute("INSERT INTO events(at, name, event, version, alias, from_version, to_version) "
-                     "VALUES (?,?,?,?,?,?,?)", (utcnow(), name, event, version, alias, from_version, to_version))
+                     "VALUES (?,?,?,?,?,?,?)", (at, name, event, version, alias, from_version, to_version))
 
     def _move_alias(self, conn: sqlite3.Connection, name: str, alias: str, version: int) -> int | None:
         row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)).fetchone()
@@ -468,7 +486,7 @@ class Store:
         if isinstance(ref, str):
             ref = parse_ref(ref)
         if not self.db_path.exists():
-            raise NotFound(self._missing_model_message(None, ref.name))
+            raise self._no_index(ref.name)
         with self._write() as conn:
             info = self._resolve(conn, ref)
             old = self._move_alias(conn, info.name, alias, info.version)
@@ -478,7 +496,7 @@ class Store:
         check_name(name)
         check_alias(alias)
         if not self.db_path.exists():
-            raise NotFound(self._missing_model_message(None, name))
+            raise self._no_index(name)
         with self._write() as conn:
             row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)).fetchone()
             if row is None:
@@ -505,7 +523,7 @@ class Store:
         if isinstance(ref, str):
             ref = parse_ref(ref)
         if not self.db_path.exists():
-            raise NotFound(self._missing_model_message(None, ref.name))
+            raise self._no_index(ref.name)
         with self._write() as conn:
             info = self._resolve(conn, ref)
             if info.aliases and not force:
@@ -518,42 +536,40 @@ class Store:
             conn.execute("UPDATE versions SET removed_at=? WHERE name=? AND version=?",
                          (utcnow(), info.name, info.version))
             self._event(conn, info.name, "removed", version=info.version)
-        if info.path.exists():
+        with self._write(check=False):  # the same discipline as gc: files leave models/ under the write lock
             self._discard(info.path)
         return info
 
     # -- integrity ----------------------------------------------------------------------------------
     def verify(self, ref: str | ModelRef | None = None) -> list[VerifyReport]:
-        """Re-hash stored versions against the digests recorded at registration."""
-        if ref is not None:
-            infos = [self.resolve(ref)]
-        else:
-            infos = [v for m in self.list_models() for v in self.list_versions(m.name)]
-        return [VerifyReport(i.ref, self.check_version(i)) for i in infos]
+        """Re-hash stored versions against the digests recorded at registration (see integrity.py)."""
+        from maasctl.store.integrity import verify
+
+        return verify(self, None if ref is None else self.resolve(ref))
 
     def check_version(self, info: VersionInfo) -> list[str]:
         """Problems with one stored version's files, each naming the file; empty when intact."""
-        if not info.path.is_dir():
-            return [f"version directory {info.path} is missing"]
-        try:
-            manifest = self.manifest(info)
-        except InvalidInput as exc:
-            return [str(exc)]
-        if manifest.get("content_sha256") != info.sha256:
-            return [f"{mf.MANIFEST_NAME}: content_sha256 does not match the registry"]
-        return compare_tree(info.path, mf.file_entries(manifest), skip=frozenset({mf.MANIFEST_NAME}))
+        from maasctl.store.integrity import check_version
+
+        return check_version(self, info)
 
     def gc(self, *, keep: int | None = None, dry_run: bool = False) -> GcReport:
         """Sweep dead staging dirs and unregistered version dirs; with keep, old unaliased versions too."""
         report = GcReport(dry_run=dry_run)
         report.staging = self.sweep_staging(dry_run=dry_run)
         if not self.db_path.exists():
+            unknown = doctor.unknown_dirs(self, None)
+            if unknown:
+                raise doctor.IndexMismatch(doctor.mismatch_message(self, unknown))
             return report
         if keep is not None:
             if keep < 1:
                 raise InvalidInput(f"--keep must be at least 1 (got {keep})")
             for m in self.list_models():
-                versions = self.list_versions(m.name)
+                try:
+                    versions = self.list_versions(m.name)
+                except NotFound:  # every version removed meanwhile by someone else
+                    continue
                 for v in versions[:-keep]:
                     if v.aliases:
                         continue
@@ -563,15 +579,6 @@ class Store:
                         except (Conflict, NotFound):  # aliased or removed meanwhile by someone else: skip it
                             continue
                     report.versions.append(v.ref)
-        with self._write() as conn:  # the write lock keeps a concurrent publish's rename+commit atomic to us
-            if self.models_dir.is_dir():
-                live = {(r[0], r[1]) for r in conn.execute(
-                    "SELECT name, version FROM versions WHERE removed_at IS NULL")}
-                for model_dir in sorted(self.models_dir.iterdir()):
-                    for vdir in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:
-                        if vdir.name.isdigit() and (model_dir.name, int(vdir.name)) not in live:
-                            report.orphans.append(f"{model_dir.name}/{vdir.name}")
-                            if not dry_run:
-                                self._discard(vdir)
+        with self._write(check=False) as conn:  # the write lock keeps a concurrent publish's rename+commit atomic
+            report.orphans = doctor.check_models(self, conn, dry_run=dry_run)
         return report
-

@@ -1,0 +1,58 @@
+"""Server logging: stderr in the foreground; a size-capped, rotating file for a detached server.
+
+A detached server's stdout and stderr are its log file (`<store>/servers/<id>.log`), so output that bypasses
+`logging` (TensorFlow's C++ messages, a crash) lands there too. When the file passes the cap it is renamed
+`<id>.log.1` (older ones shift up to `.N`, the oldest is dropped) and file descriptors 1 and 2 move to the
+fresh file, so the log never grows without bound: at most (backups + 1) x cap bytes on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_BACKUPS = 3
+MAX_BYTES_ENV = "MAASCTL_SERVER_LOG_MAX_BYTES"
+BACKUPS_ENV = "MAASCTL_SERVER_LOG_BACKUPS"
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    try:
+        return max(minimum, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+class CappedLog(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler that also moves fds 1 and 2 to the fresh file at each rollover."""
+
+    def doRollover(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        super().doRollover()
+        if self.stream is None:
+            self.stream = self._open()
+        fd = self.stream.fileno()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+
+
+def configure(log_file: Path | None = None) -> None:
+    """Log INFO and up to stderr, or (detached) to `log_file`, capped and rotated (see the module doc)."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if log_file is None:
+        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
+        return
+    handler = CappedLog(log_file, maxBytes=_env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, 1024),
+                        backupCount=_env_int(BACKUPS_ENV, DEFAULT_BACKUPS, 1), encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root.addHandler(handler)

@@ -1,0 +1,70 @@
+"""A detached server (real subprocess, real HTTP) under hostile or heavy requests (issue 17 items 2, 7, 8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import run_cli
+from maasctl.store import Store
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def detached(models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("robust") / "store"
+    store = Store(root)
+    store.register(models["small"], "iris", meta={"task": "classification", "class_names": ["a", "b", "c"]})
+    r = run_cli("serve", "iris", "--port", "0", "--detach", "--json", store=root)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    yield doc["url"], Path(doc["log"]), store
+    run_cli("stop", doc["id"], store=root)
+
+
+@pytest.mark.parametrize("depth", [64, 500, 1000, 1024, 1100, 5000, 100_000])
+def test_deeply_nested_json_is_400_and_logs_nothing(detached, depth):
+    url, log, _ = detached
+    before = log.stat().st_size
+    body = '{"instances": ' + "[" * depth + "1" + "]" * depth + "}"
+    for path in ("/v1/models/iris:predict", "/v1/models/iris:classify"):
+        r = requests.post(url + path, data=body, timeout=60)
+        assert r.status_code == 400, (depth, r.text[:200])
+        assert "error" in r.json()
+    body = '{"examples": [{"x": ' + "[" * depth + "1" + "]" * depth + "}]}"
+    assert requests.post(url + "/v1/models/iris:classify", data=body, timeout=60).status_code == 400
+    grown = log.read_text(errors="replace")[before:]
+    assert "Traceback" not in grown and len(grown) < 500, grown[:1000]
+
+
+CAPPED = textwrap.dedent("""
+    import logging, os, sys
+    from maasctl.serving import logs
+    logs.configure(sys.argv[1])
+    log = logging.getLogger("maasctl.serve")
+    for i in range(400):
+        log.info("record %d %s", i, "x" * 60)
+        print("stray stderr line", i, file=sys.stderr, flush=True)  # output that bypasses logging
+""")
+
+
+def test_detached_server_log_is_capped_and_rotated(tmp_path):
+    log = tmp_path / "srv.log"
+    env = {**os.environ, "MAASCTL_SERVER_LOG_MAX_BYTES": "4096", "MAASCTL_SERVER_LOG_BACKUPS": "2"}
+    with open(log, "ab") as out:  # as spawn_detached does: stdout and stderr are the log file
+        subprocess.run([sys.executable, "-c", CAPPED, str(log)], stdout=out, stderr=subprocess.STDOUT,
+                       env=env, check=True, timeout=60)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["srv.log", "srv.log.1", "srv.log.2"]
+    sizes = [(tmp_path / f).stat().st_size for f in files]
+    assert all(s < 4096 + 200 for s in sizes), sizes  # stray lines between two records may overshoot a little
+    text = log.read_text()
+    assert "record 399" in text and "stray stderr line 399" in text  # fd 2 followed the rotation
