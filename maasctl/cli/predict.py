@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -13,32 +12,6 @@ from maasctl.cli._complete import complete_file, complete_ref
 from maasctl.cli._options import state
 from maasctl.errors import InvalidInput
 from maasctl.tensors import DEFAULT_SIGNATURE
-
-
-def _progress_bar(total_chars: int) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
-    """A rich progress bar on stderr (rows, rows/s, ETA from the share of input consumed)."""
-    import time
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]} rows"),
-                   TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(), transient=True,
-                   console=Console(file=sys.stderr))
-    tasks: dict[str, Any] = {}
-    started: dict[str, float] = {}
-
-    def update(phase: str, rows: int, consumed: int) -> None:
-        if phase not in tasks:
-            if not tasks:
-                bar.start()
-            started[phase] = time.monotonic()
-            tasks[phase] = bar.add_task("checking" if phase == "check" else "predicting",
-                                        total=total_chars or None, rows="0", rate="0")
-        rate = rows / max(1e-6, time.monotonic() - started[phase])
-        bar.update(tasks[phase], completed=consumed, rows=f"{rows:,}", rate=f"{rate:,.0f}")
-
-    return update, bar.stop
 
 
 def predict(
@@ -75,6 +48,7 @@ def predict(
     from maasctl.predict.pipeline import run_predict, select_target
     from maasctl.predict.writers import check_format, make_writer, open_output
     from maasctl.tf.loader import load_version  # TensorFlow itself comes in only if --local loads a model
+    from maasctl.cli.progress import RowsProgress
 
     store = state(ctx).store
     check_format(fmt)
@@ -90,13 +64,15 @@ def predict(
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
                                    timeout=timeout, say=render.message, load=load_version)
-            writer = make_writer(fmt, out, target.schema)
-            progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
+            bar = RowsProgress(source.size) if sys.stderr.isatty() else None
+            writer = make_writer(fmt, bar.guard(out) if bar else out, target.schema)
             try:
-                run_predict(target, source, writer, batch_size=batch_size, progress=progress, warn=render.message)
+                run_predict(target, source, writer, batch_size=batch_size, progress=bar.update if bar else None,
+                            warn=render.message)
                 ok = True
             finally:
-                stop()
+                if bar:
+                    bar.stop()
         finally:
             finish(ok)
     finally:
