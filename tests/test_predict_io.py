@@ -93,8 +93,6 @@ BAD = [
     ("bool.json", json.dumps([[1, 2, 3, True]]), "row 1: column 'petal_width': true is not a number"),
     ("missing.json", json.dumps([dict(zip(FEATURES, ROWS[0])), dict(zip(FEATURES[:3], ROWS[1]))]),
      "row 2: missing field 'petal_width' (expected: sepal_length, sepal_width, petal_length, petal_width)"),
-    ("unknown.jsonl", json.dumps({**dict(zip(FEATURES, ROWS[0])), "color": 1}),
-     "row 1: unknown field 'color'"),
     ("header.csv", "sepal_length,sepal_width,petal_length,colour\n1,2,3,4\n",
      "line 1 (header): missing column 'petal_width'"),
     ("nested.json", json.dumps([[1, 2, 3, [4]]]), "row 1: column 'petal_width': [4] is not a number"),
@@ -197,13 +195,13 @@ def test_writers_keep_order_across_chunks():
     assert [x["label"] for x in lines] == ["versicolor", "setosa", "virginica"]
     np.testing.assert_allclose([x["score"] for x in lines], [0.7, 0.8, 0.6], atol=1e-7)
     csv_text = render("csv", chunks).splitlines()
-    assert csv_text[0] == "output_0_0,output_0_1,output_0_2,label,score"
+    assert csv_text[0] == "p_setosa,p_versicolor,p_virginica,label,score"
     assert csv_text[1] == "0.1,0.7,0.2,versicolor,0.7"
     assert len(csv_text) == 4
     table = render("table", chunks)
     assert "virginica" in table and "0.6000" in table
     assert json.loads(render("json", [])) == {"predictions": []}
-    assert render("csv", []) == "output_0_0,output_0_1,output_0_2,label,score\n"
+    assert render("csv", []) == "p_setosa,p_versicolor,p_virginica,label,score\n"
 
 
 def test_writers_multi_output_without_classes():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Annotated
 
@@ -27,8 +28,9 @@ def predict(
                                         "serves it.")] = False,
     signature: Annotated[str, typer.Option("--signature", help="Signature to call.")] = DEFAULT_SIGNATURE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per request.")] = 1024,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="json (TF Serving's response body), jsonl, csv "
-                                     "or table.")] = "json",
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="json (TF Serving's response body), jsonl, "
+                                               "csv or table [default: from --output's extension, else json].")
+                   ] = None,
     out_path: Annotated[str | None, typer.Option("--output", "-o", help="Write here instead of stdout.",
                                                     autocompletion=complete_file)] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
@@ -36,6 +38,10 @@ def predict(
                                                  help="Bearer token for the server.")] = None,
     input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
                                                         "[default: from the extension; sniffed on stdin].")] = None,
+    keep: Annotated[list[str], typer.Option("--keep", metavar="COL,...", help="Copy these input columns (ids) to "
+                                            "the output; other extra columns are ignored with a warning.")] = [],
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document: model, version, rows, output "
+                                        "(the --output path) or predictions.")] = False,
 ) -> None:
     """Predict with a model: rows, records or a TF Serving request body in; predictions out.
 
@@ -46,12 +52,16 @@ def predict(
     """
     from maasctl.predict.inputs import open_input
     from maasctl.predict.pipeline import run_predict, select_target
-    from maasctl.predict.writers import check_format, make_writer, open_output
+    from maasctl.predict.writers import make_writer, open_output, output_format
     from maasctl.tf.loader import load_version  # TensorFlow itself comes in only if --local loads a model
     from maasctl.cli.progress import RowsProgress
 
     store = state(ctx).store
-    check_format(fmt)
+    fmt = output_format(fmt, out_path)
+    keep = [c.strip() for item in keep for c in item.split(",") if c.strip()]
+    if json_ and out_path is None and fmt != "json":
+        raise InvalidInput(f"--json without --output puts the predictions in the document; --format {fmt} "
+                           f"needs --output FILE")
     if input == "-" and sys.stdin.isatty():
         raise InvalidInput("no input: pass --input FILE, or pipe rows into stdin")
     source = open_input(input, input_format)
@@ -61,20 +71,24 @@ def predict(
         # The output is checked (and FILE.partial created) before connecting or loading TensorFlow, so a bad
         # --output fails in a moment, not after the whole prediction.
         out, finish = open_output(out_path)
+        if json_ and out_path is None:
+            out = io.StringIO()  # the predictions go into the --json document
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
                                    timeout=timeout, say=render.message, load=load_version)
             bar = RowsProgress(source.size) if sys.stderr.isatty() else None
-            writer = make_writer(fmt, bar.guard(out) if bar else out, target.schema)
+            writer = make_writer(fmt, bar.guard(out) if bar else out, target.schema, keep)
             try:
-                run_predict(target, source, writer, batch_size=batch_size, progress=bar.update if bar else None,
-                            warn=render.message)
+                summary = run_predict(target, source, writer, batch_size=batch_size,
+                                      progress=bar.update if bar else None, warn=render.message, keep=keep)
                 ok = True
             finally:
                 if bar:
                     bar.stop()
         finally:
             finish(ok)
+        if json_:
+            render.emit_json(summary.to_json(out_path, out.getvalue() if out_path is None else None))
     finally:
         if target is not None:
             target.close()

@@ -26,13 +26,20 @@ def _show(value: Any) -> str:
 class Encoder:
     """Checks chunks of input against a ModelSchema and turns them into input arrays."""
 
-    def __init__(self, schema: ModelSchema, where: str, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, schema: ModelSchema, where: str, warn: Callable[[str], None] | None = None,
+                 keep: list[str] | tuple[str, ...] = ()) -> None:
         self.schema = schema
         self.where = where
         self._warn = warn or (lambda text: None)
         self._warned = False
         self._csv_perm: list[int] | None = None
         self._csv_header: list[str] | None = None
+        # Columns beyond the model's features: the recorded label column is ignored, `keep` columns are passed
+        # through to the output (`kept`, per encoded chunk), any others are ignored with one warning.
+        self.keep = list(keep)
+        self.kept: dict[str, list[Any]] = {}
+        self._csv_keep: list[int] = []
+        self._extras_warned = False
 
     # messages -----------------------------------------------------------------------------------------------
     def _err(self, row: int, text: str, line: int | None = None) -> InvalidInput:
@@ -46,6 +53,25 @@ class Encoder:
             self._warn(f"warning: no feature names are known for this model; {what} are mapped to its "
                        f"{len(cols)} input columns in the file's order (register the model with feature_names, "
                        f"or predict with --model from the store, to map them by name)")
+
+    def _extra_columns(self, extra: list[str], what: str) -> None:
+        """Say once which extra columns/fields are ignored (not features, not the label, not --keep)."""
+        ignored = [c for c in extra if c not in self.keep and c not in self.schema.label_columns]
+        if ignored and not self._extras_warned:
+            self._extras_warned = True
+            listed = ", ".join(repr(c) for c in ignored)
+            self._warn(f"warning: {self.where}: ignoring {what} the model does not take: {listed} "
+                       f"(pass --keep {','.join(ignored)} to copy them to the output)")
+
+    def take_kept(self) -> dict[str, list[Any]]:
+        """The --keep values of the chunk encoded last (then forgotten)."""
+        kept, self.kept = self.kept, {}
+        return kept
+
+    def _keep_needs_names(self) -> None:
+        if self.keep:
+            raise InvalidInput(f"{self.where}: --keep {','.join(self.keep)} needs named columns (CSV with a header "
+                               f"or JSON records) and a model whose feature names are known")
 
     # CSV ----------------------------------------------------------------------------------------------------
     def set_csv_header(self, header: list[str]) -> None:
@@ -61,15 +87,18 @@ class Encoder:
         names = [c.name for c in cols]
         if self.schema.names_known:
             missing = [n for n in names if n not in seen]
-            unknown = [h for h in header if h not in names]
             if missing:
                 raise InvalidInput(f"{self.where}: line 1 (header): missing column '{missing[0]}' "
                                    f"(expected: {', '.join(names)})")
-            if unknown:
-                raise InvalidInput(f"{self.where}: line 1 (header): unknown column '{unknown[0]}' "
-                                   f"(expected: {', '.join(names)})")
+            for k in self.keep:
+                if k not in seen:
+                    raise InvalidInput(f"{self.where}: line 1 (header): --keep {k}: no such column "
+                                       f"(columns: {', '.join(header)})")
+            self._extra_columns([h for h in header if h not in names], "columns")
             self._csv_perm = [header.index(n) for n in names]
+            self._csv_keep = [header.index(k) for k in self.keep]
         else:
+            self._keep_needs_names()
             if len(header) != len(cols):
                 raise InvalidInput(f"{self.where}: line 1 (header): {len(header)} columns, the model takes "
                                    f"{len(cols)} ({self._describe_inputs()})")
@@ -89,22 +118,42 @@ class Encoder:
         n = len(cols)
         if len(kinds) == 1 and kinds <= {"float", "int"}:
             # bulk path: NumPy's C CSV parser; anything it rejects is re-parsed slowly for an exact message
+            width = len(self._csv_header)
             try:
                 arr = np.loadtxt(chunk.items, delimiter=",", quotechar='"', comments=None, ndmin=2,
-                                 dtype=np.float64 if "float" in kinds else np.int64)
+                                 dtype=np.float64 if "float" in kinds else np.int64,
+                                 usecols=None if width == n else self._csv_perm)
             except ValueError:
                 arr = None
-            if arr is not None and arr.shape[1] == n:
-                if self._csv_perm != list(range(n)):
+            if arr is not None and arr.shape[1] == n and (width == n or self._csv_fields_ok(chunk.items, width)):
+                if width == n and self._csv_perm != list(range(n)):
                     arr = arr[:, self._csv_perm]
+                if self._csv_keep:
+                    self._kept_from_csv(chunk)
                 return self._from_columns(arr)
         return self._encode_csv_slow(chunk)
+
+    @staticmethod
+    def _csv_fields_ok(lines: list[str], width: int) -> bool:
+        """With usecols, loadtxt does not check the field count; a cheap check (exact when nothing is quoted)."""
+        return all(line.count(",") == width - 1 for line in lines if line.strip())
+
+    def _kept_from_csv(self, chunk: Chunk) -> None:
+        names = self.keep
+        kept: dict[str, list[Any]] = {k: [] for k in names}
+        for fields in _csv_rows(chunk.items, self.where, chunk.first_line):
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            for k, j in zip(names, self._csv_keep):
+                kept[k].append(fields[j].strip())
+        self.kept = kept
 
     def _encode_csv_slow(self, chunk: Chunk) -> dict[str, np.ndarray]:
         cols = self.schema.columns
         assert cols is not None and self._csv_perm is not None and self._csv_header is not None
         header, perm, width = self._csv_header, self._csv_perm, len(self._csv_header)
         parsed: list[list[Any]] = []
+        kept: dict[str, list[Any]] = {k: [] for k in self.keep}
         line = chunk.first_line
         row = chunk.start
         for fields in _csv_rows(chunk.items, self.where, chunk.first_line):
@@ -119,7 +168,11 @@ class Encoder:
                 cell = fields[j]
                 out.append(self._parse_cell(cell, c, row, line, header[j]))
             parsed.append(out)
+            for k, j in zip(self.keep, self._csv_keep):
+                kept[k].append(fields[j].strip())
             line += 1
+        if self.keep:
+            self.kept = kept
         if len(cols) and all(c.kind in ("float", "int") for c in cols) and len({c.kind for c in cols}) == 1:
             arr = np.array(parsed, dtype=np.float64 if cols[0].kind == "float" else np.int64).reshape(-1, len(cols))
             return self._from_columns(arr)
@@ -161,6 +214,7 @@ class Encoder:
         for i, v in enumerate(items):
             if isinstance(v, dict):
                 raise self._err(start + i + 1, "a record among rows (use either rows or records throughout)")
+        self._keep_needs_names()
         if single is None:
             raise self._err(start + 1, f"a row, but this model has several inputs ({self._describe_inputs()}); "
                                        f"give records keyed by input name")
@@ -173,6 +227,7 @@ class Encoder:
         assert cols is not None
         names = [c.name for c in cols]
         if not self.schema.names_known:
+            self._keep_needs_names()
             self._positional_warning("record fields")
             rows = []
             for i, rec in enumerate(records):
@@ -183,14 +238,20 @@ class Encoder:
             return rows
         wanted = set(names)
         rows = []
+        kept: dict[str, list[Any]] = {k: [] for k in self.keep}
         for i, rec in enumerate(records):
             if rec.keys() != wanted:
                 missing = [n for n in names if n not in rec]
                 if missing:
                     raise self._err(start + i + 1, f"missing field '{missing[0]}' (expected: {', '.join(names)})")
-                unknown = next(k for k in rec if k not in wanted)
-                raise self._err(start + i + 1, f"unknown field '{unknown}' (expected: {', '.join(names)})")
+                self._extra_columns([k for k in rec if k not in wanted], "fields")
+            for k in self.keep:
+                if k not in rec:
+                    raise self._err(start + i + 1, f"--keep {k}: no field '{k}' in this record")
+                kept[k].append(rec[k])
             rows.append([rec[n] for n in names])
+        if self.keep:
+            self.kept = kept
         return rows
 
     def _encode_rows(self, rows: list[Any], start: int, has_bool: bool) -> dict[str, np.ndarray]:

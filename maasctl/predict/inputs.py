@@ -137,8 +137,7 @@ class InputSource:
                     raise InvalidInput(f"{self.where}: a request body has either 'instances' or 'inputs', not both")
                 self.body = doc
                 return
-            raise InvalidInput(f"{self.where}: a JSON object input must be a TF Serving request body with "
-                               f"'instances' or 'inputs' (found keys: {', '.join(list(doc)[:5]) or 'none'})")
+            doc = [doc]  # one record: {feature: value, ...}
         if not isinstance(doc, list):
             raise InvalidInput(f"{self.where}: expected a JSON array of rows or records, or a request body")
         self._values = doc

@@ -54,6 +54,8 @@ class Target:
 
     describe: str
     schema: ModelSchema
+    model_name: str = ""  # the model's name and version, as far as known (a server may not name its version)
+    model_version: int | None = None
     workers: int = 1
     notice: str = ""  # said (through `warn`) once the input is checked, just before the first request
 
@@ -173,6 +175,8 @@ def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNA
     target = RemoteTarget(client, ref, schema, f"{label} at {client.base_url}" + (f" ({via})" if via else ""),
                           workers=workers)
     target.notice = notice
+    target.model_name = ref.name
+    target.model_version = int(version) if str(version or "").isdigit() else None
     target.pinned_from = str(parse_ref(model)) if notice else ""
     return target
 
@@ -187,12 +191,33 @@ def local_target(store: Any, model: str, *, load: LoadVersion, signature: str = 
     if signature not in loaded.signatures:
         raise InvalidInput(f"{info.ref} has no signature '{signature}' (available: {', '.join(loaded.signatures)})")
     schema = schema_from_signature(loaded.signatures[signature], signature, info.meta)
-    return LocalTarget(loaded, schema, f"{info.ref} in-process from {store.root}")
+    target = LocalTarget(loaded, schema, f"{info.ref} in-process from {store.root}")
+    target.model_name, target.model_version = info.name, info.version
+    return target
 
 
 def live_servers(store: Any) -> list[ServerRecord]:
     """Running maasctl servers recorded in the store (what `maasctl ps` lists)."""
     return list_servers(store)
+
+
+def _server_lacks(rec: Any, name: str, version: int, *, token: str | None, timeout: float) -> str:
+    """Why server `rec` cannot answer for NAME@VERSION ("" when it serves that version now)."""
+    from maasctl.predict.client import TFServingClient
+
+    client = TFServingClient(rec.url, token=token, timeout=min(timeout, 10.0), retries=0)
+    try:
+        doc = client.status(name)
+    except MaasError as exc:
+        return f"could not be asked which versions of {name} it serves ({exc})"
+    finally:
+        client.close()
+    available = sorted(int(v["version"]) for v in (doc or {}).get("model_version_status", [])
+                       if isinstance(v, dict) and v.get("state") == "AVAILABLE" and str(v.get("version")).isdigit())
+    if version in available:
+        return ""
+    have = ", ".join(f"{name}@{v}" for v in available) or f"no version of {name}"
+    return f"does not serve {name}@{version} (it serves {have})"
 
 
 def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
@@ -214,18 +239,34 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         return "; ".join(f"{r.id} at {r.url} ({', '.join(r.refs or r.models)})" for r in recs)
 
     if model:
-        ref = parse_ref(model)
-        serving = [s for s in servers if ref.name in s.models]
-        if len(serving) > 1:
-            raise InvalidInput(f"model '{ref.name}' is served by {len(serving)} running servers: {listing(serving)}; "
+        # REF means what the store says it means (an alias or latest resolves here, NotFound says what exists);
+        # a server is used only when it serves that very version, so `-m wine@1` never reaches a server that
+        # serves only wine@2.
+        info = store.resolve(model)
+        pinned = f"{info.name}@{info.version}"
+        shown = model if model == pinned else f"{model} (= {pinned})"
+        serving = [s for s in servers if info.name in s.models]
+        usable, reasons = [], []
+        for s in serving:
+            reason = _server_lacks(s, info.name, info.version, token=token, timeout=timeout)
+            if reason:
+                reasons.append(f"server {s.id} at {s.url} {reason}")
+            else:
+                usable.append(s)
+        if len(usable) > 1:
+            raise InvalidInput(f"{pinned} is served by {len(usable)} running servers: {listing(usable)}; "
                                f"pass --url URL to pick one, or --local")
-        if serving:
-            s = serving[0]
-            return remote_target(s.url, model, signature=signature, token=token, timeout=timeout, store=store,
+        if usable:
+            s = usable[0]
+            say(f"predicting with {shown} on server {s.id} at {s.url}")
+            return remote_target(s.url, pinned, signature=signature, token=token, timeout=timeout, store=store,
                                  via=f"server {s.id}")
-        say(f"no running server serves '{ref.name}': loading {store.resolve(ref).ref} in-process from the store "
-            f"at {store.root}")
-        return local_target(store, model, load=load, signature=signature)
+        if reasons:
+            say(f"{'; '.join(reasons)}: loading {shown} in-process from the store at {store.root}")
+        else:
+            say(f"no running server serves '{info.name}': loading {shown} in-process from the store at "
+                f"{store.root}")
+        return local_target(store, pinned, load=load, signature=signature)
     if not servers:
         raise InvalidInput("no --model given and no maasctl server is running (see: maasctl ps); pass --model REF "
                            "to predict in-process, or --url URL")
@@ -266,6 +307,7 @@ class Encoded:
     inputs: dict[str, np.ndarray]
     rows: int
     consumed: int
+    kept: dict[str, list[Any]] | None = None  # --keep columns of these rows, copied to the output
 
 
 @dataclass
@@ -273,6 +315,17 @@ class PredictSummary:
     rows: int
     target: str
     checked_first: bool
+    model: str = ""
+    version: int | None = None
+
+    def to_json(self, output: str | None, json_text: str | None = None) -> dict[str, Any]:
+        """`predict --json`: model, version, rows, target, and output (a path) or predictions (json output)."""
+        doc: dict[str, Any] = {"model": self.model, "version": self.version, "rows": self.rows,
+                               "target": self.target, "output": output}
+        if json_text is not None:
+            body = loads(json_text) if json_text.strip() else {}
+            doc["predictions"] = body.get("predictions", body.get("outputs")) if isinstance(body, dict) else body
+        return doc
 
 
 Progress = Callable[[str, int, int], None]  # (phase "check"/"predict", rows done, input chars consumed)
@@ -281,9 +334,10 @@ Progress = Callable[[str, int, int], None]  # (phase "check"/"predict", rows don
 def _encoded(source: InputSource, encoder: Encoder, batch_size: int) -> Iterator[Encoded]:
     for chunk in source.chunks(batch_size):
         inputs = encoder.encode(chunk)
+        kept = encoder.take_kept()
         rows = len(next(iter(inputs.values()))) if inputs else 0
         if rows:
-            yield Encoded(inputs, rows, chunk.consumed)
+            yield Encoded(inputs, rows, chunk.consumed, kept or None)
 
 
 def _nbytes(e: Encoded) -> int:
@@ -323,19 +377,24 @@ def _announced(chunks: Iterator[Encoded], notice: str, warn: Callable[[str], Non
 
 def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_size: int = 1024,
                 progress: Progress | None = None, warn: Callable[[str], None] = lambda text: None,
-                check_first: bool = True) -> PredictSummary:
-    """Stream `source` through `target` into `writer`, in input order. An input without rows is InvalidInput."""
+                check_first: bool = True, keep: list[str] | tuple[str, ...] = ()) -> PredictSummary:
+    """Stream `source` through `target` into `writer`, in input order. An input without rows is InvalidInput.
+
+    Input columns beyond the model's features: the recorded label column is ignored, `keep` columns are copied
+    to the output (jsonl, csv, table), others are ignored with one warning."""
     if batch_size < 1:
         raise InvalidInput(f"--batch-size {batch_size}: must be at least 1")
-    encoder = Encoder(target.schema, source.where, warn=warn)
+    encoder = Encoder(target.schema, source.where, warn=warn, keep=keep)
     if source.body is not None:
+        if keep:
+            raise InvalidInput(f"{source.where}: --keep needs rows or records, not a TF Serving request body")
         inputs, rows = encoder.encode_body(source.body)
         if target.notice:
             warn(target.notice)
         doc, outputs = target.predict_body(source.body, inputs, rows)
         writer.write_body(doc, outputs)
         writer.close()
-        return PredictSummary(rows, target.describe, True)
+        return PredictSummary(rows, target.describe, True, target.model_name, target.model_version)
     if source.format == "csv":
         encoder.set_csv_header(source.header())
     first = check_first and source.rewindable
@@ -348,7 +407,7 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
         return e, target.predict(e.inputs, e.rows)
 
     for e, outputs in ordered_map(call, chunks, target.workers):
-        writer.write(outputs)
+        writer.write(outputs, e.kept)
         done += e.rows
         if progress:
             progress("predict", done, e.consumed)
@@ -356,7 +415,7 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
         what = "only a header line" if source.format == "csv" else "the input is empty"
         raise InvalidInput(f"no rows in {source.where} ({what}; nothing to predict)")
     writer.close()
-    return PredictSummary(done, target.describe, first)
+    return PredictSummary(done, target.describe, first, target.model_name, target.model_version)
 
 
 __all__ = ["LocalTarget", "PredictSummary", "RemoteTarget", "Target", "live_servers", "local_target",

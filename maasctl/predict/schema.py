@@ -44,6 +44,7 @@ class ModelSchema:
     feature_names: list[str] | None = None
     class_names: list[str] | None = None
     task: str | None = None
+    label_columns: list[str] = field(default_factory=list)  # the training data's label column(s): never inputs
     columns: list[Column] | None = field(default=None, init=False)
     names_known: bool = field(default=False, init=False)
 
@@ -110,4 +111,14 @@ def schema_from_signature(sig: dict[str, Any], signature_name: str, meta: dict[s
     return ModelSchema(signature_name, {k: dict(v) for k, v in sig["inputs"].items()},
                        {k: dict(v) for k, v in sig["outputs"].items()},
                        feature_names=meta.get("feature_names") or None, class_names=meta.get("class_names") or None,
-                       task=meta.get("task"))
+                       task=meta.get("task"), label_columns=recorded_label_columns(meta))
+
+
+def recorded_label_columns(meta: dict[str, Any]) -> list[str]:
+    """The label column(s) of the data the model was trained on (params.data.label), as recorded by train."""
+    data = ((meta.get("params") or {}).get("data") or {}) if isinstance(meta.get("params"), dict) else {}
+    label = data.get("label") if isinstance(data, dict) else None
+    if isinstance(label, str):
+        return [label]
+    return [x for x in label if isinstance(x, str)] if isinstance(label, list) else []
+

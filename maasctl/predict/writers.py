@@ -27,13 +27,14 @@ OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
 class Writer:
     """Receives output arrays chunk by chunk, in input order."""
 
-    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
+    def __init__(self, out: TextIO, schema: ModelSchema, keep: list[str] | tuple[str, ...] = ()) -> None:
         self.out = out
         self.schema = schema
         self.label_output = schema.label_output
+        self.keep = list(keep)  # input columns copied to the output, before the model's outputs
         self.rows = 0
 
-    def write(self, outputs: dict[str, np.ndarray]) -> None:
+    def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         raise NotImplementedError
 
     def write_body(self, body: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
@@ -57,12 +58,12 @@ class Writer:
 class JsonWriter(Writer):
     """One JSON document `{"predictions": [...]}`, written incrementally, one prediction per line."""
 
-    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
-        super().__init__(out, schema)
+    def __init__(self, out: TextIO, schema: ModelSchema, keep: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(out, schema, keep)
         self._started = False
         self._body_written = False
 
-    def write(self, outputs: dict[str, np.ndarray]) -> None:
+    def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         self._start()
         names = list(outputs)
         if not names or not len(outputs[names[0]]):
@@ -134,19 +135,35 @@ def _wrap(part: str, i: int, n: int, ndim: int) -> str:
     return part
 
 
-def _flat_texts(name: str, arr: np.ndarray) -> tuple[list[str], list[str]]:
+def _flat_header(name: str, width: int, class_names: list[str] | None = None) -> list[str]:
+    """CSV header cells of one flattened output: p_CLASS for class scores, else name_0, name_1..."""
+    if class_names and len(class_names) == width:
+        return [f"p_{c}" for c in class_names]
+    return [f"{name}_{j}" for j in range(width)]
+
+
+def _flat_texts(name: str, arr: np.ndarray, class_names: list[str] | None = None) -> tuple[list[str], list[str]]:
     """CSV header cells and, per row, the comma-joined cells of one output (flattened: name_0, name_1...)."""
     if arr.ndim == 1:
         cells = _row_texts(arr) if arr.dtype != object else [_csv_cell(v) for v in to_jsonable(arr)]
         return [name], cells
     flat = arr.reshape(len(arr), -1)
-    header = [f"{name}_{j}" for j in range(flat.shape[1])]
+    header = _flat_header(name, flat.shape[1], class_names)
     if flat.dtype != object:
         return header, [t[1:-1] for t in _row_texts(flat)]
     return header, [",".join(_csv_cell(v) for v in row) for row in to_jsonable(flat)]
 
 
+def _kept_columns(keep: list[str], kept: dict[str, list[Any]] | None, rows: int, as_text: Callable[[Any], str]
+                  ) -> list[list[str]]:
+    """Per --keep column, its cells for these rows (empty when a chunk came without them)."""
+    kept = kept or {}
+    return [[as_text(v) for v in kept[k]] if k in kept else [as_text(None)] * rows for k in keep]
+
+
 def _csv_cell(v: Any) -> str:
+    if v is None:
+        return ""
     text = v if isinstance(v, str) else json.dumps(v)
     if any(c in text for c in ',"\n\r') or text != text.strip():
         return '"' + text.replace('"', '""') + '"'
@@ -154,14 +171,15 @@ def _csv_cell(v: Any) -> str:
 
 
 class JsonlWriter(Writer):
-    """One JSON object per input row: {output: value, ..., label, score}."""
+    """One JSON object per input row: {kept column, ..., output: value, ..., label, score}."""
 
-    def write(self, outputs: dict[str, np.ndarray]) -> None:
+    def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         names = list(outputs)
         if not names or not len(outputs[names[0]]):
             return
-        keys = [json.dumps(n) for n in names]
-        columns = [_row_texts(outputs[n]) for n in names]
+        rows = len(outputs[names[0]])
+        keys = [json.dumps(n) for n in self.keep] + [json.dumps(n) for n in names]
+        columns = _kept_columns(self.keep, kept, rows, json.dumps) + [_row_texts(outputs[n]) for n in names]
         labels = self.labels(outputs)
         if labels is not None:
             keys += ['"label"', '"score"']
@@ -172,17 +190,19 @@ class JsonlWriter(Writer):
 
 
 class CsvWriter(Writer):
-    """A header row, then one row per input row: flattened outputs (`name_j`), then label and score."""
+    """A header row, then one row per input row: --keep columns, flattened outputs (`p_CLASS` for class
+    scores, else `name_j`), then label and score."""
 
-    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
-        super().__init__(out, schema)
+    def __init__(self, out: TextIO, schema: ModelSchema, keep: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(out, schema, keep)
         self._header: list[str] | None = None
 
-    def write(self, outputs: dict[str, np.ndarray]) -> None:
-        header: list[str] = []
-        columns: list[list[str]] = []
-        for n, arr in outputs.items():
-            h, c = _flat_texts(n, arr)
+    def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
+        rows = len(next(iter(outputs.values()))) if outputs else 0
+        header: list[str] = list(self.keep)
+        columns: list[list[str]] = _kept_columns(self.keep, kept, rows, _csv_cell)
+        for n in outputs:
+            h, c = _flat_texts(n, outputs[n], self.schema.class_names if n == self.label_output else None)
             header += h
             columns.append(c)
         labels = self.labels(outputs)
@@ -198,11 +218,12 @@ class CsvWriter(Writer):
 
     def close(self) -> None:
         if self._header is None:  # no rows: still a header, from the signature's output shapes
-            header = []
+            header = list(self.keep)
             for name, spec in self.schema.outputs.items():
                 shape = spec.get("shape") or [-1]
                 width = int(np.prod(shape[1:])) if len(shape) > 1 and min(shape[1:]) > 0 else 0
-                header += [f"{name}_{j}" for j in range(width)] if len(shape) > 1 else [name]
+                classes = self.schema.class_names if name == self.label_output else None
+                header += _flat_header(name, width, classes) if len(shape) > 1 else [name]
             if self.label_output:
                 header += ["label", "score"]
             self.out.write(",".join(_csv_cell(h) for h in header) + "\n")
@@ -212,20 +233,22 @@ class CsvWriter(Writer):
 class TableWriter(Writer):
     """A rich table on close (for people; keeps the rows, so meant for small inputs)."""
 
-    def __init__(self, out: TextIO, schema: ModelSchema) -> None:
-        super().__init__(out, schema)
+    def __init__(self, out: TextIO, schema: ModelSchema, keep: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(out, schema, keep)
         self._rows: list[list[str]] = []
         self._header: list[str] = []
 
-    def write(self, outputs: dict[str, np.ndarray]) -> None:
+    def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         names = list(outputs)
-        self._header = ["#", *names]
+        self._header = ["#", *self.keep, *names]
         lists = [to_jsonable(outputs[n]) for n in names]
+        rows = len(lists[0]) if lists else 0
+        extra = _kept_columns(self.keep, kept, rows, lambda v: "" if v is None else str(v))
         labels = self.labels(outputs)
         if labels is not None:
             self._header += ["label", "score"]
         for i, vals in enumerate(zip(*lists)):
-            cells = [str(self.rows + i + 1), *(_fmt(v) for v in vals)]
+            cells = [str(self.rows + i + 1), *(c[i] for c in extra), *(_fmt(v) for v in vals)]
             if labels is not None:
                 cells += [labels[0][i], f"{labels[1][i]:.4f}"]
             self._rows.append(cells)
@@ -261,8 +284,29 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def make_writer(fmt: str, out: TextIO, schema: ModelSchema) -> Writer:
-    return WRITERS[check_format(fmt)](out, schema)
+OUTPUT_EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+
+
+def output_format(fmt: str | None, path: str | None) -> str:
+    """--format if given, else from --output's extension (.json, .jsonl, .csv), else json.
+
+    An --output whose extension names no format, without --format, is InvalidInput (before any work)."""
+    if fmt is not None:
+        return check_format(fmt)
+    if path is None or path == "-" or Path(path).is_dir():  # a directory: open_output says what is wrong
+        return "json"
+    ext = Path(path).suffix.lower()
+    if ext not in OUTPUT_EXTENSIONS:
+        raise InvalidInput(f"--output {path}: cannot tell the format from the extension '{ext}' (expected "
+                           f".json, .jsonl or .csv); pass --format {'|'.join(OUTPUT_FORMATS)}")
+    return OUTPUT_EXTENSIONS[ext]
+
+
+def make_writer(fmt: str, out: TextIO, schema: ModelSchema, keep: list[str] | tuple[str, ...] = ()) -> Writer:
+    if keep and fmt == "json":
+        raise InvalidInput(f"--keep {','.join(keep)}: the json format is TF Serving's response body, which has no "
+                           f"room for input columns; use --format jsonl, csv or table")
+    return WRITERS[check_format(fmt)](out, schema, keep)
 
 
 def open_output(path: str | None) -> tuple[TextIO, Callable[[bool], None]]:
