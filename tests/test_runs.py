@@ -22,7 +22,7 @@ def test_run_ids_sort_by_time_and_are_unique():
     assert len({new_run_id(1_700_000_000) for _ in range(50)}) == 50
 
 
-def make_run(store, run_id: str, model_src=None, register: dict | None = None) -> None:
+def make_run(store, run_id: str, model_src=None, register: dict | None = None, config: str | None = None) -> None:
     with store.staging() as staged:
         model = staged / "model"
         if model_src is not None:
@@ -33,6 +33,8 @@ def make_run(store, run_id: str, model_src=None, register: dict | None = None) -
                   "feature_names": ["a", "b", "c", "d"], "class_names": ["x", "y", "z"],
                   "metrics": {"accuracy": 0.9}, "params": {"register": register or {}},
                   "lineage": {"run_id": run_id, "seed": 42}, "environment": {"python": "3"}, "history": []}
+        if config:
+            record["lineage"]["config_path"] = config
         write_record(staged, record)
         commit_run(store, staged, run_id)
 
@@ -113,5 +115,33 @@ def test_register_run_defaults_from_config(store, models):
     res = register_run(store, "20261123-120000-aaaaaa", "other", aliases=["prod"])
     assert res.info.ref == "other@1" and res.info.aliases == ["prod"]
     make_run(store, "20261123-120000-bbbbbb", models["small"])
-    with pytest.raises(InvalidInput, match="no \\[register\\] name; pass a name"):
+    with pytest.raises(InvalidInput, match="no \\[register\\] name and no config path is recorded; pass --name"):
         register_run(store, "20261123-120000-bbbbbb", None)
+
+
+@pytest.mark.tf
+def test_without_a_register_name_package_and_register_default_to_the_config_stem(store, models, tmp_path):
+    from maasctl.package.build import build_package
+
+    make_run(store, "20261123-120000-aaaaaa", models["small"], config="/work/configs/Wine.toml")
+    pkg = build_package(store, "20261123-120000-aaaaaa", tmp_path)
+    assert pkg.manifest["name"] == "wine" and pkg.path.name.startswith("wine-")
+    assert register_run(store, "20261123-120000-aaaaaa", None).info.ref == "wine@1"
+    assert register_run(store, "20261123-120000-aaaaaa", "other").info.ref == "other@1"
+    make_run(store, "20261123-120000-bbbbbb", models["small"], config="/c/my config.toml")
+    with pytest.raises(InvalidInput, match="the config's file name 'my config' is not a valid model name; pass --name"):
+        build_package(store, "20261123-120000-bbbbbb", tmp_path)
+
+
+@pytest.mark.tf
+def test_register_package_applies_the_configs_register_aliases_like_register_run(store, models, tmp_path):
+    from maasctl.package.build import build_package
+    from maasctl.registration import register_source
+    from maasctl.store import Store
+
+    make_run(store, "20261123-120000-aaaaaa", models["small"], register={"name": "iris", "aliases": ["candidate"]})
+    pkg = build_package(store, "20261123-120000-aaaaaa", tmp_path)
+    other = Store(tmp_path / "other")
+    assert register_source(other, str(pkg.path), None).info.aliases == ["candidate"]
+    assert register_source(other, str(pkg.path), "iris2", aliases=["prod"]).info.aliases == ["prod"]
+    assert register_source(store, "20261123-120000-aaaaaa", None).info.aliases == ["candidate"]

@@ -25,8 +25,8 @@ def package(
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Output file or directory "
                                                 "[default: ./NAME-VERSION.maas, or ./NAME-DIGEST.maas].")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Model name recorded in the package "
-                                                "[default: the run's [register] name, the ref's name, "
-                                                "or the directory's name].", autocompletion=complete_model)] = None,
+                                                "[default: the run's [register] name or config "
+                                                "file name, the ref's name, or the directory's name].", autocompletion=complete_model)] = None,
     compression: Annotated[Compression, typer.Option(
         "--compression", help="gzip (default: a standard .tar.gz that tar xzf reads, deflated on every core) "
         "or none (an uncompressed tar). Random-looking float weights shrink only ~10% under gzip, which then "

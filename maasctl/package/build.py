@@ -197,9 +197,7 @@ def _run_source(store: Store, run_id: str, name: str | None) -> _Source:
     except ImportError:
         raise Unimplemented("packaging a training run needs maasctl.training.runs, which this build lacks") from None
     run = load_run(store, run_id)
-    name = name or run.register_name
-    if not name:
-        raise InvalidInput(f"run {run_id}: its config has no [register] name; pass --name NAME")
+    name = run.default_name(name)
     check_name(name)
     meta = {k: v for k, v in (run.meta or {}).items() if k in mf.META_KEYS and v is not None}
     reg = (meta.get("params") or {}).get("register") or {}
@@ -239,6 +237,20 @@ def _check_digests(src: _Source, entries: list[FileEntry]) -> None:
 
 
 
+def _package_aliases(path: Path, manifest: dict[str, Any]) -> list[str]:
+    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    reg = params.get("register") if isinstance(params.get("register"), dict) else {}
+    aliases = reg.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise InvalidInput(f"{path}: manifest params.register.aliases must be a list of alias names")
+    for a in aliases:
+        try:
+            check_alias(a)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{path}: manifest params.register.aliases: {exc}") from None
+    return list(aliases)
+
+
 def register_package(store: Store, path: str | Path, name: str | None = None, *,
                      aliases: list[str] | tuple[str, ...] = (), description: str = "",
                      tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
@@ -264,6 +276,8 @@ def register_package(store: Store, path: str | Path, name: str | None = None, *,
                     check_name(name)
                 except InvalidInput as exc:
                     raise InvalidInput(f"{path}: the package's name is not usable ({exc}); pass --name NAME") from None
+            if not aliases:  # as `register RUN` does: the training config's [register] aliases
+                aliases = _package_aliases(path, manifest)
             store.sweep_staging()
             with store.staging() as staged:
                 try:

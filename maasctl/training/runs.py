@@ -38,6 +38,26 @@ class Run:
     record: dict[str, Any]  # the whole run.json
 
     @property
+    def config_stem(self) -> str | None:
+        """The training config's file name without .toml (recorded in lineage.config_path)."""
+        path = (self.meta.get("lineage") or {}).get("config_path")
+        return Path(path).stem.lower() if isinstance(path, str) and path else None
+
+    def default_name(self, given: str | None = None) -> str:
+        """The model name to package/register under: `given`, else [register] name, else the config's stem."""
+        from maasctl.refs import NAME_RE
+
+        if given:
+            return given
+        if self.register_name:
+            return self.register_name
+        stem = self.config_stem
+        if stem and NAME_RE.fullmatch(stem):
+            return stem
+        why = f"the config's file name {stem!r} is not a valid model name" if stem else "no config path is recorded"
+        raise InvalidInput(f"run {self.run_id}: its config has no [register] name and {why}; pass --name NAME")
+
+    @property
     def register_aliases(self) -> list[str]:
         return list((self.meta.get("params") or {}).get("register", {}).get("aliases", []))
 
@@ -141,9 +161,7 @@ def list_runs(store: Store) -> list[Run]:
 def register_run(store: Store, run_id: str, name: str | None, **options: Any) -> RegisterResult:
     """Register a run's model as NAME@N (name and aliases default to the config's [register] section)."""
     run = load_run(store, run_id)
-    name = name or run.register_name
-    if not name:
-        raise InvalidInput(f"run {run_id}: its config has no [register] name; pass a name (--name NAME)")
+    name = run.default_name(name)
     if not run.model_dir.is_dir():
         raise OperationFailed(f"run {run_id}: {run.model_dir} is missing")
     reg = (run.meta.get("params") or {}).get("register") or {}
