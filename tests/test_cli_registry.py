@@ -58,6 +58,18 @@ def test_alias_commands_and_history(populated):
                         "See: maasctl alias set iris@VERSION candidate\n")
 
 
+def test_alias_list(populated, models):
+    assert run_cli("alias", "set", "iris@2", "production", store=populated).returncode == 0
+    assert run_cli("register", str(models["small"]), "--name", "wine", "--alias", "staging",
+                   store=populated).returncode == 0
+    r = run_cli("alias", "list", store=populated)
+    assert (r.returncode, r.stdout.splitlines()) == (0, ["NAME  ALIAS       VERSION", "iris  candidate   1",
+                                                         "iris  production  2", "wine  staging     1"])
+    doc = json.loads(run_cli("alias", "list", "iris", "--json", store=populated).stdout)
+    assert doc == [{"name": "iris", "alias": "candidate", "version": 1},
+                   {"name": "iris", "alias": "production", "version": 2}]
+
+
 def test_rm_refuses_aliased_version(populated):
     r = run_cli("rm", "iris@1", store=populated)
     assert r.returncode == 1
@@ -76,6 +88,8 @@ def test_rm_refuses_aliased_version(populated):
     (["alias", "set", "iris@1", "42"], 2, "an alias cannot be all digits"),
     (["alias", "set", "iris@9", "prod"], 3, "no version 9"),
     (["rm", "iris@prod"], 3, "has no alias 'prod'"),
+    (["rm", "iris"], 2, "say which version to remove: iris@2"),
+    (["alias", "list", "nosuch"], 3, "model 'nosuch' not found"),
     (["list", "--bogus"], 2, "No such option: --bogus"),
     (["frobnicate"], 2, "No such command 'frobnicate'"),
 ])

@@ -166,6 +166,24 @@ def alias_rm(
         render.message(f"removed {name}@{alias} (pointed at {version})")
 
 
+@alias_app.command("list")
+def alias_list(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="Only this model's aliases.",
+                                                  autocompletion=complete_model)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List aliases and the versions they point at.
+
+    Example: maasctl alias list iris
+    """
+    rows = state(ctx).store.alias_list(name)
+    if json_out:
+        render.emit_json(rows)
+        return
+    render.table(["name", "alias", "version"], [(r["name"], r["alias"], r["version"]) for r in rows])
+
+
 @alias_app.command("history")
 def alias_history(
     ctx: typer.Context,

@@ -434,6 +434,14 @@ class Store:
                 aliases.setdefault(r["version"], []).append(r["alias"])
             return [self._row_info(r, aliases.get(r["version"], [])) for r in rows]
 
+    def alias_list(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every alias as {"name", "alias", "version"} (of one model: NotFound if it has no versions)."""
+        models = self.list_models()
+        if name is not None and name not in {m.name for m in models}:
+            self.resolve(name)  # raises NotFound with the usual message
+        return [{"name": m.name, "alias": a, "version": v} for m in models if name in (None, m.name)
+                for a, v in m.aliases.items()]
+
     def aliases(self, name: str) -> dict[str, int]:
         with self._read() as conn:
             if conn is None:
@@ -524,6 +532,10 @@ class Store:
             ref = parse_ref(ref)
         if not self.db_path.exists():
             raise self._no_index(ref.name)
+        if ref.version is None and ref.alias is None:  # never guess "latest" for a removal
+            latest = self.resolve(ref)
+            raise InvalidInput(f"say which version to remove: {latest.ref} (a bare name means the latest, which "
+                               f"rm does not assume)")
         with self._write() as conn:
             info = self._resolve(conn, ref)
             if info.aliases and not force:
