@@ -169,7 +169,7 @@ def alias_rm(
 @alias_app.command("list")
 def alias_list(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="Only this model's aliases.",
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Only this model's aliases.",
                                                   autocompletion=complete_model)] = None,
     json_out: JsonOpt = False,
 ) -> None:
