@@ -111,10 +111,13 @@ def test_csv_regression_multi_target(tmp_path):
     assert ds.y_train.tolist() == [[0.5, 7], [1.5, 8]] and ds.n_outputs == 2
 
 
-def test_missing_data_file(tmp_path):
+def test_missing_data_file_is_not_found(tmp_path):
+    from maasctl.errors import NotFound
+
     cfg = make(tmp_path, "absent.csv")
-    msg = fails(cfg)
-    assert f"{cfg}: data.path: file not found: {tmp_path / 'absent.csv'}" == msg
+    with pytest.raises(NotFound) as exc:  # exit 3, like a missing config (issue 11, item 18)
+        load(cfg)
+    assert f"{cfg}: data.path: file not found: {tmp_path / 'absent.csv'}" == str(exc.value)
 
 
 def test_label_column_absent_lists_columns(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, NotFound
 from maasctl.store.savedmodel import read_signatures
 from maasctl.tensors import format_spec, tf_serving_metadata
 
@@ -44,7 +44,7 @@ def test_metadata_in_tf_serving_shape(models):
 
 
 def test_rejects_non_savedmodels(tmp_path, models):
-    with pytest.raises(InvalidInput, match="no such file"):
+    with pytest.raises(NotFound, match="no such file"):
         read_signatures(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInput, match="no saved_model.pb"):

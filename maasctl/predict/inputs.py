@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, NotFound
 from maasctl.predict.schema import _EXTENSIONS, FORMATS
 
 
@@ -65,7 +65,7 @@ class InputSource:
             try:
                 self._file = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by close()
             except FileNotFoundError:
-                raise InvalidInput(f"{path}: no such file") from None
+                raise NotFound(f"{path}: no such file") from None
             except (IsADirectoryError, PermissionError) as exc:
                 raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
             st = os.fstat(self._file.fileno())

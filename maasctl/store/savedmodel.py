@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, NotFound
 from maasctl.tensors import DEFAULT_SIGNATURE, DTYPE_ENUM
 
 _INIT_OP_KEY = "__saved_model_init_op"
@@ -153,7 +153,7 @@ def read_signatures(model_dir: str | Path, *, require_default: bool = True) -> d
     """
     path = Path(model_dir)
     if not path.exists():
-        raise InvalidInput(f"{path}: no such file or directory")
+        raise NotFound(f"{path}: no such file or directory")
     if not path.is_dir():
         raise InvalidInput(f"{path}: not a SavedModel directory (expected a directory holding saved_model.pb)")
     pb = path / "saved_model.pb"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, NotFound
 from maasctl.store.hashing import hash_file
 from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
 
@@ -110,9 +110,10 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
 
 def _existing(cfg: TrainConfig, key: str, value: str) -> Path:
     path = cfg.resolve(value)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "file not found"
-        raise InvalidInput(f"{cfg.path}: {key}: {what}: {path}")
+    if path.is_dir():
+        raise InvalidInput(f"{cfg.path}: {key}: is a directory: {path}")
+    if not path.is_file():  # a missing file is "not found" (exit 3) everywhere, as a missing config is
+        raise NotFound(f"{cfg.path}: {key}: file not found: {path}")
     return path
 
 
