@@ -20,8 +20,8 @@ def register_source(store: Store, source: str, name: str | None, **options: Any)
         from maasctl.package.build import register_package
 
         return register_package(store, path, name, **options)
-    if not path.exists() and "/" not in source and (store.runs_dir / source).is_dir():
-        from maasctl.training.runs import register_run
+    from maasctl.training.runs import is_run_ref, register_run
 
+    if not path.exists() and is_run_ref(store, source):
         return register_run(store, source, name, **options)
     raise NotFound(f"{source}: no such directory, package file or run id (see: maasctl runs list)")

@@ -145,3 +145,30 @@ def test_register_package_applies_the_configs_register_aliases_like_register_run
     assert register_source(other, str(pkg.path), None).info.aliases == ["candidate"]
     assert register_source(other, str(pkg.path), "iris2", aliases=["prod"]).info.aliases == ["prod"]
     assert register_source(store, "20261123-120000-aaaaaa", None).info.aliases == ["candidate"]
+
+
+def test_a_unique_prefix_names_a_run_and_an_ambiguous_one_lists_the_matches(store):
+    make_run(store, "20261125-233009-aaaaaa")
+    make_run(store, "20261125-233009-bbbbbb")
+    make_run(store, "20261125-120000-cccccc")
+    assert load_run(store, "20261125-12").run_id == "20261125-120000-cccccc"
+    assert load_run(store, "20261125-233009-b").run_id == "20261125-233009-bbbbbb"
+    with pytest.raises(InvalidInput, match="'20261125-233009' matches several runs \\(20261125-233009-aaaaaa, "
+                                           "20261125-233009-bbbbbb\\); give more of the id"):
+        load_run(store, "20261125-233009")
+    with pytest.raises(NotFound, match="run '20261126' not found"):
+        load_run(store, "20261126")
+
+
+@pytest.mark.tf
+def test_package_and_register_take_a_run_id_prefix(store, models, tmp_path):
+    from conftest import run_cli
+
+    make_run(store, "20261125-233009-aaaaaa", models["small"], register={"name": "iris"})
+    r = run_cli("register", "20261125-2330", "--json", store=store.root)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["source"] == "run 20261125-233009-aaaaaa"
+    r = run_cli("package", "20261125-2330", "-o", str(tmp_path), store=store.root)
+    assert r.returncode == 0 and r.stdout.strip().endswith(".maas"), r.stderr
+    r = run_cli("runs", "show", "20261125", store=store.root)
+    assert r.returncode == 0 and "20261125-233009-aaaaaa" in r.stdout, r.stderr

@@ -161,7 +161,7 @@ def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
                            f"(to look inside a package: maasctl inspect {source})")
     if "/" in source or os.sep in source or source.startswith("."):
         raise NotFound(f"{source}: no such directory")
-    if "@" not in source and (store.runs_dir / source).is_dir():
+    if _is_run_ref(store, source):
         return _run_source(store, source, name)
     try:
         ref = parse_ref(source)
@@ -178,6 +178,14 @@ def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
                               f"(run: maasctl verify {info.ref})")
     return _Source(info.path, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored),
                    _notes(stored.get("description"), stored.get("tags")))
+
+
+def _is_run_ref(store: Store, source: str) -> bool:
+    try:
+        from maasctl.training.runs import is_run_ref
+    except ImportError:
+        return "@" not in source and (store.runs_dir / source).is_dir()
+    return is_run_ref(store, source)
 
 
 def _dir_source(path: Path, name: str | None) -> _Source:
@@ -201,7 +209,7 @@ def _run_source(store: Store, run_id: str, name: str | None) -> _Source:
     check_name(name)
     meta = {k: v for k, v in (run.meta or {}).items() if k in mf.META_KEYS and v is not None}
     reg = (meta.get("params") or {}).get("register") or {}
-    return _Source(Path(run.model_dir), name, meta, f"run {run_id}",
+    return _Source(Path(run.model_dir), name, meta, f"run {run.run_id}",
                    notes=_notes(reg.get("description"), reg.get("tags")))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -127,9 +128,32 @@ def _run_ids(store: Store) -> list[str]:
     return sorted(p.name for p in store.runs_dir.iterdir() if (p / RUN_FILE).is_file())
 
 
+RUN_PREFIX_RE = re.compile(r"\d{8}-[0-9a-f-]*")  # what a (prefix of a) run id looks like: 20261125-2330...
+
+
+def find_run_id(store: Store, given: str) -> str:
+    """The run id `given` names: itself, or the one run id it is a unique prefix of (several: InvalidInput)."""
+    _check_run_id(given)
+    if (store.runs_dir / given / RUN_FILE).is_file():
+        return given
+    matches = [r for r in _run_ids(store) if r.startswith(given)]
+    if len(matches) > 1:
+        raise InvalidInput(f"'{given}' matches several runs ({', '.join(matches)}); give more of the id")
+    return matches[0] if matches else given
+
+
+def is_run_ref(store: Store, source: str) -> bool:
+    """Whether SOURCE (of package/register) names a run: a run id, or a unique-or-not prefix shaped like one."""
+    if "@" in source or "/" in source or source.startswith("."):
+        return False
+    if (store.runs_dir / source).is_dir():
+        return True
+    return bool(RUN_PREFIX_RE.fullmatch(source)) and any(r.startswith(source) for r in _run_ids(store))
+
+
 def load_run(store: Store, run_id: str) -> Run:
-    """Read one run; NotFound lists the most recent run ids."""
-    _check_run_id(run_id)
+    """Read one run (given by its id or a unique prefix of it); NotFound lists the most recent run ids."""
+    run_id = find_run_id(store, run_id)
     path = store.runs_dir / run_id
     file = path / RUN_FILE
     try:
@@ -161,6 +185,7 @@ def list_runs(store: Store) -> list[Run]:
 def register_run(store: Store, run_id: str, name: str | None, **options: Any) -> RegisterResult:
     """Register a run's model as NAME@N (name and aliases default to the config's [register] section)."""
     run = load_run(store, run_id)
+    run_id = run.run_id  # the full id when a prefix was given
     name = run.default_name(name)
     if not run.model_dir.is_dir():
         raise OperationFailed(f"run {run_id}: {run.model_dir} is missing")
