@@ -29,7 +29,9 @@ def make_run(store, run_id: str, model_src=None, register: dict | None = None, c
             shutil.copytree(model_src, model)
         else:
             model.mkdir()
-        record = {"run_id": run_id, "created_at": "2026-11-23T12:00:00Z", "task": "classification",
+        stamp = run_id[:15]  # YYYYMMDD-HHMMSS, as new_run_id makes it
+        created = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
+        record = {"run_id": run_id, "created_at": created, "task": "classification",
                   "feature_names": ["a", "b", "c", "d"], "class_names": ["x", "y", "z"],
                   "metrics": {"accuracy": 0.9}, "params": {"register": register or {}},
                   "lineage": {"run_id": run_id, "seed": 42}, "environment": {"python": "3"}, "history": []}
@@ -172,3 +174,58 @@ def test_package_and_register_take_a_run_id_prefix(store, models, tmp_path):
     assert r.returncode == 0 and r.stdout.strip().endswith(".maas"), r.stderr
     r = run_cli("runs", "show", "20261125", store=store.root)
     assert r.returncode == 0 and "20261125-233009-aaaaaa" in r.stdout, r.stderr
+
+
+@pytest.mark.tf
+def test_runs_rm_and_gc_runs_older_than_keep_runs_a_version_came_from(store, models):
+    import calendar
+    import time
+
+    from conftest import run_cli
+    from maasctl.housekeeping import collect_garbage
+
+    for run_id in ("20261101-120000-aaaaaa", "20261102-120000-bbbbbb", "20261123-120000-cccccc",
+                   "20261123-130000-dddddd"):
+        make_run(store, run_id, models["small"], register={"name": "iris"})
+    register_run(store, "20261102-120000-bbbbbb", None)  # a version came from it: gc keeps it
+    now = calendar.timegm(time.strptime("2026-11-26", "%Y-%m-%d"))
+    report = collect_garbage(store, runs_older_than=10, now=now, dry_run=True)
+    assert report.runs == ["20261101-120000-aaaaaa"] and len(list_runs(store)) == 4
+    report = collect_garbage(store, runs_older_than=10, now=now)
+    assert report.to_json()["runs_removed"] == ["20261101-120000-aaaaaa"]
+    assert [r.run_id for r in list_runs(store)] == ["20261102-120000-bbbbbb", "20261123-120000-cccccc",
+                                                    "20261123-130000-dddddd"]
+    # runs rm: all found first (a typo removes nothing), prefixes accepted
+    r = run_cli("runs", "rm", "20261123-12", "20261199", store=store.root)
+    assert r.returncode == 3 and "run '20261199' not found" in r.stderr and len(list_runs(store)) == 3
+    r = run_cli("runs", "rm", "20261123-12", "20261123-130000-dddddd", "--json", store=store.root)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"removed": ["20261123-120000-cccccc", "20261123-130000-dddddd"]}
+    assert [r.run_id for r in list_runs(store)] == ["20261102-120000-bbbbbb"]
+    assert store.resolve("iris@1").lineage["run_id"] == "20261102-120000-bbbbbb"
+
+
+def test_gc_removes_logs_of_servers_that_are_not_running(store, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from maasctl.housekeeping import collect_garbage
+    from maasctl.serving.records import log_path, write_record
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "maasctl-test-holder"])
+    try:
+        store.servers_dir.mkdir(parents=True)
+        write_record(store, "live0001", url="http://127.0.0.1:1", models=["iris"], refs=["iris"], pid=holder.pid)
+        for sid in ("live0001", "dead0001", "fail0001", "new00001"):
+            log_path(store, sid).write_text("log\n")
+        old = time.time() - 3600
+        for sid in ("live0001", "dead0001", "fail0001"):
+            os.utime(log_path(store, sid), (old, old))
+        report = collect_garbage(store)
+        assert sorted(os.path.basename(p) for p in report.logs) == ["dead0001.log", "fail0001.log"]
+        assert sorted(p.name for p in store.servers_dir.glob("*.log")) == ["live0001.log", "new00001.log"]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -250,21 +250,28 @@ def gc(
     ctx: typer.Context,
     keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Keep the newest N versions of each model "
                                                 "(aliased versions are always kept).")] = None,
+    runs_older_than: Annotated[Optional[float], typer.Option(
+        "--runs-older-than", metavar="DAYS", help="Also remove training runs older than DAYS that no "
+        "registered version came from.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove leftovers of interrupted writes and, with --keep, old unaliased versions.
+    """Remove leftovers of interrupted writes and logs of stopped servers; with --keep, old unaliased versions;
+    with --runs-older-than, old unused runs.
 
     Example: maasctl gc --keep 5 --dry-run
     """
-    report = state(ctx).store.gc(keep=keep, dry_run=dry_run)
+    from maasctl.housekeeping import collect_garbage
+
+    report = collect_garbage(state(ctx).store, keep=keep, dry_run=dry_run, runs_older_than=runs_older_than)
     if json_out:
         render.emit_json(report.to_json())
         return
     verb = "would remove" if dry_run else "removed"
     render.message(f"{verb} {len(report.staging)} staging dir(s), {len(report.orphans)} unregistered "
-                   f"version dir(s), {len(report.versions)} old version(s)")
-    for v in report.versions:
+                   f"version dir(s), {len(report.versions)} old version(s), {len(report.runs)} run(s), "
+                   f"{len(report.logs)} server log(s)")
+    for v in [*report.versions, *report.runs]:
         print(v)
 
 

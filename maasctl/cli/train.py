@@ -165,6 +165,27 @@ def runs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                       for r in runs])
 
 
+@runs_app.command("rm")
+def runs_rm(
+    ctx: typer.Context,
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).",
+                                                 autocompletion=complete_run)],
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove training runs (versions registered from them stay: they are copies).
+
+    Example: maasctl runs rm 20261123-115500-ab12cd
+    """
+    from maasctl.training.runs import remove_runs
+
+    removed = remove_runs(state(ctx).store, run_ids)
+    if json_out:
+        render.emit_json({"removed": removed})
+        return
+    for run_id in removed:
+        render.message(f"removed run {run_id}")
+
+
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,

@@ -144,6 +144,27 @@ def list_servers(store: Any, *, prune: bool = True) -> list[ServerRecord]:
     return sorted(out, key=lambda r: r.started_at)
 
 
+def stopped_server_logs(store: Any, min_age_s: float = 300.0, now: float | None = None) -> list[Path]:
+    """Logs in servers/ of servers that are not running (stopped, crashed, or a failed `serve --detach`).
+
+    A log younger than `min_age_s` is left alone: a detached server writes its record only once it listens,
+    so a starting server's log has no record yet."""
+    d = Path(store.servers_dir)
+    if not d.is_dir():
+        return []
+    live = {r.id for r in list_servers(store)}
+    now = time.time() if now is None else now
+    out = []
+    for p in sorted(d.glob("*.log*")):  # <id>.log and its rotated <id>.log.1 ... <id>.log.N
+        server_id, _, suffix = p.name.partition(".log")
+        if suffix and not (suffix[:1] == "." and suffix[1:].isdigit()):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if server_id not in live and now - p.stat().st_mtime >= min_age_s:
+                out.append(p)
+    return out
+
+
 def find_server(store: Any, server_id: str) -> ServerRecord:
     servers = list_servers(store)
     matches = [r for r in servers if r.id == server_id] or [r for r in servers if r.id.startswith(server_id)]

@@ -89,9 +89,12 @@ class GcReport:
     orphans: list[str] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     dry_run: bool = False
+    runs: list[str] = field(default_factory=list)  # run ids (gc --runs-older-than)
+    logs: list[str] = field(default_factory=list)  # log files of stopped servers
 
     def to_json(self) -> dict[str, Any]:
         return {"staging_removed": self.staging, "orphans_removed": self.orphans,
-                "versions_removed": self.versions, "dry_run": self.dry_run}
+                "versions_removed": self.versions, "dry_run": self.dry_run, "runs_removed": self.runs,
+                "logs_removed": self.logs}
 
 

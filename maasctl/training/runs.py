@@ -182,6 +182,53 @@ def list_runs(store: Store) -> list[Run]:
     return runs
 
 
+def runs_in_use(store: Store) -> set[str]:
+    """Run ids that a live registered version came from (lineage.run_id)."""
+    used = set()
+    for m in store.list_models():
+        for v in store.list_versions(m.name):
+            run_id = (v.lineage or {}).get("run_id")
+            if isinstance(run_id, str):
+                used.add(run_id)
+    return used
+
+
+def _created(run: Run) -> float:
+    """The run's creation time (epoch seconds): its record, else the time in its id."""
+    import calendar
+
+    for text, fmt in ((run.created_at, "%Y-%m-%dT%H:%M:%SZ"), (run.run_id[:15], "%Y%m%d-%H%M%S")):
+        try:
+            return calendar.timegm(time.strptime(text[:20], fmt))
+        except (ValueError, TypeError):
+            continue
+    return time.time()
+
+
+def unused_runs_older_than(store: Store, days: float, now: float | None = None) -> list[Run]:
+    """Runs created more than `days` ago that no live version came from (what `gc --runs-older-than` removes)."""
+    if days < 0:
+        raise InvalidInput(f"--runs-older-than must be at least 0 days (got {days:g})")
+    cutoff = (time.time() if now is None else now) - days * 86400
+    used = runs_in_use(store)
+    return [r for r in list_runs(store) if r.run_id not in used and _created(r) < cutoff]
+
+
+def remove_runs(store: Store, run_ids: list[str], *, dry_run: bool = False) -> list[str]:
+    """Remove runs (ids or unique prefixes); all are found first, so a typo removes nothing. Versions
+    registered from a run are copies and stay."""
+    found = [find_run_id(store, r) for r in run_ids]
+    for given, run_id in zip(run_ids, found):
+        if not (store.runs_dir / run_id / RUN_FILE).is_file():
+            load_run(store, given)  # raises NotFound with the recent ids
+    removed = []
+    for run_id in dict.fromkeys(found):
+        if not dry_run:
+            store._discard(store.runs_dir / run_id)  # as doctor does: the store's safe removal
+        removed.append(run_id)
+    return removed
+
+
 def register_run(store: Store, run_id: str, name: str | None, **options: Any) -> RegisterResult:
     """Register a run's model as NAME@N (name and aliases default to the config's [register] section)."""
     run = load_run(store, run_id)
