@@ -7,6 +7,7 @@ only a few CLI cases use subprocesses.
 from __future__ import annotations
 
 import json
+import re
 import os
 import pty
 import select
@@ -425,6 +426,29 @@ def test_cli_train_register_json(tmp_path, blob_dir):
     # `maasctl register RUN` takes the same path: identical content is found again
     r = run_cli("register", doc["run_id"], "--json", store=store)
     assert r.returncode == 0 and json.loads(r.stdout)["created"] is False
+
+
+def test_cli_says_the_data_before_tensorflow_and_when_it_stopped_early(tmp_path, blob_dir):
+    """Issue 11, items 9 and 10: a data summary at once, then `loading TensorFlow…`; early stopping is said."""
+    _, y = blobs()
+    store = tmp_path / "store"
+    r = run_cli("train", str(blob_dir / "blobs.toml"), "--set", "train.epochs=50", "--set",
+                "train.early_stopping.patience=0", "--set", "train.early_stopping.min_delta=10.0", "--set",
+                "train.early_stopping.monitor=loss", store=store)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    counts = ", ".join(f"{c} {int((y == i).sum())}" for i, c in enumerate(CLASSES))
+    assert lines[0] == ("data: 300 rows (240 training, 60 validation, validation_split 0.2); 4 features "
+                        "(sepal_length, sepal_width, petal_length, petal_width); 3 classes: " + counts)
+    assert lines[1] == "loading TensorFlow…"
+    assert [ln.split()[1] for ln in lines if ln.startswith("epoch")] == ["1/50", "2/50"]
+    assert "stopped early at epoch 2 (best epoch 1 restored)" in lines
+    final = lines[-1]
+    assert final.startswith("run ") and "(epoch 1, " in final
+    shown = run_cli("runs", "show", r.stdout.strip(), store=store).stdout
+    assert re.search(r"^stopped early +True$", shown, re.M) and re.search(r"^best epoch +1$", shown, re.M), shown
+    doc = json.loads(run_cli("runs", "show", r.stdout.strip(), "--json", store=store).stdout)
+    assert (doc["stopped_early"], doc["best_epoch"], doc["final_epoch"]) == (True, 1, 1)
 
 
 def test_cli_ctrl_c_leaves_no_run(tmp_path, blob_dir):

@@ -120,6 +120,11 @@ def train(
         check_name(reg_name)
         for a in alias:
             check_alias(a)
+    split = cfg.data.get("validation_split") or 0
+    where = (f", from {cfg.data['validation_path']}" if cfg.data.get("validation_path")
+             else f", validation_split {split:g}" if split else "")
+    render.message(ds.describe(where))
+    render.message("loading TensorFlow…")
     from maasctl.tf.train import run_training
 
     store = state(ctx).store
@@ -134,7 +139,13 @@ def train(
         render.emit_json({"run_id": run.run_id, "metrics": result.metrics, "model_dir": str(run.model_dir),
                           "run_dir": str(run.path), "epochs_run": result.epochs_run, "ref": ref})
         return
-    render.message(f"run {run.run_id}: {_summary(result.metrics)} ({result.train_time_s:.1f}s training)")
+    from maasctl.tf.train import stop_message
+
+    if stop_message(result):
+        render.message(stop_message(result))
+    epoch = result.extra.get("final_epoch")
+    at = f"epoch {epoch}, " if epoch and epoch != result.epochs_run else ""
+    render.message(f"run {run.run_id}: {_summary(result.metrics)} ({at}{result.train_time_s:.1f}s training)")
     print(run.run_id)
     if ref:
         render.message(f"registered {ref}")
@@ -217,7 +228,8 @@ def runs_show(
     for f in lin.get("data_files") or []:
         pairs.append((f"data ({f['role']})", f"{f['path']} sha256 {f['sha256'][:12]}"))
     pairs += [("git commit", lin.get("git_commit") or "-"), ("seed", lin.get("seed")),
-              ("epochs run", rec.get("epochs_run")), ("wall time", f"{rec.get('wall_time_s', 0):.1f}s"),
+              ("epochs run", rec.get("epochs_run")), ("stopped early", rec.get("stopped_early", False)),
+              ("best epoch", rec.get("best_epoch") or "-"), ("wall time", f"{rec.get('wall_time_s', 0):.1f}s"),
               ("register name", run.register_name or "-")]
     pairs += [(f"metric {k}", f"{v:.6g}") for k, v in (run.meta.get("metrics") or {}).items()]
     env = run.meta.get("environment") or {}

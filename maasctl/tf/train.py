@@ -280,11 +280,24 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
     # early stopping restored it. (Re-evaluating would cost a pass over the data for the same validation
     # figures; Keras's training figures are averaged over the epoch, as everywhere in Keras.)
     final = epochs_run - 1
+    restored = False
     if es_callback is not None and es["restore_best_weights"] and es_callback.best_weights is not None:
         final = int(getattr(es_callback, "best_epoch", final))
+        restored = True
+    best = int(getattr(es_callback, "best_epoch", final)) + 1 if es_callback is not None else None
     metrics = {k: v for k, v in history[final].items() if k != "epoch"}
     return FitResult(model, history, metrics, epochs_run, epochs_run < train["epochs"], train_time,
-                     extra={"final_epoch": final + 1})
+                     extra={"final_epoch": final + 1, "best_epoch": best, "restored_best": restored})
+
+
+def stop_message(result: FitResult) -> str:
+    """What early stopping did, for people ("" when training ran all its epochs)."""
+    if not result.stopped_early:
+        return ""
+    best = result.extra.get("best_epoch")
+    if result.extra.get("restored_best"):
+        return f"stopped early at epoch {result.epochs_run} (best epoch {best} restored)"
+    return f"stopped early at epoch {result.epochs_run} (best epoch {best}; the last epoch's weights are kept)"
 
 
 # -- the run record --------------------------------------------------------------------------------------
@@ -324,6 +337,7 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
         "epochs_run": result.epochs_run,
         "final_epoch": result.extra.get("final_epoch"),
         "stopped_early": result.stopped_early,
+        "best_epoch": result.extra.get("best_epoch"),
         "data": ds.summary(),
         "train_time_s": round(result.train_time_s, 3),
         "wall_time_s": round(wall_time_s, 3),

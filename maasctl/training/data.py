@@ -61,6 +61,27 @@ class Dataset:
         return {"train_rows": len(self.x_train), "validation_rows": 0 if self.x_val is None else len(self.x_val),
                 "n_features": self.n_features, "n_outputs": self.n_outputs, "files": self.files}
 
+    def describe(self, validation: str = "") -> str:
+        """For people, before training starts: rows, features, classes with counts or the target range."""
+        n_train, n_val = len(self.x_train), 0 if self.x_val is None else len(self.x_val)
+        rows = f"{n_train + n_val:,} rows ({n_train:,} training, {n_val:,} validation{validation})"
+        names = ", ".join(self.feature_names[:6]) + (", ..." if len(self.feature_names) > 6 else "")
+        parts = [rows, f"{self.n_features} features ({names})"]
+        if self.class_names is not None:
+            codes = [np.asarray(y).ravel().astype(np.int64) for y in (self.y_train, self.y_val) if y is not None]
+            counts = np.bincount(np.concatenate(codes), minlength=len(self.class_names))
+            parts.append(f"{len(self.class_names)} classes: " + ", ".join(
+                f"{c} {int(n):,}" for c, n in zip(self.class_names, counts)))
+        else:
+            y = np.concatenate([np.asarray(v).reshape(len(v), -1) for v in (self.y_train, self.y_val) if v is not None])
+            ranges = [f"{_num(float(y[:, j].min()))} to {_num(float(y[:, j].max()))}" for j in range(y.shape[1])]
+            parts.append(("target " if len(ranges) == 1 else f"{len(ranges)} targets: ") + "; ".join(ranges))
+        return "data: " + "; ".join(parts)
+
+
+def _num(v: float) -> str:
+    return f"{v:.4g}"
+
 
 def prepare(config_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[TrainConfig, Dataset]:
     """Everything that can be checked before TensorFlow loads: the config, the data, and how they fit."""
