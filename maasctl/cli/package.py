@@ -85,8 +85,12 @@ def _render(manifest: dict[str, Any]) -> None:
             pairs.append((label, ", ".join(map(str, value)) if isinstance(value, list) else value))
     for section in ("metrics", "lineage", "environment"):
         label = "metric" if section == "metrics" else section
-        pairs += [(f"{label} {k}", json.dumps(v) if isinstance(v, (dict, list)) else v)
-                  for k, v in (manifest.get(section) or {}).items()]
+        for k, v in (manifest.get(section) or {}).items():
+            if k == "data_files" and isinstance(v, list):
+                pairs += [(f"{label} data ({f.get('role')})", f"{f.get('path')} sha256 {str(f.get('sha256'))[:12]}")
+                          for f in v if isinstance(f, dict)]
+            else:
+                pairs.append((f"{label} {k}", json.dumps(v) if isinstance(v, dict) else v))
     render.key_values(pairs)
     print()
     render.table(["signature", "side", "name", "type"],

@@ -110,9 +110,9 @@ def show(
         render.emit_json({**info.to_json(), "signatures": signatures, "files": manifest["files"],
                           "params": manifest.get("params"), "environment": manifest.get("environment")})
         return
-    pairs = [("ref", info.ref), ("aliases", ", ".join(info.aliases) or "-"), ("created", info.created_at),
+    pairs = [("ref", info.ref), ("aliases", ", ".join(info.aliases) or None), ("created", info.created_at),
              ("sha256", info.sha256), ("size", render.human_size(info.size)), ("path", info.path),
-             ("source", info.source or "-")]
+             ("source", info.source or None)]
     for label, key in (("description", None), ("task", "task"), ("features", "feature_names"),
                        ("classes", "class_names")):
         value = info.description if key is None else info.meta.get(key)

@@ -7,9 +7,39 @@ the tables that benefit from it, imported where needed.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+MISSING = "—"
+
+
+def number(v: Any) -> str:
+    """The one number format for people: 4 significant digits (0.9500, 0.02827, 6.951e-05), integers whole,
+    `—` for missing. Full precision is for --json only."""
+    if v is None:
+        return MISSING
+    if isinstance(v, bool) or isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return "0" if v == 0 else f"{v:#.4g}"
+    return str(v)
+
+
+def value(v: Any) -> str:
+    """Any value for people: numbers as `number`, lists joined, mappings as `k v` pairs, missing as `—`."""
+    if v is None or v == "" or v == []:
+        return MISSING
+    if isinstance(v, (int, float)):
+        return number(v)
+    if isinstance(v, list):
+        return ", ".join(value(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {value(x)}" for k, x in v.items()) or MISSING
+    return str(v)
 
 
 def emit_json(doc: Any) -> None:
@@ -22,7 +52,7 @@ def message(text: str) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, out=None) -> None:
-    rows = [["" if c is None else str(c) for c in r] for r in rows]
+    rows = [[c if isinstance(c, str) else value(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     out = out or sys.stdout
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
@@ -44,4 +74,4 @@ def key_values(pairs: Iterable[tuple[str, Any]], *, out=None) -> None:
     width = max((len(k) for k, _ in pairs), default=0)
     out = out or sys.stdout
     for k, v in pairs:
-        out.write(f"{k.ljust(width)}  {v}\n")
+        out.write(f"{k.ljust(width)}  {v if isinstance(v, str) and v else value(v)}\n")

@@ -18,7 +18,7 @@ runs_app = typer.Typer(help="Training runs recorded in the store.", no_args_is_h
 
 
 def _fmt_logs(logs: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
+    return "  ".join(f"{k} {render.number(v)}" for k, v in logs.items())
 
 
 class PlainReporter:
@@ -82,7 +82,7 @@ class RichReporter:
 
 
 def _summary(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    return ", ".join(f"{k} {render.number(v)}" for k, v in metrics.items())
 
 
 def train(
@@ -220,18 +220,18 @@ def runs_show(
     pairs: list[tuple[str, Any]] = [
         ("run", run.run_id), ("created", run.created_at), ("task", rec.get("task")),
         ("model", run.model_dir), ("config", lin.get("config_path")), ("config sha256", lin.get("config_sha256")),
-        ("overrides", " ".join(lin.get("overrides") or []) or "-"),
+        ("overrides", " ".join(lin.get("overrides") or [])),
         ("features", ", ".join(rec.get("feature_names") or [])),
     ]
     if rec.get("class_names"):
         pairs.append(("classes", ", ".join(rec["class_names"])))
     for f in lin.get("data_files") or []:
         pairs.append((f"data ({f['role']})", f"{f['path']} sha256 {f['sha256'][:12]}"))
-    pairs += [("git commit", lin.get("git_commit") or "-"), ("seed", lin.get("seed")),
+    pairs += [("git commit", lin.get("git_commit")), ("seed", lin.get("seed")),
               ("epochs run", rec.get("epochs_run")), ("stopped early", rec.get("stopped_early", False)),
-              ("best epoch", rec.get("best_epoch") or "-"), ("wall time", f"{rec.get('wall_time_s', 0):.1f}s"),
-              ("register name", run.register_name or "-")]
-    pairs += [(f"metric {k}", f"{v:.6g}") for k, v in (run.meta.get("metrics") or {}).items()]
+              ("best epoch", rec.get("best_epoch")), ("wall time", f"{rec.get('wall_time_s', 0):.1f}s"),
+              ("register name", run.register_name)]
+    pairs += [(f"metric {k}", render.number(v)) for k, v in (run.meta.get("metrics") or {}).items()]
     env = run.meta.get("environment") or {}
     pairs.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items() if k != "platform")))
     render.key_values(pairs)
@@ -239,7 +239,7 @@ def runs_show(
     if history:
         print()
         keys = [k for k in history[0] if k != "epoch"]
-        render.table(["epoch", *keys], [(h["epoch"], *(f"{h.get(k, float('nan')):.4f}" for k in keys))
+        render.table(["epoch", *keys], [(h["epoch"], *(render.number(h.get(k)) for k in keys))
                                          for h in history])
     if plot:
         from maasctl.cli.runs_view import plot_run
