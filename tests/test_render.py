@@ -40,3 +40,47 @@ def test_show_inspect_and_runs_use_it(store, models):
     assert "accuracy 0.9000" in listed, listed
     shown = run_cli("runs", "show", "20261123-120000-aaaaaa", store=store.root).stdout
     assert re.search(r"^metric accuracy +0\.9000$", shown, re.M) and re.search(r"^git commit +—$", shown, re.M)
+
+
+def _pty_stdout(args: list[str], store, cols: int = 100) -> str:
+    """stdout of `maasctl ARGS` on a pseudo-terminal of `cols` columns (stderr piped apart)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, cols, 0, 0))
+    env = {**os.environ, "MAASCTL_HOME": str(store), "TERM": "xterm-256color"}
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "maasctl", *args], stdout=follower, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(60) == 0, proc.stderr.read()
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
+
+
+def test_runs_list_fits_100_columns_rich_on_a_terminal_plain_in_a_pipe(store):
+    for i, run_id in enumerate(("20261123-120000-aaaaaa", "20261123-130000-bbbbbb")):
+        make_run(store, run_id, config=f"/work/projects/wine-quality/configs/wine_quality_v{i}.toml")
+    piped = run_cli("runs", "list", store=store.root).stdout.splitlines()
+    assert piped[0].split() == ["RUN", "CREATED", "TASK", "CONFIG", "METRIC"]
+    assert piped[1].split()[:3] == ["20261123-120000-aaaaaa", "2026-11-23", "12:00"]
+    assert piped[1].endswith("wine_quality_v0.toml  accuracy 0.9000")
+    assert max(map(len, piped)) <= 100
+    screen = _pty_stdout(["runs", "list"], store.root).splitlines()
+    assert any(set(line.strip()) <= {"─", " "} and "─" in line for line in screen), screen  # rich's rule
+    assert max(map(len, screen)) <= 100 and "accuracy 0.9000" in "\n".join(screen)

@@ -52,12 +52,36 @@ def message(text: str) -> None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, out=None) -> None:
+    """A table for people: rich on a terminal, plain aligned text (stable for scripts and `grep`) in a pipe."""
     rows = [[c if isinstance(c, str) else value(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     out = out or sys.stdout
+    if _isatty(out):
+        _rich_table(headers, rows, out)
+        return
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     out.write("\n".join(lines) + "\n")
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _rich_table(headers: Sequence[str], rows: list[list[str]], out: Any) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
+    for h in headers:
+        t.add_column(h.upper(), overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    Console(file=out, highlight=False).print(t)
 
 
 def human_size(n: int) -> str:

@@ -169,10 +169,11 @@ def runs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     elif not runs:
         render.message(f"no runs in {store.root} (see: maasctl train --help)")
     else:
-        render.table(["run", "created", "task", "config", "metrics"],
-                     [(r.run_id, r.created_at, r.meta.get("task"),
+        # fits 100 columns: the primary metric only (all of them: maasctl runs show RUN)
+        render.table(["run", "created", "task", "config", "metric"],
+                     [(r.run_id, r.created_at[:16].replace("T", " "), r.meta.get("task"),
                        Path((r.meta.get("lineage") or {}).get("config_path") or "-").name,
-                       _summary({k: v for k, v in (r.meta.get("metrics") or {}).items()}))
+                       _summary(dict([r.primary_metric])) if r.primary_metric else None)
                       for r in runs])
 
 

@@ -59,6 +59,17 @@ class Run:
         raise InvalidInput(f"run {self.run_id}: its config has no [register] name and {why}; pass --name NAME")
 
     @property
+    def primary_metric(self) -> tuple[str, float] | None:
+        """The one metric a run list shows: validation accuracy/loss if recorded, else the training one."""
+        metrics = self.meta.get("metrics") or {}
+        order = (("val_accuracy", "accuracy", "val_loss", "loss") if self.meta.get("task") == "classification"
+                 else ("val_loss", "loss"))
+        for key in (*order, *metrics):
+            if isinstance(metrics.get(key), (int, float)):
+                return key, metrics[key]
+        return None
+
+    @property
     def register_aliases(self) -> list[str]:
         return list((self.meta.get("params") or {}).get("register", {}).get("aliases", []))
 
