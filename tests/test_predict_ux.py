@@ -143,3 +143,27 @@ def test_predict_json_is_one_document(tmp_path, pstore, stub, reference, data): 
                                 str(out), store=pstore.root)).stdout)
     assert doc["output"] == str(out) and "predictions" not in doc and doc["rows"] == len(data)
     assert out.read_text().startswith("p_setosa,")
+
+
+def test_register_features_for_a_directory_and_the_positional_warning(tmp_path, models, stub, reference,
+                                                                       data):  # noqa: F811
+    shuffled = [FEATURES[i] for i in (2, 0, 3, 1)]
+    path = write_csv(tmp_path / "d.csv", data, order=shuffled)
+    bare, named = tmp_path / "bare", tmp_path / "named"
+    ok(run_cli("register", str(models["small"]), "--name", "iris", store=bare))
+    proc = ok(run_cli("predict", "--url", stub.url, "-m", "iris@1", "-i", str(path), store=bare))
+    assert ("warning: no feature names are recorded for this model, so CSV columns are mapped to its 4 input "
+            "columns in the file's order; to map them by name, record the names (maasctl register DIR --name "
+            "NAME --features A,B,...)") in proc.stderr, proc.stderr
+    assert "--model from the store" not in proc.stderr
+
+    for bad, message in (("a,b,c", "--features: 3 names, the model's serving_default input takes 4 columns"),
+                         ("a,b,a,c", "--features: 'a' appears twice")):
+        proc = run_cli("register", str(models["small"]), "--name", "iris", "--features", bad, store=named)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    doc = json.loads(ok(run_cli("register", str(models["small"]), "--name", "iris", "--features",
+                                ",".join(FEATURES), "--json", store=named)).stdout)
+    assert doc["feature_names"] == FEATURES
+    proc = ok(run_cli("predict", "--url", stub.url, "-m", "iris@1", "-i", str(path), store=named))
+    assert "warning" not in proc.stderr
+    np.testing.assert_allclose(predictions(proc.stdout), reference(data.astype(np.float32)), atol=1e-6)

@@ -34,6 +34,9 @@ def register(
     description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
     tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     new_version: Annotated[bool, typer.Option("--new-version", help="Create a version even if identical content exists.")] = False,
+    features: Annotated[Optional[str], typer.Option("--features", metavar="A,B,...", help="Feature names of a "
+                                                    "SavedModel directory's input columns, in order (predict then "
+                                                    "maps CSV columns and record fields by name).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Register a model as the next immutable version NAME@N.
@@ -45,8 +48,9 @@ def register(
     """
     from maasctl.registration import register_source
 
+    feature_names = [f.strip() for f in features.split(",")] if features is not None else None
     result = register_source(state(ctx).store, source, name, aliases=alias, description=description,
-                             tags=_parse_tags(tag), new_version=new_version)
+                             tags=_parse_tags(tag), new_version=new_version, feature_names=feature_names)
     if json_out:
         render.emit_json(result.to_json())
     else:

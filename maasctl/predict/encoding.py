@@ -50,9 +50,9 @@ class Encoder:
         if not self._warned:
             self._warned = True
             cols = self.schema.columns or []
-            self._warn(f"warning: no feature names are known for this model; {what} are mapped to its "
-                       f"{len(cols)} input columns in the file's order (register the model with feature_names, "
-                       f"or predict with --model from the store, to map them by name)")
+            self._warn(f"warning: no feature names are recorded for this model, so {what} are mapped to its "
+                       f"{len(cols)} input columns in the file's order; to map them by name, record the names "
+                       f"(maasctl register DIR --name NAME --features A,B,...)")
 
     def _extra_columns(self, extra: list[str], what: str) -> None:
         """Say once which extra columns/fields are ignored (not features, not the label, not --keep)."""
