@@ -17,7 +17,7 @@ HEAVY = {"tensorflow", "keras", "uvicorn"}
 LAYERS: dict[str, int] = {
     "maasctl": 0, "errors": 0, "refs": 0, "tensors": 0,
     "store": 1, "training": 1,
-    "package": 2, "registration": 2, "predict": 2, "serving": 2, "ui": 2,
+    "package": 2, "registration": 2, "predict": 2, "serving": 2, "ui": 2, "housekeeping": 2,
     "tf": 3,
     "cli": 4, "__main__": 4,
 }
@@ -28,6 +28,7 @@ SIDEWAYS: dict[str, set[str]] = {
     "registration": {"package"},    # registering a .maas file reads it
     "predict": {"serving"},         # `predict` finds running servers through serving.records
     "ui": {"serving"},              # the web view lists detached servers through serving.records
+    "housekeeping": {"serving"},    # gc removes the logs of stopped servers (serving.records knows which run)
     "__main__": {"cli"},            # `python -m maasctl`
 }
 

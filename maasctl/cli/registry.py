@@ -34,7 +34,7 @@ def register(
     description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
     tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     new_version: Annotated[bool, typer.Option("--new-version", help="Create a version even if identical content exists.")] = False,
-    features: Annotated[Optional[str], typer.Option("--features", metavar="A,B,...", help="Feature names of a "
+    features: Annotated[str | None, typer.Option("--features", metavar="A,B,...", help="Feature names of a "
                                                     "SavedModel directory's input columns, in order (predict then "
                                                     "maps CSV columns and record fields by name).")] = None,
     json_out: JsonOpt = False,
@@ -173,7 +173,7 @@ def alias_rm(
 @alias_app.command("list")
 def alias_list(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Only this model's aliases.",
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Only this model's aliases.",
                                                   autocompletion=complete_model)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -254,7 +254,7 @@ def gc(
     ctx: typer.Context,
     keep: Annotated[int | None, typer.Option("--keep", metavar="N", help="Keep the newest N versions of each model "
                                                 "(aliased versions are always kept).")] = None,
-    runs_older_than: Annotated[Optional[float], typer.Option(
+    runs_older_than: Annotated[float | None, typer.Option(
         "--runs-older-than", metavar="DAYS", help="Also remove training runs older than DAYS that no "
         "registered version came from.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
