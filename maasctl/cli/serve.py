@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,9 @@ def serve(
     token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Require 'Authorization: Bearer TOKEN' (all routes but "
                                                  "/healthz).")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", dir_okay=False,
+                                                       help="Scoped tokens: 'TOKEN SCOPE[,SCOPE]' per line; "
+                                                       "scopes predict, read, metrics.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
                                          "(runs tensorflow_model_server).")] = "maasctl",
@@ -44,8 +48,10 @@ def serve(
 
     Example: maasctl serve iris@production --port 8501 --detach
     """
+    from maasctl.cli._security import resolve_tokens
     from maasctl.refs import parse_ref
 
+    token, tokens = resolve_tokens(ctx, token, token_file)
     store = state(ctx).store
     parsed = [parse_ref(r) for r in refs]
     for ref in parsed:
@@ -60,7 +66,7 @@ def serve(
     if detach:
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
-                json_out=json_out)
+                json_out=json_out, tokens=tokens, token_file=token_file)
         return
     _configure_logging(store, server_id)
     if backend == "tfserving":
@@ -72,11 +78,11 @@ def serve(
     from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-                           max_body_bytes=max_body_bytes, token=token)
+                           max_body_bytes=max_body_bytes, token=token, tokens=tokens)
     options.check()
     sock = bind(host, port)
     url = url_of(sock)
-    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+    if not tokens and host not in ("127.0.0.1", "localhost", "::1"):
         render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
     app = build_app(store, parsed, options, loader=store_loader(store))
@@ -106,7 +112,7 @@ def _configure_logging(store, server_id: Optional[str]) -> None:
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
-            json_out: bool) -> None:
+            json_out: bool, tokens=None, token_file: Path | None = None) -> None:
     from maasctl.serving import records
 
     server_id = records.new_id()
@@ -115,8 +121,16 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
             "--backend", backend, "--server-id", server_id]
     if state(ctx).debug:
         args.insert(0, "--debug")
+    probe = None
+    if token_file:  # the child reads the file itself: only its path is in argv, never a token
+        args += ["--token-file", str(token_file.resolve())]
+        probe = tokens.token_with("read")
+        if probe is None:
+            raise InvalidInput(f"--token-file {token_file}: --detach checks readiness at /readyz, which needs a "
+                               "token with the 'read' scope; add one")
     ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
-    rec = records.spawn_detached(store, server_id, args, token=token, ready_paths=ready)
+    rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
+                                 ready_paths=ready, probe_token=probe)
     if json_out:
         render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
     else:

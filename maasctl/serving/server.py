@@ -17,6 +17,7 @@ from typing import Any
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import ModelRef
 from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
+from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Loader, Manager
 from maasctl.serving.metrics import Metrics
 
@@ -29,6 +30,7 @@ class ServeOptions:
     batch_timeout_ms: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY
     token: str | None = None
+    tokens: TokenTable | None = None  # scoped tokens (--token-file); wins over `token`
     poll_interval: float = 0.5
 
     def check(self) -> None:
@@ -85,7 +87,8 @@ def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader
 
     manager = Manager(store, refs, batch_size=options.batch_size, batch_timeout_s=options.batch_timeout_ms / 1000,
                       poll_interval=options.poll_interval, on_batch=on_batch, loader=loader)
-    return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token)
+    return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token,
+                      tokens=options.tokens)
 
 
 class _CoalescingTransport:
