@@ -35,3 +35,20 @@ def resolve_tokens(ctx: typer.Context, token: Optional[str], token_file: Optiona
         if warning:
             render.message(warning)
     return token, table
+
+
+def resolve_tls(cert: Optional[Path], key: Optional[Path], backend: str, tokens=None):
+    """TlsFiles or None; a missing, unreadable or mismatched file is InvalidInput (exit 2) before binding.
+    tensorflow_model_server checks no token and speaks no TLS on its REST port: refuse rather than serve
+    without the protection asked for."""
+    from maasctl.errors import InvalidInput
+    from maasctl.serving.tls import tls_files
+
+    if tokens is not None and backend == "tfserving":
+        raise InvalidInput("--token/--token-file need --backend maasctl (tensorflow_model_server's REST API "
+                           "checks no token; put an authenticating proxy in front)")
+    files = tls_files(cert, key)
+    if files is not None and backend != "maasctl":
+        raise InvalidInput("--tls-cert/--tls-key need --backend maasctl (for tensorflow_model_server, put a "
+                           "TLS-terminating proxy in front)")
+    return files

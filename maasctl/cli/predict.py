@@ -61,6 +61,10 @@ def predict(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
     token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Bearer token for the server.")] = None,
+    cacert: Annotated[str | None, typer.Option("--cacert", metavar="FILE",
+                                               help="Verify an https:// server against this PEM CA file "
+                                               "instead of the system's CA store.",
+                                               autocompletion=complete_file)] = None,
     input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
                                                         "[default: from the extension; sniffed on stdin].")] = None,
 ) -> None:
@@ -89,7 +93,7 @@ def predict(
         out, finish = open_output(out_path)
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                                   timeout=timeout, say=render.message, load=load_version)
+                                   timeout=timeout, say=render.message, load=load_version, cacert=cacert)
             writer = make_writer(fmt, out, target.schema)
             progress, stop = _progress_bar(source.size) if sys.stderr.isatty() else (None, lambda: None)
             try:

@@ -35,6 +35,10 @@ def serve(
     token_file: Annotated[Path | None, typer.Option("--token-file", dir_okay=False,
                                                        help="Scoped tokens: 'TOKEN SCOPE[,SCOPE]' per line; "
                                                        "scopes predict, read, metrics.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", dir_okay=False,
+                                                     help="Serve HTTPS only, with this PEM certificate (chain).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", dir_okay=False,
+                                                    help="The PEM private key of --tls-cert.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
                                          "(runs tensorflow_model_server).")] = "maasctl",
@@ -48,10 +52,11 @@ def serve(
 
     Example: maasctl serve iris@production --port 8501 --detach
     """
-    from maasctl.cli._security import resolve_tokens
+    from maasctl.cli._security import resolve_tls, resolve_tokens
     from maasctl.refs import parse_ref
 
     token, tokens = resolve_tokens(ctx, token, token_file)
+    tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
     parsed = [parse_ref(r) for r in refs]
     for ref in parsed:
@@ -66,7 +71,7 @@ def serve(
     if detach:
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
-                json_out=json_out, tokens=tokens, token_file=token_file)
+                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls)
         return
     _configure_logging(store, server_id)
     if backend == "tfserving":
@@ -78,10 +83,10 @@ def serve(
     from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-                           max_body_bytes=max_body_bytes, token=token, tokens=tokens)
+                           max_body_bytes=max_body_bytes, token=token, tokens=tokens, tls=tls)
     options.check()
     sock = bind(host, port)
-    url = url_of(sock)
+    url = url_of(sock, tls)
     if not tokens and host not in ("127.0.0.1", "localhost", "::1"):
         render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
@@ -96,7 +101,7 @@ def serve(
             print(url)
         sys.stdout.flush()
         render.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
-        run(app, sock)
+        run(app, sock, tls)
     finally:
         if server_id:
             records.remove_record(store, server_id, pid=os.getpid())
@@ -112,7 +117,7 @@ def _configure_logging(store, server_id: Optional[str]) -> None:
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
-            json_out: bool, tokens=None, token_file: Path | None = None) -> None:
+            json_out: bool, tokens=None, token_file: Path | None = None, tls=None) -> None:
     from maasctl.serving import records
 
     server_id = records.new_id()
@@ -128,9 +133,11 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
         if probe is None:
             raise InvalidInput(f"--token-file {token_file}: --detach checks readiness at /readyz, which needs a "
                                "token with the 'read' scope; add one")
+    if tls is not None:  # paths only: the child loads the files itself
+        args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
     rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
-                                 ready_paths=ready, probe_token=probe)
+                                 ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
     if json_out:
         render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
     else:

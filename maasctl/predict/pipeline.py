@@ -142,10 +142,10 @@ def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signat
 
 def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNATURE, token: str | None = None,
                   timeout: float = 60.0, store: Any = None, retries: int | None = None,
-                  via: str | None = None, workers: int = REMOTE_WORKERS) -> RemoteTarget:
+                  via: str | None = None, workers: int = REMOTE_WORKERS, cacert: str | None = None) -> RemoteTarget:
     from maasctl.predict.client import DEFAULT_RETRIES, TFServingClient
 
-    client = TFServingClient(url, token=token, timeout=timeout,
+    client = TFServingClient(url, token=token, timeout=timeout, cacert=cacert,
                              retries=DEFAULT_RETRIES if retries is None else retries)
     if model is None:
         names = client.list_models()
@@ -197,12 +197,14 @@ def live_servers(store: Any) -> list[ServerRecord]:
 
 def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
                   signature: str = DEFAULT_SIGNATURE, token: str | None = None, timeout: float = 60.0,
-                  say: Callable[[str], None] = lambda text: None, load: LoadVersion) -> Target:
+                  say: Callable[[str], None] = lambda text: None, load: LoadVersion,
+                  cacert: str | None = None) -> Target:
     """Decide where to predict (see the module docstring) and connect or load."""
     if url and local:
         raise InvalidInput("--url and --local exclude each other")
     if url:
-        return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store)
+        return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store,
+                             cacert=cacert)
     if local:
         if not model:
             raise InvalidInput("--local needs --model NAME[@VERSION|@ALIAS] (the model to load from the store)")
@@ -222,7 +224,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         if serving:
             s = serving[0]
             return remote_target(s.url, model, signature=signature, token=token, timeout=timeout, store=store,
-                                 via=f"server {s.id}")
+                                 via=f"server {s.id}", cacert=cacert)
         say(f"no running server serves '{ref.name}': loading {store.resolve(ref).ref} in-process from the store "
             f"at {store.root}")
         return local_target(store, model, load=load, signature=signature)
@@ -236,7 +238,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         raise InvalidInput(f"server {s.id} at {s.url} serves {len(s.models)} models ({', '.join(s.models)}); "
                            f"pass --model NAME")
     return remote_target(s.url, s.models[0], signature=signature, token=token, timeout=timeout, store=store,
-                         via=f"server {s.id}")
+                         via=f"server {s.id}", cacert=cacert)
 
 
 # -- streaming -------------------------------------------------------------------------------------------------

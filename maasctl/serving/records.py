@@ -205,7 +205,7 @@ def tail(path: str | Path, lines: int = 15) -> str:
 
 def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | None = None,
                    timeout: float = 120.0, ready_paths: list[str] | None = None,
-                   probe_token: str | None = None) -> ServerRecord:
+                   probe_token: str | None = None, tls_cert: Path | None = None) -> ServerRecord:
     """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
     ready (its record exists and every `ready_paths` route answers 200: /readyz for maasctl's server,
     the status routes for TF Serving, which has no readiness route). On failure: OperationFailed with the
@@ -222,7 +222,7 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
                                 start_new_session=True, env=env, close_fds=True)
     try:
         return _wait_ready(store, server_id, proc, log, token=probe_token or token, timeout=timeout,
-                           ready_paths=ready_paths)
+                           ready_paths=ready_paths, tls_cert=tls_cert)
     except BaseException:  # Ctrl-C or any error while waiting: do not leave a server nobody asked to keep
         _terminate(proc)
         remove_record(store, server_id)
@@ -230,12 +230,17 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
 
 
 def _wait_ready(store: Any, server_id: str, proc: subprocess.Popen, log: Path, *, token: str | None,
-                timeout: float, ready_paths: list[str] | None) -> ServerRecord:
+                timeout: float, ready_paths: list[str] | None, tls_cert: Path | None = None) -> ServerRecord:
     import urllib.error
     import urllib.request
 
     # the server is on this machine: never through an http_proxy from the environment
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if tls_cert is not None:  # over TLS, trusting exactly the server's own certificate
+        from maasctl.serving.tls import probe_context
+
+        handlers.append(urllib.request.HTTPSHandler(context=probe_context(tls_cert)))
+    opener = urllib.request.build_opener(*handlers)
     deadline = time.monotonic() + timeout
     path = record_path(store, server_id)
     headers = {}

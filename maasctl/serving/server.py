@@ -19,6 +19,7 @@ from maasctl.refs import ModelRef
 from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
 from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Loader, Manager
+from maasctl.serving.tls import TlsFiles
 from maasctl.serving.metrics import Metrics
 
 log = logging.getLogger("maasctl.serve")
@@ -31,6 +32,7 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY
     token: str | None = None
     tokens: TokenTable | None = None  # scoped tokens (--token-file); wins over `token`
+    tls: TlsFiles | None = None  # HTTPS only on the port (--tls-cert/--tls-key), checked before binding
     poll_interval: float = 0.5
 
     def check(self) -> None:
@@ -68,11 +70,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: TlsFiles | None = None) -> str:
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader: Loader) -> ServingApp:
@@ -158,7 +160,7 @@ def _http_protocol() -> Any:
     return CoalescingHttpToolsProtocol
 
 
-def _uvicorn_server(app: ServingApp) -> Any:
+def _uvicorn_server(app: ServingApp, tls: TlsFiles | None = None) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -171,7 +173,8 @@ def _uvicorn_server(app: ServingApp) -> Any:
 
     config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning",
                             access_log=False, log_config=None, server_header=False, proxy_headers=False,
-                            timeout_keep_alive=30)
+                            timeout_keep_alive=30,
+                            **({"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}))
     server = Server(config)
     if not isinstance(getattr(server, "_captured_signals", None), list):
         log.debug("uvicorn internals changed (no Server._captured_signals): SIGTERM is re-raised after the "
@@ -179,9 +182,9 @@ def _uvicorn_server(app: ServingApp) -> Any:
     return server
 
 
-def run(app: ServingApp, sock: socket.socket) -> None:
+def run(app: ServingApp, sock: socket.socket, tls: TlsFiles | None = None) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish first."""
-    server = _uvicorn_server(app)
+    server = _uvicorn_server(app, tls)
     server.run(sockets=[sock])
     if not server.started:
         raise OperationFailed("the server failed to start (see the log above)")
@@ -190,11 +193,11 @@ def run(app: ServingApp, sock: socket.socket) -> None:
 class ServerThread:
     """Run a server in a background thread of this process (tests, benchmarks)."""
 
-    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None) -> None:
         self.app = app
         self.sock = bind(host, port)
-        self.url = url_of(self.sock)
-        self.server = _uvicorn_server(app)
+        self.url = url_of(self.sock, tls)
+        self.server = _uvicorn_server(app, tls)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="uvicorn", daemon=True)
 
