@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import run_cli
+
 from maasctl.errors import InvalidInput
 from maasctl.refs import parse_ref
 from maasctl.serving.server import ServeOptions, ServerThread, build_app

@@ -6,16 +6,18 @@ import json
 import os
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import run_cli
+
 from maasctl.errors import InvalidInput
 from maasctl.refs import parse_ref
-from maasctl.serving.auth import TokenTable, required_scope, write_secret
+from maasctl.serving.auth import TokenTable, required_scope
 from maasctl.serving.server import ServeOptions, ServerThread, build_app
 from maasctl.store import Store
+from maasctl.store.signing import write_secret
 from maasctl.tf.servable import store_loader
 
 X = [[5.1, 3.5, 1.4, 0.2]]
@@ -194,7 +196,8 @@ def test_detached_servers_keep_tokens_out_of_argv_records_and_logs(tmp_path, mod
             for secret in secrets:  # ... and no token appears anywhere
                 assert secret not in text, f"{secret} found in {where}"
         for pid in (scoped["pid"], single["pid"]):
-            assert all(s.encode() not in open(f"/proc/{pid}/cmdline", "rb").read() for s in secrets)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert all(s.encode() not in cmdline for s in secrets)
         assert {p.suffix for p in store.servers_dir.iterdir()} == {".json", ".log"}
     finally:
         for doc in (scoped, single):

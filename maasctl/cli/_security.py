@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ def _from_command_line(ctx: typer.Context, param: str) -> bool:
     return ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE
 
 
-def resolve_tokens(ctx: typer.Context, token: Optional[str], token_file: Optional[Path]):
+def resolve_tokens(ctx: typer.Context, token: str | None, token_file: Path | None):
     """(token to hand a detached child, TokenTable or None). Checked before anything binds or loads.
 
     `--token-file` wins over a MAASCTL_TOKEN inherited from the environment (a client's setting); given
@@ -37,7 +36,28 @@ def resolve_tokens(ctx: typer.Context, token: Optional[str], token_file: Optiona
     return token, table
 
 
-def resolve_tls(cert: Optional[Path], key: Optional[Path], backend: str, tokens=None):
+def resolve_signing(require_signed: bool, keys: list[Path], store, refs, backend: str = "maasctl"):
+    """The trusted keys of `serve --require-signed` (None without it), after checking that every version
+    to serve now is signed by one of them: refuse to start otherwise."""
+    from maasctl.errors import InvalidInput
+
+    if not require_signed:
+        if keys:
+            raise InvalidInput("--key is for --require-signed")
+        return None
+    if backend != "maasctl":
+        raise InvalidInput("--require-signed needs --backend maasctl (tensorflow_model_server checks no signature)")
+    from maasctl.serving.policy import check_refs
+    from maasctl.store.signing import trusted_keys
+
+    trusted = trusted_keys(keys)
+    if not trusted:
+        raise InvalidInput("--require-signed needs a trusted public key: --key PUBLIC.pem or MAASCTL_TRUSTED_KEYS")
+    check_refs(store, refs, trusted)
+    return trusted
+
+
+def resolve_tls(cert: Path | None, key: Path | None, backend: str, tokens=None):
     """TlsFiles or None; a missing, unreadable or mismatched file is InvalidInput (exit 2) before binding.
     tensorflow_model_server checks no token and speaks no TLS on its REST port: refuse rather than serve
     without the protection asked for."""

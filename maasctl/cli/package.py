@@ -87,6 +87,10 @@ def _render(manifest: dict[str, Any]) -> None:
         label = "metric" if section == "metrics" else section
         pairs += [(f"{label} {k}", json.dumps(v) if isinstance(v, (dict, list)) else v)
                   for k, v in (manifest.get(section) or {}).items()]
+    signing = manifest.get("signing") or {}
+    from maasctl.store.signing import short
+
+    pairs.append(("signed", f"yes, by key {short(signing.get('key_fingerprint'))}" if signing.get("signed") else "no"))
     render.key_values(pairs)
     print()
     render.table(["signature", "side", "name", "type"],

@@ -39,6 +39,11 @@ def serve(
                                                      help="Serve HTTPS only, with this PEM certificate (chain).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", dir_okay=False,
                                                     help="The PEM private key of --tls-cert.")] = None,
+    require_signed: Annotated[bool, typer.Option("--require-signed", help="Load only versions signed by a trusted "
+                                                 "key (others: refused, the old version keeps serving).")] = False,
+    key: Annotated[list[Path], typer.Option("--key", metavar="PUBLIC.pem", dir_okay=False,
+                                            help="Trusted public key for --require-signed (repeatable) "
+                                            "[default: $MAASCTL_TRUSTED_KEYS].")] = [],  # noqa: B006 - typer copies the default; never mutated
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
                                          "(runs tensorflow_model_server).")] = "maasctl",
@@ -52,7 +57,7 @@ def serve(
 
     Example: maasctl serve iris@production --port 8501 --detach
     """
-    from maasctl.cli._security import resolve_tls, resolve_tokens
+    from maasctl.cli._security import resolve_signing, resolve_tls, resolve_tokens
     from maasctl.refs import parse_ref
 
     token, tokens = resolve_tokens(ctx, token, token_file)
@@ -64,6 +69,7 @@ def serve(
     if backend not in ("maasctl", "tfserving"):
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     models = sorted({r.name for r in parsed})
+    trusted = resolve_signing(require_signed, key, store, parsed, backend)  # unsigned: one line, exit 1
     if backend == "tfserving":
         from maasctl.serving.tfserving import require_binary
 
@@ -71,7 +77,7 @@ def serve(
     if detach:
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
-                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls)
+                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls, trusted=trusted)
         return
     _configure_logging(store, server_id)
     if backend == "tfserving":
@@ -83,7 +89,8 @@ def serve(
     from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-                           max_body_bytes=max_body_bytes, token=token, tokens=tokens, tls=tls)
+                           max_body_bytes=max_body_bytes, token=token, tokens=tokens, tls=tls,
+                           trusted_keys=trusted)
     options.check()
     sock = bind(host, port)
     url = url_of(sock, tls)
@@ -108,7 +115,7 @@ def serve(
     render.message("server stopped")
 
 
-def _configure_logging(store, server_id: Optional[str]) -> None:
+def _configure_logging(store, server_id: str | None) -> None:
     from maasctl.serving import logs, records
 
     # a detached server (it has an id) writes its own log file, size-capped and rotated
@@ -117,7 +124,7 @@ def _configure_logging(store, server_id: Optional[str]) -> None:
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
-            json_out: bool, tokens=None, token_file: Path | None = None, tls=None) -> None:
+            json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None) -> None:
     from maasctl.serving import records
 
     server_id = records.new_id()
@@ -135,6 +142,8 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
                                "token with the 'read' scope; add one")
     if tls is not None:  # paths only: the child loads the files itself
         args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+    if trusted:
+        args += ["--require-signed", *[a for k in trusted for a in ("--key", str(k.path))]]
     ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
     rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
                                  ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)

@@ -64,12 +64,12 @@ class TokenTable:
         return f"TokenTable({len(self._entries)} token(s) from {self.source})"
 
     @classmethod
-    def single(cls, token: str) -> "TokenTable":
+    def single(cls, token: str) -> TokenTable:
         check_token_text(token, "--token")
         return cls([(token.encode(), ALL_SCOPES)], "--token")
 
     @classmethod
-    def load(cls, path: str | Path) -> "TokenTable":
+    def load(cls, path: str | Path) -> TokenTable:
         """Parse a token file: `TOKEN SCOPE[,SCOPE...]` per line; blank lines and `#` comments skipped.
         Errors name the file and line, never the token."""
         path = Path(path)
@@ -162,11 +162,3 @@ def loose_permissions(path: str | Path) -> str | None:
         return (f"warning: {path} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
                 f"restrict it: chmod 600 {path}")
     return None
-
-
-def write_secret(path: str | Path, data: bytes) -> None:
-    """Create a file for secret material with mode 0600 from the start (never world-readable, not even
-    for an instant), refusing to overwrite an existing file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)

@@ -19,8 +19,8 @@ from maasctl.refs import ModelRef
 from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
 from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Loader, Manager
-from maasctl.serving.tls import TlsFiles
 from maasctl.serving.metrics import Metrics
+from maasctl.serving.tls import TlsFiles
 
 log = logging.getLogger("maasctl.serve")
 
@@ -33,6 +33,7 @@ class ServeOptions:
     token: str | None = None
     tokens: TokenTable | None = None  # scoped tokens (--token-file); wins over `token`
     tls: TlsFiles | None = None  # HTTPS only on the port (--tls-cert/--tls-key), checked before binding
+    trusted_keys: list[Any] | None = None  # --require-signed: load only versions these keys signed
     poll_interval: float = 0.5
 
     def check(self) -> None:
@@ -87,6 +88,10 @@ def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader
         metrics.batch_size.observe(rows, name, v)
         metrics.model_latency.observe(seconds, name, v)
 
+    if options.trusted_keys:  # --require-signed: the signature is checked before the version is loaded
+        from maasctl.serving.policy import signed_loader
+
+        loader = signed_loader(store, options.trusted_keys, loader)
     manager = Manager(store, refs, batch_size=options.batch_size, batch_timeout_s=options.batch_timeout_ms / 1000,
                       poll_interval=options.poll_interval, on_batch=on_batch, loader=loader)
     return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token,
