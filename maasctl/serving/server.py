@@ -179,7 +179,7 @@ def _uvicorn_server(app: ServingApp, tls: TlsFiles | None = None) -> Any:
     config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning",
                             access_log=False, log_config=None, server_header=False, proxy_headers=False,
                             timeout_keep_alive=30,
-                            **({"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}))
+                            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
     server = Server(config)
     if not isinstance(getattr(server, "_captured_signals", None), list):
         log.debug("uvicorn internals changed (no Server._captured_signals): SIGTERM is re-raised after the "

@@ -131,13 +131,13 @@ def generate_key(private_path: str | Path, public_path: str | Path, curve: str =
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    by_name = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+    by_name: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
     if curve not in by_name:
         raise InvalidInput(f"--curve must be one of {', '.join(by_name)} (got {curve!r})")
     for p in (private_path, public_path):
         if Path(p).exists():
             raise InvalidInput(f"{p} already exists; refusing to overwrite a key")
-    key = ec.generate_private_key(by_name[curve]())
+    key = ec.generate_private_key(by_name[curve])
     write_secret(private_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()))
     Path(public_path).write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
