@@ -91,6 +91,10 @@ def _render(manifest: dict[str, Any]) -> None:
                           for f in v if isinstance(f, dict)]
             else:
                 pairs.append((f"{label} {k}", json.dumps(v) if isinstance(v, dict) else v))
+    signing = manifest.get("signing") or {}
+    from maasctl.store.signing import short
+
+    pairs.append(("signed", f"yes, by key {short(signing.get('key_fingerprint'))}" if signing.get("signed") else "no"))
     render.key_values(pairs)
     print()
     render.table(["signature", "side", "name", "type"],

@@ -36,6 +36,10 @@ def predict(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
     token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Bearer token for the server.")] = None,
+    cacert: Annotated[str | None, typer.Option("--cacert", metavar="FILE",
+                                               help="Verify an https:// server against this PEM CA file "
+                                               "instead of the system's CA store.",
+                                               autocompletion=complete_file)] = None,
     input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
                                                         "[default: from the extension; sniffed on stdin].")] = None,
     keep: Annotated[list[str], typer.Option("--keep", metavar="COL,...", help="Copy these input columns (ids) to "
@@ -75,7 +79,7 @@ def predict(
             out = io.StringIO()  # the predictions go into the --json document
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                                   timeout=timeout, say=render.message, load=load_version)
+                                   timeout=timeout, say=render.message, load=load_version, cacert=cacert)
             bar = RowsProgress(source.size) if sys.stderr.isatty() else None
             writer = make_writer(fmt, bar.guard(out) if bar else out, target.schema, keep)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +38,11 @@ def register(
     features: Annotated[str | None, typer.Option("--features", metavar="A,B,...", help="Feature names of a "
                                                     "SavedModel directory's input columns, in order (predict then "
                                                     "maps CSV columns and record fields by name).")] = None,
+    require_signed: Annotated[bool, typer.Option("--require-signed", help="Refuse a source whose signature "
+                                                 "(maas.sig) does not verify with a trusted key.")] = False,
+    key: Annotated[list[Path], typer.Option("--key", metavar="PUBLIC.pem", dir_okay=False,
+                                            help="Trusted public key (repeatable) [default: $MAASCTL_TRUSTED_KEYS].")]
+    = [],  # noqa: B006 - typer copies the default; never mutated
     json_out: JsonOpt = False,
 ) -> None:
     """Register a model as the next immutable version NAME@N.
@@ -49,14 +55,29 @@ def register(
     from maasctl.registration import register_source
 
     feature_names = [f.strip() for f in features.split(",")] if features is not None else None
+    check = _signature_policy(require_signed, key, source)
     result = register_source(state(ctx).store, source, name, aliases=alias, description=description,
-                             tags=_parse_tags(tag), new_version=new_version, feature_names=feature_names)
+                             tags=_parse_tags(tag), new_version=new_version, feature_names=feature_names,
+                             **({"check": check} if check else {}))
     if json_out:
         render.emit_json(result.to_json())
     else:
         if not result.created:
             render.message(f"identical content is already registered as {result.info.ref}")
         print(result.info.ref)
+
+
+def _signature_policy(require_signed: bool, keys: list[Path], label: str):
+    if not require_signed:
+        if keys:
+            raise InvalidInput("--key is for --require-signed (to check a stored version: maasctl verify REF --key)")
+        return None
+    from maasctl.store.signing import publish_check, trusted_keys
+
+    trusted = trusted_keys(keys)
+    if not trusted:
+        raise InvalidInput("--require-signed needs a trusted public key: --key PUBLIC.pem or MAASCTL_TRUSTED_KEYS")
+    return publish_check(trusted, label)
 
 
 def list_(
@@ -104,19 +125,24 @@ def show(
 
     Example: maasctl show iris@production
     """
+    from maasctl.store.signing import bundle_summary, read_bundle, short
     from maasctl.tensors import format_spec
 
     store = state(ctx).store
     info = store.resolve(ref)
     manifest = store.manifest(info)
     signatures = manifest.get("signatures", {})
+    signing = bundle_summary(read_bundle(info.path))
     if json_out:
         render.emit_json({**info.to_json(), "signatures": signatures, "files": manifest["files"],
-                          "params": manifest.get("params"), "environment": manifest.get("environment")})
+                          "params": manifest.get("params"), "environment": manifest.get("environment"),
+                          "signing": {k: signing[k] for k in ("signed", "key_fingerprint")}})
         return
     pairs = [("ref", info.ref), ("aliases", ", ".join(info.aliases) or None), ("created", info.created_at),
              ("sha256", info.sha256), ("size", render.human_size(info.size)), ("path", info.path),
-             ("source", info.source or None)]
+             ("source", info.source or None),
+             ("signed", f"yes, by key {short(signing['key_fingerprint'])} (check: maasctl verify {info.ref} --key "
+                        "PUBLIC.pem)" if signing["signed"] else "no")]
     for label, key in (("description", None), ("task", "task"), ("features", "feature_names"),
                        ("classes", "class_names")):
         value = info.description if key is None else info.meta.get(key)
@@ -231,13 +257,32 @@ def verify(
     ctx: typer.Context,
     ref: Annotated[str | None, typer.Argument(help="One version; default: every version.",
                                                  autocompletion=complete_ref)] = None,
+    key: Annotated[list[Path], typer.Option("--key", metavar="PUBLIC.pem", dir_okay=False,
+                                            help="Also check each version's signature against this public key "
+                                            "(repeatable; or $MAASCTL_TRUSTED_KEYS with --signed).")] = [],  # noqa: B006 - typer copies the default; never mutated
+    signed: Annotated[bool, typer.Option("--signed", help="Check signatures against $MAASCTL_TRUSTED_KEYS.")]
+    = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-hash stored files against their recorded sha256; exit 1 on any corruption.
+    """Re-hash stored files against their recorded sha256; with --key, check signatures too. Exit 1 on any
+    corruption, missing or untrusted signature.
 
-    Example: maasctl verify iris@3
+    Example: maasctl verify iris@3 --key release.pub.pem
     """
-    reports = state(ctx).store.verify(ref)
+    store = state(ctx).store
+    trusted = None
+    if key or signed:
+        from maasctl.store.signing import trusted_keys
+
+        trusted = trusted_keys(key)
+        if not trusted:
+            raise InvalidInput("--signed needs trusted public keys: --key PUBLIC.pem or MAASCTL_TRUSTED_KEYS")
+    reports = store.verify(ref)
+    if trusted is not None:
+        from maasctl.store.signing import signature_problems
+
+        for r in reports:
+            r.problems += signature_problems(store.resolve(r.ref), trusted)
     bad = [r for r in reports if not r.ok]
     if json_out:
         render.emit_json({"ok": not bad, "checked": len(reports), "versions": [r.to_json() for r in reports]})

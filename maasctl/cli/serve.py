@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,18 @@ def serve(
     token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Require 'Authorization: Bearer TOKEN' (all routes but "
                                                  "/healthz).")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", dir_okay=False,
+                                                       help="Scoped tokens: 'TOKEN SCOPE[,SCOPE]' per line; "
+                                                       "scopes predict, read, metrics.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", dir_okay=False,
+                                                     help="Serve HTTPS only, with this PEM certificate (chain).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", dir_okay=False,
+                                                    help="The PEM private key of --tls-cert.")] = None,
+    require_signed: Annotated[bool, typer.Option("--require-signed", help="Load only versions signed by a trusted "
+                                                 "key (others: refused, the old version keeps serving).")] = False,
+    key: Annotated[list[Path], typer.Option("--key", metavar="PUBLIC.pem", dir_okay=False,
+                                            help="Trusted public key for --require-signed (repeatable) "
+                                            "[default: $MAASCTL_TRUSTED_KEYS].")] = [],  # noqa: B006 - typer copies the default; never mutated
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
                                          "(runs tensorflow_model_server).")] = "maasctl",
@@ -44,8 +57,11 @@ def serve(
 
     Example: maasctl serve iris@production --port 8501 --detach
     """
+    from maasctl.cli._security import resolve_signing, resolve_tls, resolve_tokens
     from maasctl.refs import parse_ref
 
+    token, tokens = resolve_tokens(ctx, token, token_file)
+    tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
     parsed = [parse_ref(r) for r in refs]
     for ref in parsed:
@@ -53,6 +69,7 @@ def serve(
     if backend not in ("maasctl", "tfserving"):
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     models = sorted({r.name for r in parsed})
+    trusted = resolve_signing(require_signed, key, store, parsed, backend)  # unsigned: one line, exit 1
     if backend == "tfserving":
         from maasctl.serving.tfserving import require_binary
 
@@ -60,7 +77,7 @@ def serve(
     if detach:
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
-                json_out=json_out)
+                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls, trusted=trusted)
         return
     _configure_logging(store, server_id)
     if backend == "tfserving":
@@ -72,11 +89,12 @@ def serve(
     from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
-                           max_body_bytes=max_body_bytes, token=token)
+                           max_body_bytes=max_body_bytes, token=token, tokens=tokens, tls=tls,
+                           trusted_keys=trusted)
     options.check()
     sock = bind(host, port)
-    url = url_of(sock)
-    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+    url = url_of(sock, tls)
+    if not tokens and host not in ("127.0.0.1", "localhost", "::1"):
         render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
     app = build_app(store, parsed, options, loader=store_loader(store))
@@ -90,14 +108,14 @@ def serve(
             print(url)
         sys.stdout.flush()
         render.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
-        run(app, sock)
+        run(app, sock, tls)
     finally:
         if server_id:
             records.remove_record(store, server_id, pid=os.getpid())
     render.message("server stopped")
 
 
-def _configure_logging(store, server_id: Optional[str]) -> None:
+def _configure_logging(store, server_id: str | None) -> None:
     from maasctl.serving import logs, records
 
     # a detached server (it has an id) writes its own log file, size-capped and rotated
@@ -106,7 +124,7 @@ def _configure_logging(store, server_id: Optional[str]) -> None:
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
-            json_out: bool) -> None:
+            json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None) -> None:
     from maasctl.serving import records
 
     server_id = records.new_id()
@@ -115,8 +133,20 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
             "--backend", backend, "--server-id", server_id]
     if state(ctx).debug:
         args.insert(0, "--debug")
+    probe = None
+    if token_file:  # the child reads the file itself: only its path is in argv, never a token
+        args += ["--token-file", str(token_file.resolve())]
+        probe = tokens.token_with("read")
+        if probe is None:
+            raise InvalidInput(f"--token-file {token_file}: --detach checks readiness at /readyz, which needs a "
+                               "token with the 'read' scope; add one")
+    if tls is not None:  # paths only: the child loads the files itself
+        args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+    if trusted:
+        args += ["--require-signed", *[a for k in trusted for a in ("--key", str(k.path))]]
     ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
-    rec = records.spawn_detached(store, server_id, args, token=token, ready_paths=ready)
+    rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
+                                 ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
     if json_out:
         render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
     else:

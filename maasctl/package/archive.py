@@ -492,8 +492,8 @@ def _check_manifest_paths(manifest: dict[str, Any], where: str) -> None:
         parts = p.split("/")
         if p.startswith("/") or any(x in ("", ".", "..") for x in parts) or "\\" in p or "\0" in p:
             raise InvalidInput(f"{where}: unsafe file path {p!r} in the manifest")
-        if p == mf.MANIFEST_NAME:
-            raise InvalidInput(f"{where}: the manifest lists a model file named {mf.MANIFEST_NAME}, which is reserved")
+        if p in mf.RESERVED:
+            raise InvalidInput(f"{where}: the manifest lists a model file named {p}, which is reserved")
         if p in seen:
             raise InvalidInput(f"{where}: the manifest lists {p!r} twice")
         seen.add(p)

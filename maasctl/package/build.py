@@ -92,7 +92,12 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
     from maasctl.store.savedmodel import read_signatures
 
     signatures = read_signatures(src.model_dir)
-    files, dirs = walk_files(src.model_dir, skip=frozenset({mf.MANIFEST_NAME}))
+    files, dirs = walk_files(src.model_dir, skip=mf.RESERVED)
+    from maasctl.store.signing import bundle_for_package
+
+    bundle = bundle_for_package(src.model_dir)
+    if bundle is not None:  # the signature travels in the manifest, outside the hashed files
+        src.notes["signature_bundle"] = bundle
     if src.expected is not None:
         _check_file_set(src, files)
     sizes = {rel: (src.model_dir / rel).stat().st_size for rel in files}
@@ -262,7 +267,8 @@ def _package_aliases(path: Path, manifest: dict[str, Any]) -> list[str]:
 def register_package(store: Store, path: str | Path, name: str | None = None, *,
                      aliases: list[str] | tuple[str, ...] = (), description: str = "",
                      tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
-                     source_label: str | None = None, new_version: bool = False) -> RegisterResult:
+                     source_label: str | None = None, new_version: bool = False,
+                     check: Any = None) -> RegisterResult:
     """Verify a package entry by entry while extracting it into staging, then publish it as NAME@N.
 
     Nothing enters the store unless every check passed; the registry keeps the manifest's metadata.
@@ -295,12 +301,17 @@ def register_package(store: Store, path: str | Path, name: str | None = None, *,
                 except OSError as exc:  # writing into staging failed (full disk...), not a bad archive
                     raise OperationFailed(f"cannot extract {path} into {staged}: {exc.strerror or exc}") from None
                 signatures = _checked_signatures(path, staged, manifest)
+                if isinstance(manifest.get("signature_bundle"), dict):  # the signer's bundle comes along
+                    from maasctl.store.signing import write_bundle
+
+                    write_bundle(staged, manifest["signature_bundle"])
                 notes = _notes(manifest.get("description"), manifest.get("tags"))
                 return store.publish(staged, files, name, signatures=signatures,
                                      meta={**mf.model_meta(manifest), **(meta or {})}, aliases=aliases,
                                      description=description or notes.get("description", ""),
                                      tags={**notes.get("tags", {}), **(tags or {})},
-                                     source_label=source_label or str(path.resolve()), new_version=new_version)
+                                     source_label=source_label or str(path.resolve()), new_version=new_version,
+                                     check=check)
     except BaseException:
         # a refused package leaves no trace: not even the directories a fresh store would have gained
         if not staging_existed:
@@ -326,10 +337,14 @@ def _checked_signatures(path: Path, staged: Path, manifest: dict[str, Any]) -> d
 
 
 def inspect_target(store: Store, target: str) -> dict[str, Any]:
-    """The manifest of a package file, or of a registered version (`NAME[@VERSION|@ALIAS]`)."""
+    """The manifest of a package file, or of a registered version (`NAME[@VERSION|@ALIAS]`); a signed one
+    gains `signing` (signed, key_fingerprint), an unsigned one stays exactly the manifest."""
+    from maasctl.store.signing import bundle_summary, read_bundle
+
     path = Path(target)
     if path.is_file():
-        return read_package_manifest(path)
+        manifest = read_package_manifest(path)
+        return _with_signing(manifest, bundle_summary(manifest.get("signature_bundle")))
     if path.is_dir():
         raise InvalidInput(f"{target}: is a directory; inspect takes a package file or a registered NAME@VERSION")
     if "/" in target or os.sep in target or target.endswith(PACKAGE_SUFFIX):
@@ -338,4 +353,11 @@ def inspect_target(store: Store, target: str) -> dict[str, Any]:
         ref = parse_ref(target)
     except InvalidInput:
         raise NotFound(f"{target}: no such package file or registered model (see: maasctl list)") from None
-    return store.manifest(store.resolve(ref))
+    info = store.resolve(ref)
+    return _with_signing(store.manifest(info), bundle_summary(read_bundle(info.path)))
+
+
+def _with_signing(manifest: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    if not summary["signed"]:
+        return manifest
+    return {**manifest, "signing": {k: summary[k] for k in ("signed", "key_fingerprint")}}

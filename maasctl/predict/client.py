@@ -33,7 +33,7 @@ class TFServingClient:
     """Talks to one server at `base_url` (e.g. http://127.0.0.1:8501)."""
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = DEFAULT_RETRIES, backoff: float = BACKOFF) -> None:
+                 retries: int = DEFAULT_RETRIES, backoff: float = BACKOFF, cacert: str | None = None) -> None:
         url = base_url.rstrip("/")
         if not url.startswith(("http://", "https://")):
             if "://" in url:
@@ -51,6 +51,8 @@ class TFServingClient:
         self._headers = {"Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        # https:// is verified against the system's CA store, or only against --cacert FILE when given
+        self._verify: bool | str = _checked_cacert(cacert) if cacert else True
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -96,8 +98,13 @@ class TFServingClient:
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             try:
-                resp = self.session.request(method, url, data=data, timeout=self.timeout,
+                # verify per request: a session-level value loses to REQUESTS_CA_BUNDLE (requests#3829)
+                resp = self.session.request(method, url, data=data, timeout=self.timeout, verify=self._verify,
                                             proxies=dict(self._proxies) if self._proxies else None)
+            except requests.exceptions.SSLError as exc:  # retrying cannot fix a certificate
+                raise OperationFailed(f"TLS with {self.base_url} failed: {_tls_reason(exc)}"
+                                      + ("" if self._verify is not True else " (pass --cacert FILE for a private CA)")
+                                      ) from None
             except requests.exceptions.Timeout:
                 last = f"timed out after {self.timeout:g} s"
                 continue
@@ -169,6 +176,29 @@ class TFServingClient:
             if isinstance(name, str) and name not in names:
                 names.append(name)
         return names
+
+
+def _checked_cacert(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except FileNotFoundError:
+        raise InvalidInput(f"--cacert {path}: no such file") from None
+    except OSError as exc:
+        raise InvalidInput(f"--cacert {path}: cannot read it ({exc.strerror})") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise InvalidInput(f"--cacert {path}: not a PEM certificate file")
+    return path
+
+
+def _tls_reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("certificate verify failed", "[SSL"):
+        i = text.find(marker)
+        if i >= 0:
+            text = text[i:]
+            break
+    return text.split("(_ssl.c")[0].strip(" )'\"")[:160]
 
 
 def _is_loopback(host: str) -> bool:

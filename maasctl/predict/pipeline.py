@@ -144,10 +144,10 @@ def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signat
 
 def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNATURE, token: str | None = None,
                   timeout: float = 60.0, store: Any = None, retries: int | None = None,
-                  via: str | None = None, workers: int = REMOTE_WORKERS) -> RemoteTarget:
+                  via: str | None = None, workers: int = REMOTE_WORKERS, cacert: str | None = None) -> RemoteTarget:
     from maasctl.predict.client import DEFAULT_RETRIES, TFServingClient
 
-    client = TFServingClient(url, token=token, timeout=timeout,
+    client = TFServingClient(url, token=token, timeout=timeout, cacert=cacert,
                              retries=DEFAULT_RETRIES if retries is None else retries)
     if model is None:
         names = client.list_models()
@@ -201,11 +201,12 @@ def live_servers(store: Any) -> list[ServerRecord]:
     return list_servers(store)
 
 
-def _server_lacks(rec: Any, name: str, version: int, *, token: str | None, timeout: float) -> str:
+def _server_lacks(rec: Any, name: str, version: int, *, token: str | None, timeout: float,
+                  cacert: str | None = None) -> str:
     """Why server `rec` cannot answer for NAME@VERSION ("" when it serves that version now)."""
     from maasctl.predict.client import TFServingClient
 
-    client = TFServingClient(rec.url, token=token, timeout=min(timeout, 10.0), retries=0)
+    client = TFServingClient(rec.url, token=token, timeout=min(timeout, 10.0), retries=0, cacert=cacert)
     try:
         doc = client.status(name)
     except MaasError as exc:
@@ -222,12 +223,14 @@ def _server_lacks(rec: Any, name: str, version: int, *, token: str | None, timeo
 
 def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
                   signature: str = DEFAULT_SIGNATURE, token: str | None = None, timeout: float = 60.0,
-                  say: Callable[[str], None] = lambda text: None, load: LoadVersion) -> Target:
+                  say: Callable[[str], None] = lambda text: None, load: LoadVersion,
+                  cacert: str | None = None) -> Target:
     """Decide where to predict (see the module docstring) and connect or load."""
     if url and local:
         raise InvalidInput("--url and --local exclude each other")
     if url:
-        return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store)
+        return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store,
+                             cacert=cacert)
     if local:
         if not model:
             raise InvalidInput("--local needs --model NAME[@VERSION|@ALIAS] (the model to load from the store)")
@@ -248,7 +251,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         serving = [s for s in servers if info.name in s.models]
         usable, reasons = [], []
         for s in serving:
-            reason = _server_lacks(s, info.name, info.version, token=token, timeout=timeout)
+            reason = _server_lacks(s, info.name, info.version, token=token, timeout=timeout, cacert=cacert)
             if reason:
                 reasons.append(f"server {s.id} at {s.url} {reason}")
             else:
@@ -260,7 +263,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
             s = usable[0]
             say(f"predicting with {shown} on server {s.id} at {s.url}")
             return remote_target(s.url, pinned, signature=signature, token=token, timeout=timeout, store=store,
-                                 via=f"server {s.id}")
+                                 via=f"server {s.id}", cacert=cacert)
         if reasons:
             say(f"{'; '.join(reasons)}: loading {shown} in-process from the store at {store.root}")
         else:
@@ -277,7 +280,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         raise InvalidInput(f"server {s.id} at {s.url} serves {len(s.models)} models ({', '.join(s.models)}); "
                            f"pass --model NAME")
     return remote_target(s.url, s.models[0], signature=signature, token=token, timeout=timeout, store=store,
-                         via=f"server {s.id}")
+                         via=f"server {s.id}", cacert=cacert)
 
 
 # -- streaming -------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ a client (unexpected exceptions are logged and answered with 500).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from maasctl import tensors
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
 from maasctl.serving import codec
+from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Manager, Servable
 from maasctl.serving.metrics import Metrics
 
@@ -42,13 +42,15 @@ class _Disconnected(Exception):
 
 class ServingApp:
     def __init__(self, manager: Manager, metrics: Metrics | None = None, *,
-                 max_body_bytes: int = DEFAULT_MAX_BODY, token: str | None = None) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY, token: str | None = None,
+                 tokens: TokenTable | None = None) -> None:
         self.manager = manager
         self.metrics = metrics or Metrics(manager.loaded_counts)
         if self.metrics.loaded is None:
             self.metrics.loaded = manager.loaded_counts
         self.max_body_bytes = max_body_bytes
-        self._token = token.encode() if token else None
+        # scoped tokens (serving/auth.py); a single token holds every scope
+        self._tokens = tokens if tokens is not None else (TokenTable.single(token) if token else None)
         self._started = False
 
     def start(self) -> None:
@@ -82,8 +84,8 @@ class ServingApp:
         extra_headers: list[tuple[bytes, bytes]] = []
         content_type = _JSON
         try:
-            if self._token is not None and scope["path"] != "/healthz":
-                self._authorize(scope)
+            if self._tokens is not None:
+                self._tokens.check(scope)  # 401 without a valid token, 403 without the route's scope
             status, body, content_type = await self._route(scope, receive, labels)
         except MaasError as exc:
             status = exc.http_status
@@ -102,17 +104,6 @@ class ServingApp:
         if model:
             self.metrics.requests.inc(model, version, api, str(status))
             self.metrics.request_latency.observe(time.perf_counter() - t0, model, api)
-
-    def _authorize(self, scope: dict[str, Any]) -> None:
-        for k, v in scope["headers"]:
-            if k == b"authorization":
-                scheme, _, credentials = v.strip().partition(b" ")
-                # the scheme is case-insensitive (RFC 7235); the token is compared in constant time
-                if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" "), self._token):
-                    return
-                raise HttpError(401, "invalid bearer token", [(b"www-authenticate", b'Bearer error="invalid_token"')])
-        raise HttpError(401, "missing 'Authorization: Bearer <token>' header (this server requires a token)",
-                        [(b"www-authenticate", b"Bearer")])
 
     # -- routing ---------------------------------------------------------------------------------------
     async def _route(self, scope: dict[str, Any], receive: Any, labels: list[str]

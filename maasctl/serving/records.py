@@ -225,7 +225,8 @@ def tail(path: str | Path, lines: int = 15) -> str:
 
 
 def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | None = None,
-                   timeout: float = 120.0, ready_paths: list[str] | None = None) -> ServerRecord:
+                   timeout: float = 120.0, ready_paths: list[str] | None = None,
+                   probe_token: str | None = None, tls_cert: Path | None = None) -> ServerRecord:
     """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
     ready (its record exists and every `ready_paths` route answers 200: /readyz for maasctl's server,
     the status routes for TF Serving, which has no readiness route). On failure: OperationFailed with the
@@ -233,6 +234,7 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
     log = log_path(store, server_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MAASCTL_TOKEN", None)
     if token:
         env["MAASCTL_TOKEN"] = token  # via the environment, not argv: argv is visible to every local user
     with open(log, "ab") as out:
@@ -240,7 +242,8 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, close_fds=True)
     try:
-        return _wait_ready(store, server_id, proc, log, token=token, timeout=timeout, ready_paths=ready_paths)
+        return _wait_ready(store, server_id, proc, log, token=probe_token or token, timeout=timeout,
+                           ready_paths=ready_paths, tls_cert=tls_cert)
     except BaseException:  # Ctrl-C or any error while waiting: do not leave a server nobody asked to keep
         _terminate(proc)
         remove_record(store, server_id)
@@ -248,12 +251,17 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
 
 
 def _wait_ready(store: Any, server_id: str, proc: subprocess.Popen, log: Path, *, token: str | None,
-                timeout: float, ready_paths: list[str] | None) -> ServerRecord:
+                timeout: float, ready_paths: list[str] | None, tls_cert: Path | None = None) -> ServerRecord:
     import urllib.error
     import urllib.request
 
     # the server is on this machine: never through an http_proxy from the environment
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if tls_cert is not None:  # over TLS, trusting exactly the server's own certificate
+        from maasctl.serving.tls import probe_context
+
+        handlers.append(urllib.request.HTTPSHandler(context=probe_context(tls_cert)))
+    opener = urllib.request.build_opener(*handlers)
     deadline = time.monotonic() + timeout
     path = record_path(store, server_id)
     headers = {}
@@ -279,8 +287,8 @@ def _wait_ready(store: Any, server_id: str, proc: subprocess.Popen, log: Path, *
             except urllib.error.HTTPError as exc:
                 with contextlib.suppress(ValueError, OSError):
                     failed = json.loads(exc.read() or b"{}").get("failed") or []
-                if exc.code == 401:
-                    failed = ["the server refused the readiness check (401): token mismatch"]
+                if exc.code in (401, 403):
+                    failed = [f"the server refused the readiness check ({exc.code}): token mismatch"]
             except (urllib.error.URLError, OSError):
                 pass
             if failed:

@@ -17,8 +17,10 @@ from typing import Any
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import ModelRef
 from maasctl.serving.app import DEFAULT_MAX_BODY, ServingApp
+from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Loader, Manager
 from maasctl.serving.metrics import Metrics
+from maasctl.serving.tls import TlsFiles
 
 log = logging.getLogger("maasctl.serve")
 
@@ -29,6 +31,9 @@ class ServeOptions:
     batch_timeout_ms: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY
     token: str | None = None
+    tokens: TokenTable | None = None  # scoped tokens (--token-file); wins over `token`
+    tls: TlsFiles | None = None  # HTTPS only on the port (--tls-cert/--tls-key), checked before binding
+    trusted_keys: list[Any] | None = None  # --require-signed: load only versions these keys signed
     poll_interval: float = 0.5
 
     def check(self) -> None:
@@ -66,11 +71,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: TlsFiles | None = None) -> str:
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader: Loader) -> ServingApp:
@@ -83,9 +88,14 @@ def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader
         metrics.batch_size.observe(rows, name, v)
         metrics.model_latency.observe(seconds, name, v)
 
+    if options.trusted_keys:  # --require-signed: the signature is checked before the version is loaded
+        from maasctl.serving.policy import signed_loader
+
+        loader = signed_loader(store, options.trusted_keys, loader)
     manager = Manager(store, refs, batch_size=options.batch_size, batch_timeout_s=options.batch_timeout_ms / 1000,
                       poll_interval=options.poll_interval, on_batch=on_batch, loader=loader)
-    return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token)
+    return ServingApp(manager, metrics, max_body_bytes=options.max_body_bytes, token=options.token,
+                      tokens=options.tokens)
 
 
 class _CoalescingTransport:
@@ -155,7 +165,7 @@ def _http_protocol() -> Any:
     return CoalescingHttpToolsProtocol
 
 
-def _uvicorn_server(app: ServingApp) -> Any:
+def _uvicorn_server(app: ServingApp, tls: TlsFiles | None = None) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -168,7 +178,8 @@ def _uvicorn_server(app: ServingApp) -> Any:
 
     config = uvicorn.Config(app, http=_http_protocol(), ws="none", lifespan="on", log_level="warning",
                             access_log=False, log_config=None, server_header=False, proxy_headers=False,
-                            timeout_keep_alive=30)
+                            timeout_keep_alive=30,
+                            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
     server = Server(config)
     if not isinstance(getattr(server, "_captured_signals", None), list):
         log.debug("uvicorn internals changed (no Server._captured_signals): SIGTERM is re-raised after the "
@@ -176,9 +187,9 @@ def _uvicorn_server(app: ServingApp) -> Any:
     return server
 
 
-def run(app: ServingApp, sock: socket.socket) -> None:
+def run(app: ServingApp, sock: socket.socket, tls: TlsFiles | None = None) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish first."""
-    server = _uvicorn_server(app)
+    server = _uvicorn_server(app, tls)
     server.run(sockets=[sock])
     if not server.started:
         raise OperationFailed("the server failed to start (see the log above)")
@@ -187,11 +198,11 @@ def run(app: ServingApp, sock: socket.socket) -> None:
 class ServerThread:
     """Run a server in a background thread of this process (tests, benchmarks)."""
 
-    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None) -> None:
         self.app = app
         self.sock = bind(host, port)
-        self.url = url_of(self.sock)
-        self.server = _uvicorn_server(app)
+        self.url = url_of(self.sock, tls)
+        self.server = _uvicorn_server(app, tls)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="uvicorn", daemon=True)
 

@@ -60,7 +60,7 @@ def check_version(store: "Store", info: VersionInfo) -> list[str]:
         manifest = mf.read_manifest(info.path)
         if manifest.get("content_sha256") != info.sha256:
             return [f"{mf.MANIFEST_NAME}: content_sha256 does not match the registry"]
-        return compare_tree(info.path, mf.file_entries(manifest), skip=frozenset({mf.MANIFEST_NAME}))
+        return compare_tree(info.path, mf.file_entries(manifest), skip=mf.RESERVED)
     except InvalidInput as exc:
         return [str(exc)]
     except OSError as exc:  # a file vanished or could not be read while hashing

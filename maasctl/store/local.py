@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +231,11 @@ class Store:
     # -- registering ---------------------------------------------------------------------------------
     def register(self, source: str | Path, name: str, *, aliases: list[str] | tuple[str, ...] = (),
                  description: str = "", tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
-                 source_label: str | None = None, new_version: bool = False) -> RegisterResult:
-        """Copy a SavedModel directory into the store as the next version of `name` (idempotent by content)."""
+                 source_label: str | None = None, new_version: bool = False,
+                 check: Callable[[Path], None] | None = None) -> RegisterResult:
+        """Copy a SavedModel directory into the store as the next version of `name` (idempotent by content).
+
+        A signature bundle (maas.sig) in the source comes along, outside the hashed files."""
         from maasctl.store.savedmodel import read_signatures
 
         check_name(name)
@@ -244,20 +247,28 @@ class Store:
             self.sweep_staging()
         with self.staging() as staged:
             # a maas.json in the source (e.g. a version directory of another store) is replaced, not copied
-            files = copy_tree_hashed(src, staged, skip=frozenset({mf.MANIFEST_NAME}))
+            files = copy_tree_hashed(src, staged, skip=mf.RESERVED)
+            if (src / mf.SIGNATURE_NAME).is_file():
+                shutil.copyfile(src / mf.SIGNATURE_NAME, staged / mf.SIGNATURE_NAME)
             return self.publish(staged, files, name, signatures=signatures, aliases=aliases,
                                 description=description, tags=tags, meta=meta,
-                                source_label=source_label or str(src.resolve()), new_version=new_version)
+                                source_label=source_label or str(src.resolve()), new_version=new_version,
+                                check=check)
 
     def publish(self, staged: Path, files: list[FileEntry], name: str, *, signatures: dict[str, Any],
                 aliases: list[str] | tuple[str, ...] = (), description: str = "",
                 tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
-                source_label: str = "", new_version: bool = False) -> RegisterResult:
+                source_label: str = "", new_version: bool = False,
+                check: Callable[[Path], None] | None = None) -> RegisterResult:
         """Publish a fully written, hashed staging directory as a new version (or find its twin).
 
-        The caller guarantees `files` describes `staged` exactly (it hashed them while writing).
+        The caller guarantees `files` describes `staged` exactly (it hashed them while writing). `check`
+        (e.g. a signature policy) sees the staged directory first and may refuse it: the store stays unchanged.
+        A signature bundle in `staged` is kept with the version (and given to an identical twin lacking one).
         """
         check_name(name)
+        if check is not None:
+            check(staged)
         meta = dict(meta or {})
         tags = dict(tags or {})
         digest = mf.build_manifest(name, files, signatures)["content_sha256"]
@@ -270,6 +281,9 @@ class Store:
                         "SELECT version FROM versions WHERE name=? AND sha256=? AND removed_at IS NULL "
                         "ORDER BY version LIMIT 1", (name, digest)).fetchone()
                     if row is not None:
+                        twin = self.version_dir(name, row["version"])
+                        if (staged / mf.SIGNATURE_NAME).is_file() and not (twin / mf.SIGNATURE_NAME).exists():
+                            os.replace(staged / mf.SIGNATURE_NAME, twin / mf.SIGNATURE_NAME)
                         for a in aliases:
                             self._move_alias(conn, name, a, row["version"])
                         return RegisterResult(self._info(conn, name, row["version"]), created=False)

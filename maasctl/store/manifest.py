@@ -11,6 +11,8 @@ from maasctl.errors import InvalidInput
 from maasctl.store.hashing import FileEntry, content_sha256
 
 MANIFEST_NAME = "maas.json"
+SIGNATURE_NAME = "maas.sig"  # a version's signature bundle (store/signing.py): beside the files, never one of them
+RESERVED = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
 FORMAT_VERSION = 1
 # Metadata carried from a training run through a package into the registry.
 META_KEYS = ("task", "feature_names", "class_names", "metrics", "params", "lineage", "environment")
@@ -99,6 +101,7 @@ def check_schema(doc: dict[str, Any], where: str) -> None:
         "params": ("an object", lambda v: isinstance(v, dict)),
         "lineage": ("an object", lambda v: isinstance(v, dict)),
         "environment": ("an object", lambda v: isinstance(v, dict)),
+        "signature_bundle": ("an object (a Sigstore bundle)", lambda v: isinstance(v, dict)),
     }
     for key, (expected, ok) in checks.items():
         if key in doc and doc[key] is not None and not ok(doc[key]):
