@@ -61,6 +61,7 @@ def main() -> None:
     n = args.rows
 
     from maasctl.store import Store
+    from maasctl.tensors import DEFAULT_SIGNATURE
     from maasctl.tf import load_tensorflow
     from maasctl.tf.testing import build_mlp
 
@@ -80,7 +81,7 @@ def main() -> None:
     print(f"{n:,} rows x 4 features, {data.stat().st_size / 2**20:.0f} MiB CSV; small model 4->16->3")
 
     # -- baselines ----------------------------------------------------------------------------------------
-    fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    fn = tf.saved_model.load(str(model_dir)).signatures[DEFAULT_SIGNATURE]
     xf = x.astype(np.float32)
     fn(features=tf.constant(xf[:1024]))
 

@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from maasctl import tensors
 from maasctl.serving import codec
 from maasctl.store import Store
 from maasctl.tf import load_tensorflow
@@ -64,7 +65,7 @@ class Baselines:
         self.round_trip = {}
         for name, width in (("small", 4), ("medium", 784)):
             path = store.version_dir(name, 1)
-            sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+            sig = tf.saved_model.load(str(path)).signatures[tensors.DEFAULT_SIGNATURE]
             for b in (1, 32):
                 x = tf.constant(np.random.default_rng(1).random((b, width)).astype(np.float32))
                 self.raw[f"{name}_b{b}"] = (lambda sig=sig, x=x: sig(features=x))
@@ -74,8 +75,8 @@ class Baselines:
             body = body_for(32, width)
 
             def round_trip(model=model, body=body):
-                req = codec.parse_predict(codec.loads(body), model.signatures)
-                return codec.encode_predict(model.predict(req.inputs, req.signature_name), req.row_format)
+                req = codec.parse_predict(tensors.loads(body), model.signatures)
+                return tensors.encode_predict(model.predict(req.inputs, req.signature_name), req.row_format)
 
             self.round_trip[f"{name}_b32"] = round_trip
 

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = _debug_requested(args)
     try:
         rv = app(args=args, prog_name="maasctl", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
+        code: int | str | None = rv if isinstance(rv, int) else 0
         if code == 130:  # typer turns KeyboardInterrupt into Exit(130) before we see it
             print("Error: interrupted", file=sys.stderr)
     except SystemExit as exc:

@@ -228,7 +228,7 @@ def stop(
     store = state(ctx).store
     if all_ == (server_id is not None):
         raise InvalidInput("give a server id or --all (see: maasctl ps)")
-    recs = records.list_servers(store) if all_ else [records.find_server(store, server_id)]
+    recs = records.list_servers(store) if server_id is None else [records.find_server(store, server_id)]
     stopped = []
     for rec in recs:
         graceful = records.stop_server(store, rec, timeout=timeout)

@@ -281,19 +281,29 @@ class _ArchiveError(Exception):
 PROC_MEMBER_HOOK = callable(getattr(tarfile.TarInfo, "_proc_member", None))
 
 
+class _NeverRaised(Exception):
+    pass
+
+
+# tarfile's undocumented header-error classes (same seam): a stand-in that is never raised if one is gone
+_TAR_TRUNCATED_HEADER: type[Exception] = getattr(tarfile, "TruncatedHeaderError", _NeverRaised)
+_TAR_EMPTY_HEADER: type[Exception] = getattr(tarfile, "EmptyHeaderError", _NeverRaised)
+_TAR_INVALID_HEADER: type[Exception] = getattr(tarfile, "InvalidHeaderError", _NeverRaised)
+
+
 class _GuardedTarInfo(tarfile.TarInfo):
     """TarInfo that refuses huge metadata headers (read into memory by tarfile) and reports truncation
     and corrupt headers instead of letting tarfile treat them as a quiet end of archive."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _GuardedTarInfo:
         try:
             return super().fromtarfile(tarfile_)
-        except (tarfile.TruncatedHeaderError, tarfile.EmptyHeaderError):
+        except (_TAR_TRUNCATED_HEADER, _TAR_EMPTY_HEADER):
             if tarfile_.offset == 0:
                 raise _ArchiveError("not a maasctl package (empty, or not a tar archive)") from None
             raise _ArchiveError("truncated archive (it ends before the end-of-archive marker)") from None
-        except tarfile.InvalidHeaderError as exc:
+        except _TAR_INVALID_HEADER as exc:
             if tarfile_.offset == 0:
                 raise _ArchiveError("not a maasctl package (not a tar archive)") from None
             raise _ArchiveError(f"corrupt tar header at byte {tarfile_.offset} ({exc})") from None
@@ -532,7 +542,7 @@ def open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_Pa
         cap = limits.max_bytes + MAX_MANIFEST_BYTES + 1024 * (limits.max_entries + 16)
         stream = _CappedReader(decompressed, cap, f"limit {ENV_MAX_BYTES}={limits.max_bytes}")
         try:
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo,  # type: ignore[arg-type]
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo,  # type: ignore[call-overload]
                               bufsize=_READ_CHUNK) as tar:
                 yield _PackageReader(path, tar, stream)
         except _ArchiveError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from maasctl import __version__
-from maasctl.errors import InvalidInput, NotFound, OperationFailed, Unimplemented
+from maasctl.errors import InvalidInput, NotFound, OperationFailed
 from maasctl.package.archive import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
@@ -205,10 +205,7 @@ def _dir_source(path: Path, name: str | None) -> _Source:
 
 
 def _run_source(store: Store, run_id: str, name: str | None) -> _Source:
-    try:
-        from maasctl.training.runs import load_run
-    except ImportError:
-        raise Unimplemented("packaging a training run needs maasctl.training.runs, which this build lacks") from None
+    from maasctl.training.runs import load_run
     run = load_run(store, run_id)
     name = run.default_name(name)
     check_name(name)

@@ -98,9 +98,11 @@ class TFServingClient:
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             try:
-                # verify per request: a session-level value loses to REQUESTS_CA_BUNDLE (requests#3829)
+                # verify per request: a session-level value loses to REQUESTS_CA_BUNDLE (requests#3829); a None
+                # proxy value turns that scheme's proxy off (requests drops it when merging with the environment)
+                proxies: Any = dict(self._proxies) if self._proxies else None
                 resp = self.session.request(method, url, data=data, timeout=self.timeout, verify=self._verify,
-                                            proxies=dict(self._proxies) if self._proxies else None)
+                                            proxies=proxies)
             except requests.exceptions.SSLError as exc:  # retrying cannot fix a certificate
                 raise OperationFailed(f"TLS with {self.base_url} failed: {_tls_reason(exc)}"
                                       + ("" if self._verify is not True else " (pass --cacert FILE for a private CA)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -373,7 +374,8 @@ class Encoder:
             elif shape != first_shape:
                 raise self._err(start + i + 1, f"input '{name}': shape [{', '.join(map(str, shape))}] differs "
                                                f"from row {start + 1}'s [{', '.join(map(str, first_shape))}]")
-            for leaf in _leaves(v, shape, lambda row=start + i + 1: self._err(row, f"input '{name}': ragged nested list")):
+            ragged = functools.partial(self._err, start + i + 1, f"input '{name}': ragged nested list")
+            for leaf in _leaves(v, shape, ragged):
                 if not leaf_ok(leaf, kind):
                     raise self._err(start + i + 1, f"input '{name}': {_show(leaf)} is not {_KIND_WORDS[kind]} "
                                                    f"(input '{name}' is {self._dtype(name)})")

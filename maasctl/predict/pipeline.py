@@ -171,7 +171,7 @@ def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNA
         # Pin every request to the version whose signature was just read: "latest" or an alias may move while
         # a long input streams (a new version registered mid-run), which would mix versions in one output.
         notice = f"{ref} is version {version} at {client.base_url}: all requests go to {label}"
-        ref = ModelRef(ref.name, version=int(version))
+        ref = ModelRef(ref.name, version=int(str(version)))
     target = RemoteTarget(client, ref, schema, f"{label} at {client.base_url}" + (f" ({via})" if via else ""),
                           workers=workers)
     target.notice = notice

@@ -42,7 +42,7 @@ class _Item:
 
     def __init__(self, inputs: Inputs, rows: int | None, future: asyncio.Future, loop: asyncio.AbstractEventLoop):
         self.inputs = inputs
-        self.rows = rows
+        self.rows = 0 if rows is None else rows  # 0: unknown (such an item never merges: key is None)
         # requests merge only when every input has the same per-row shape and dtype
         self.key = None if rows is None else tuple((k, v.shape[1:], v.dtype.str) for k, v in inputs.items())
         self.future = future
@@ -158,13 +158,14 @@ class Batcher:
         if not self._pending:
             return 0
         key = self._pending[0].key
-        return sum(i.rows or 0 for i in self._pending if i.key == key and key is not None)
+        return sum(i.rows for i in self._pending if i.key == key and key is not None)
 
     def _form_batch(self) -> list[_Item]:
         first = self._pending.popleft()
         if first.key is None or first.rows >= self.max_rows:
             return [first]
-        batch, rows, keep = [first], first.rows, collections.deque()
+        batch, rows = [first], first.rows
+        keep: collections.deque[_Item] = collections.deque()
         while self._pending:
             item = self._pending.popleft()
             if item.key == first.key and rows + item.rows <= self.max_rows:
@@ -207,9 +208,9 @@ class Batcher:
                     start = end
             else:  # outputs not aligned with the batch dimension: batching does not apply to this model
                 results.extend(self._call_one(i) for i in batch)
-        by_loop: dict[Any, list] = {}
-        for (fut, value, exc), item in zip(results, batch):
-            by_loop.setdefault(item.loop, []).append((fut, value, exc))
+        by_loop: dict[Any, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
+        for result, item in zip(results, batch):
+            by_loop.setdefault(item.loop, []).append(result)
         for loop, res in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_deliver, res)
@@ -242,7 +243,8 @@ class Batcher:
     def _execute_failures(self, items: list[_Item], err: BaseException) -> None:
         for item in items:
             try:
-                item.loop.call_soon_threadsafe(_deliver, [(item.future, None, err)])
+                failed: list[tuple[asyncio.Future, Any, BaseException | None]] = [(item.future, None, err)]
+                item.loop.call_soon_threadsafe(_deliver, failed)
             except RuntimeError:
                 pass
 

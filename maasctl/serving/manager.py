@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unavailable
 from maasctl.refs import ModelRef
@@ -297,7 +297,7 @@ class Manager:
                 return servable
         raise Unavailable(f"model '{name}' is being reloaded; retry")
 
-    def _missing(self, name: str, version: int | None, label: str | None) -> None:
+    def _missing(self, name: str, version: int | None, label: str | None) -> NoReturn:
         if name not in self._status:
             served = ", ".join(self.names)
             what = f"Specific({name}, {version})" if version is not None else f"Latest({name})"

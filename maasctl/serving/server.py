@@ -160,7 +160,8 @@ def _http_protocol() -> Any:
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             loop = getattr(self, "loop", None)
-            super().connection_made(_CoalescingTransport(transport, loop) if loop is not None else transport)
+            wrapped = _CoalescingTransport(transport, loop) if loop is not None else transport
+            super().connection_made(wrapped)  # type: ignore[arg-type]  # a Transport by delegation
 
     return CoalescingHttpToolsProtocol
 

@@ -281,7 +281,7 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
     # figures; Keras's training figures are averaged over the epoch, as everywhere in Keras.)
     final = epochs_run - 1
     restored = False
-    if es_callback is not None and es["restore_best_weights"] and es_callback.best_weights is not None:
+    if es_callback is not None and es and es["restore_best_weights"] and es_callback.best_weights is not None:
         final = int(getattr(es_callback, "best_epoch", final))
         restored = True
     best = int(getattr(es_callback, "best_epoch", final)) + 1 if es_callback is not None else None

@@ -362,9 +362,9 @@ def apply_override(doc: dict[str, Any], item: str) -> None:
     if rest:
         if key == "early_stopping":
             if len(rest) != 1 or rest[0] not in EARLY_STOPPING:
-                sub = str(rest[0])
-                raise InvalidInput(f"--set {dotted}: unknown key '{sub}' in train.early_stopping"
-                                   f"{did_you_mean(sub, EARLY_STOPPING)} (keys: {', '.join(EARLY_STOPPING)})")
+                unknown = str(rest[0])
+                raise InvalidInput(f"--set {dotted}: unknown key '{unknown}' in train.early_stopping"
+                                   f"{did_you_mean(unknown, EARLY_STOPPING)} (keys: {', '.join(EARLY_STOPPING)})")
         elif (section, key) not in FREE_TABLES or len(rest) != 1 or not isinstance(rest[0], str):
             raise InvalidInput(f"--set {dotted}: {section}.{key} has no sub-keys")
     sec = doc.setdefault(section, {})

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,8 @@ def read_csv(path: Path, labels: list[str], features: list[str] | None, *, class
             raise InvalidInput(f"{path}:1: column {header.index('') + 1} of the header has no name")
         feats, labs = _select(path, header, labels, features, "column")
         codes: dict[str, int] = {}
-        converters = {labs[0]: lambda s: codes.setdefault(s.strip(), len(codes))} if classify else None
+        converters: dict[int | str, Callable[[str], Any]] | None = (
+            {labs[0]: lambda s: codes.setdefault(s.strip(), len(codes))} if classify else None)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
