@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
-
 from conftest import run_cli, tree_snapshot
 from test_package import _members, _with_manifest, _write_tar, base  # noqa: F401 - base is a fixture
 

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 from test_predict import FEATURES, data, pstore, reference, stub, write_csv  # noqa: F401 (fixtures)
 
@@ -56,7 +55,7 @@ def tmux_screen(tmp_path: Path, args: list[str], env: dict[str, str], cols: int 
         screen = subprocess.run(["tmux", "-S", str(sock), "capture-pane", "-p", "-J"], check=True,
                                 capture_output=True, text=True).stdout
     finally:
-        subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", str(sock), "kill-server"], check=False, capture_output=True)
     return "\n".join(line.rstrip() for line in screen.splitlines()).strip("\n")
 
 
@@ -87,7 +86,7 @@ def pty_bytes(args: list[str], env: dict[str, str]) -> bytes:
 def test_the_screen_shows_what_a_pipe_gets(tmp_path, pstore, stub, data, fmt):  # noqa: F811
     path = write_csv(tmp_path / "feats.csv", data[:3])
     args = ["predict", "--url", stub.url, "-m", "iris@1", "-i", str(path), "-f", fmt]
-    piped = subprocess.run([sys.executable, "-m", "maasctl", *args], capture_output=True, text=True,
+    piped = subprocess.run([sys.executable, "-m", "maasctl", *args], check=False, capture_output=True, text=True,
                            env=_env(pstore.root), timeout=120)
     assert piped.returncode == 0, piped.stderr
     expected = "\n".join(line.rstrip() for line in piped.stdout.splitlines())

@@ -4,15 +4,24 @@ output formats from the extension, CSV headers, --json. Real SavedModels, a real
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from test_predict import (CLASSES, FEATURES, META, data, holder, ok, predictions, pstore, record_server,  # noqa: F401
-                          reference, stub, write_csv)
+from test_predict import (  # noqa: F401
+    CLASSES,
+    FEATURES,
+    META,
+    data,
+    holder,
+    ok,
+    predictions,
+    pstore,
+    record_server,
+    reference,
+    stub,
+    write_csv,
+)
 from tfserving_stub_server import StubServer
 
 pytestmark = pytest.mark.tf
@@ -70,8 +79,8 @@ def lstore(models, tmp_path_factory):
     return store
 
 
-def test_extra_columns_label_ignored_keep_passed_through_others_warned_once(tmp_path, lstore, stub, reference,
-                                                                             data):  # noqa: F811
+def test_extra_columns_label_ignored_keep_passed_through_others_warned_once(
+        tmp_path, lstore, stub, reference, data):  # noqa: F811
     expected = reference(data.astype(np.float32))
     order = [FEATURES[i] for i in (3, 1, 0, 2)]
     lines = ["id,species," + ",".join(order) + ",notes"]
@@ -83,8 +92,8 @@ def test_extra_columns_label_ignored_keep_passed_through_others_warned_once(tmp_
 
     proc = ok(run_cli(*args, "-f", "csv", "--keep", "id", "-b", "10", store=lstore.root))
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
-    assert warnings == [f"warning: {path}: ignoring columns the model does not take: 'notes' "
-                        f"(pass --keep notes to copy them to the output)"], proc.stderr
+    assert warnings == [(f"warning: {path}: ignoring columns the model does not take: 'notes' "
+                        f"(pass --keep notes to copy them to the output)")], proc.stderr
     out = proc.stdout.splitlines()
     assert out[0] == "id,p_setosa,p_versicolor,p_virginica,label,score"
     assert [ln.split(",")[0] for ln in out[1:]] == [f"r{i}" for i in range(len(data))]
@@ -96,7 +105,7 @@ def test_extra_columns_label_ignored_keep_passed_through_others_warned_once(tmp_
                                for i, row in enumerate(data)))
     docs = [json.loads(x) for x in ok(run_cli("predict", "--url", stub.url, "-m", "iris", "-i", str(records),
                                               "-f", "jsonl", "--keep", "id", store=lstore.root)).stdout.splitlines()]
-    assert [list(d)[0] for d in docs] == ["id"] * len(data) and [d["id"] for d in docs] == list(range(len(data)))
+    assert [next(iter(d)) for d in docs] == ["id"] * len(data) and [d["id"] for d in docs] == list(range(len(data)))
     proc = ok(run_cli("predict", "--url", stub.url, "-m", "iris", "-i", str(records), store=lstore.root))
     assert proc.stderr.count("warning:") == 1 and "ignoring fields the model does not take: 'id'" in proc.stderr
     np.testing.assert_allclose(predictions(proc.stdout), expected, atol=1e-6)
@@ -145,8 +154,8 @@ def test_predict_json_is_one_document(tmp_path, pstore, stub, reference, data): 
     assert out.read_text().startswith("p_setosa,")
 
 
-def test_register_features_for_a_directory_and_the_positional_warning(tmp_path, models, stub, reference,
-                                                                       data):  # noqa: F811
+def test_register_features_for_a_directory_and_the_positional_warning(
+        tmp_path, models, stub, reference, data):  # noqa: F811
     shuffled = [FEATURES[i] for i in (2, 0, 3, 1)]
     path = write_csv(tmp_path / "d.csv", data, order=shuffled)
     bare, named = tmp_path / "bare", tmp_path / "named"

@@ -6,10 +6,10 @@ import json
 import re
 
 import pytest
-
 from conftest import run_cli
-from maasctl.cli.render import number, value
 from test_runs import make_run
+
+from maasctl.cli.render import number, value
 
 
 def test_number_and_value():
@@ -26,20 +26,20 @@ def test_show_inspect_and_runs_use_it(store, models):
                                                             "sha256": "ab" * 32}]}}
     store.register(models["small"], "wine", meta=meta)
     shown = run_cli("show", "wine", store=store.root).stdout
-    assert re.search(r"^metric accuracy +0\.9500$", shown, re.M) and re.search(r"^aliases +—$", shown, re.M), shown
+    assert re.search(r"^metric accuracy +0\.9500$", shown, re.MULTILINE) and re.search(r"^aliases +—$", shown, re.MULTILINE), shown
     assert json.loads(run_cli("show", "wine", "--json", store=store.root).stdout)["metrics"]["accuracy"] == \
         0.949999988079071
     inspected = run_cli("inspect", "wine", store=store.root).stdout
-    assert re.search(r"^metric loss +0\.02827$", inspected, re.M), inspected
-    assert re.search(r"^lineage git_commit +—$", inspected, re.M), inspected
-    assert re.search(r"^lineage data \(train\) +/d/wine\.csv sha256 abababababab$", inspected, re.M), inspected
+    assert re.search(r"^metric loss +0\.02827$", inspected, re.MULTILINE), inspected
+    assert re.search(r"^lineage git_commit +—$", inspected, re.MULTILINE), inspected
+    assert re.search(r"^lineage data \(train\) +/d/wine\.csv sha256 abababababab$", inspected, re.MULTILINE), inspected
     assert "None" not in inspected and "{" not in inspected
 
     make_run(store, "20261123-120000-aaaaaa")
     listed = run_cli("runs", "list", store=store.root).stdout
     assert "accuracy 0.9000" in listed, listed
     shown = run_cli("runs", "show", "20261123-120000-aaaaaa", store=store.root).stdout
-    assert re.search(r"^metric accuracy +0\.9000$", shown, re.M) and re.search(r"^git commit +—$", shown, re.M)
+    assert re.search(r"^metric accuracy +0\.9000$", shown, re.MULTILINE) and re.search(r"^git commit +—$", shown, re.MULTILINE)
 
 
 def _pty_stdout(args: list[str], store, cols: int = 100) -> str:

@@ -182,6 +182,7 @@ def test_runs_rm_and_gc_runs_older_than_keep_runs_a_version_came_from(store, mod
     import time
 
     from conftest import run_cli
+
     from maasctl.housekeeping import collect_garbage
 
     for run_id in ("20261101-120000-aaaaaa", "20261102-120000-bbbbbb", "20261123-120000-cccccc",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import run_cli
+
 from maasctl.store import Store
 
 pytestmark = pytest.mark.tf

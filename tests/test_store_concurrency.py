@@ -113,7 +113,7 @@ def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, models):
     """A real SIGKILL in the narrowest window: a complete version dir under its final name, no index row."""
     store.register(models["small"], "iris")
     proc = subprocess.run([sys.executable, "-c", KILL_AFTER_RENAME, str(store.root), str(models["small_b"])],
-                          capture_output=True, timeout=120)
+                          check=False, capture_output=True, timeout=120)
     assert proc.returncode == -9
     assert store.version_dir("iris", 2).is_dir()  # the orphan
     assert [v.version for v in store.list_versions("iris")] == [1]  # invisible
@@ -156,7 +156,7 @@ def test_rm_gc_verify_race_on_the_same_directories(store_path, models):
     procs = [(c, subprocess.Popen([sys.executable, "-m", "maasctl", *c], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)) for c in cmds]
     for c, p in procs:
-        out, err = p.communicate(timeout=300)
+        _out, err = p.communicate(timeout=300)
         assert p.returncode == 0, (c, err)
         assert "corrupt" not in err or "0 corrupt" in err, (c, err)
     assert [v.version for v in store.list_versions("iris")] == [1]

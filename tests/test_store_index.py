@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, tree_snapshot
+
 from maasctl.store import Store
 
 

@@ -7,9 +7,9 @@ only a few CLI cases use subprocesses.
 from __future__ import annotations
 
 import json
-import re
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -446,7 +446,7 @@ def test_cli_says_the_data_before_tensorflow_and_when_it_stopped_early(tmp_path,
     final = lines[-1]
     assert final.startswith("run ") and "(epoch 1, " in final
     shown = run_cli("runs", "show", r.stdout.strip(), store=store).stdout
-    assert re.search(r"^stopped early +True$", shown, re.M) and re.search(r"^best epoch +1$", shown, re.M), shown
+    assert re.search(r"^stopped early +True$", shown, re.MULTILINE) and re.search(r"^best epoch +1$", shown, re.MULTILINE), shown
     doc = json.loads(run_cli("runs", "show", r.stdout.strip(), "--json", store=store).stdout)
     assert (doc["stopped_early"], doc["best_epoch"], doc["final_epoch"]) == (True, 1, 1)
 

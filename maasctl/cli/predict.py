@@ -43,7 +43,7 @@ def predict(
     input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
                                                         "[default: from the extension; sniffed on stdin].")] = None,
     keep: Annotated[list[str], typer.Option("--keep", metavar="COL,...", help="Copy these input columns (ids) to "
-                                            "the output; other extra columns are ignored with a warning.")] = [],
+                                            "the output; other extra columns are ignored with a warning.")] = [],  # noqa: B006 - typer copies the default; never mutated
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document: model, version, rows, output "
                                         "(the --output path) or predictions.")] = False,
 ) -> None:
@@ -54,11 +54,11 @@ def predict(
 
     Example: maasctl predict --input data.csv --model iris@production --format csv
     """
+    from maasctl.cli.progress import RowsProgress
     from maasctl.predict.inputs import open_input
     from maasctl.predict.pipeline import run_predict, select_target
     from maasctl.predict.writers import make_writer, open_output, output_format
     from maasctl.tf.loader import load_version  # TensorFlow itself comes in only if --local loads a model
-    from maasctl.cli.progress import RowsProgress
 
     store = state(ctx).store
     fmt = output_format(fmt, out_path)
@@ -75,8 +75,9 @@ def predict(
         # The output is checked (and FILE.partial created) before connecting or loading TensorFlow, so a bad
         # --output fails in a moment, not after the whole prediction.
         out, finish = open_output(out_path)
-        if json_ and out_path is None:
-            out = io.StringIO()  # the predictions go into the --json document
+        captured = io.StringIO() if json_ and out_path is None else None  # predictions go into the --json document
+        if captured is not None:
+            out = captured
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
                                    timeout=timeout, say=render.message, load=load_version, cacert=cacert)
@@ -92,7 +93,7 @@ def predict(
         finally:
             finish(ok)
         if json_:
-            render.emit_json(summary.to_json(out_path, out.getvalue() if out_path is None else None))
+            render.emit_json(summary.to_json(out_path, captured.getvalue() if captured is not None else None))
     finally:
         if target is not None:
             target.close()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, ClassVar, TextIO
 
 DEFAULT_AFTER = 1.0
 
@@ -29,7 +30,7 @@ def _after() -> float:
 class RowsProgress:
     """`update(phase, rows, consumed)` for maasctl.predict.pipeline.run_predict; `stop()` when done."""
 
-    LABELS = {"check": "checking", "predict": "predicting"}
+    LABELS: ClassVar[dict[str, str]] = {"check": "checking", "predict": "predicting"}
 
     def __init__(self, total: int, *, stream: TextIO | None = None, after: float | None = None) -> None:
         self.total = total or None
@@ -102,7 +103,7 @@ class RowsProgress:
     def guard(self, out: TextIO) -> TextIO:
         """`out`, which stops the bar before its first write when it shares the terminal with the bar."""
         same_terminal = _isatty(out) and _isatty(self.stream)
-        return _BeforeFirstWrite(out, self.stop) if same_terminal else out
+        return _BeforeFirstWrite(out, self.stop) if same_terminal else out  # type: ignore[return-value]  # duck-typed TextIO
 
 
 def _isatty(stream: Any) -> bool:

@@ -20,7 +20,7 @@ def number(v: Any) -> str:
     `—` for missing. Full precision is for --json only."""
     if v is None:
         return MISSING
-    if isinstance(v, bool) or isinstance(v, int):
+    if isinstance(v, (bool, int)):
         return str(v)
     if isinstance(v, float):
         if not math.isfinite(v):
@@ -53,10 +53,10 @@ def message(text: str) -> None:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, out=None) -> None:
     """A table for people: rich on a terminal, plain aligned text (stable for scripts and `grep`) in a pipe."""
-    rows = [[c if isinstance(c, str) else value(c) for c in r] for r in rows]
+    texts = [[c if isinstance(c, str) else value(c) for c in r] for r in rows]
     out = out or sys.stdout
     if _isatty(out):
-        _rich_table(headers, rows, out)
+        _rich_table(headers, texts, out)
         return
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]

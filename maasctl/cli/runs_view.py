@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +24,7 @@ def _is_tty() -> bool:
 def chart(lines: list[tuple[str, list[tuple[int, float]]]], *, title: str, color: bool = True,
           width: int | None = None, height: int = 14) -> str:
     """One line chart (x = epoch) with a labelled series per (label, points); returns the text to print."""
-    import plotext as plt
+    import plotext as plt  # type: ignore[import-untyped]  # plotext ships no type information
 
     plt.clear_figure()
     cols = width or min(shutil.get_terminal_size((100, 24)).columns, 120)
@@ -71,7 +71,7 @@ def runs_compare(
     ctx: typer.Context,
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more run ids (see: maasctl runs list).",
                                                  autocompletion=complete_run)],
-    metric: Annotated[Optional[str], typer.Option("--metric", "-m", metavar="M",
+    metric: Annotated[str | None, typer.Option("--metric", "-m", metavar="M",
                                                   help="The metric to overlay: loss, accuracy, val_loss ... "
                                                        "[default: loss, train and validation].")] = None,
     json_out: JsonOpt = False,

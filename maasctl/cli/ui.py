@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def ui(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.")] = 8765,
-    token: Annotated[Optional[str], typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
+    token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
                                                  help="Require this token on every page and API call "
                                                  "(Bearer header, or open once with ?token=...).")] = None,
 ) -> None:

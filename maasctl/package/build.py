@@ -248,8 +248,8 @@ def _check_digests(src: _Source, entries: list[FileEntry]) -> None:
 
 
 def _package_aliases(path: Path, manifest: dict[str, Any]) -> list[str]:
-    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
-    reg = params.get("register") if isinstance(params.get("register"), dict) else {}
+    params: dict[str, Any] = manifest["params"] if isinstance(manifest.get("params"), dict) else {}
+    reg: dict[str, Any] = params["register"] if isinstance(params.get("register"), dict) else {}
     aliases = reg.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise InvalidInput(f"{path}: manifest params.register.aliases must be a list of alias names")

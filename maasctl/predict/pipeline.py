@@ -176,7 +176,7 @@ def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNA
                           workers=workers)
     target.notice = notice
     target.model_name = ref.name
-    target.model_version = int(version) if str(version or "").isdigit() else None
+    target.model_version = int(str(version)) if str(version or "").isdigit() else None
     target.pinned_from = str(parse_ref(model)) if notice else ""
     return target
 

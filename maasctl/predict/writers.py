@@ -201,8 +201,8 @@ class CsvWriter(Writer):
         rows = len(next(iter(outputs.values()))) if outputs else 0
         header: list[str] = list(self.keep)
         columns: list[list[str]] = _kept_columns(self.keep, kept, rows, _csv_cell)
-        for n in outputs:
-            h, c = _flat_texts(n, outputs[n], self.schema.class_names if n == self.label_output else None)
+        for n, arr in outputs.items():
+            h, c = _flat_texts(n, arr, self.schema.class_names if n == self.label_output else None)
             header += h
             columns.append(c)
         labels = self.labels(outputs)

@@ -37,9 +37,9 @@ class IndexMismatch(OperationFailed):
     """models/ holds version directories the index does not know: writing could destroy them."""
 
 
-def version_dirs(store: "Store") -> list[tuple[str, int]]:
+def version_dirs(store: Store) -> list[tuple[str, int]]:
     """Every `models/<name>/<N>/` directory on disk, sorted."""
-    out = []
+    out: list[tuple[str, int]] = []
     if not store.models_dir.is_dir():
         return out
     for model_dir in sorted(store.models_dir.iterdir()):
@@ -58,7 +58,7 @@ def _known(conn: sqlite3.Connection | None) -> dict[tuple[str, int], bool]:
     return {(r[0], r[1]): r[2] is not None for r in conn.execute("SELECT name, version, removed_at FROM versions")}
 
 
-def unknown_dirs(store: "Store", conn: sqlite3.Connection | None) -> list[str]:
+def unknown_dirs(store: Store, conn: sqlite3.Connection | None) -> list[str]:
     """`name/N` for version directories the index has no row for (neither live nor removed) and that no crashed
     writer's publish intent explains."""
     known = _known(conn)
@@ -69,7 +69,7 @@ def unknown_dirs(store: "Store", conn: sqlite3.Connection | None) -> list[str]:
     return dirs
 
 
-def mismatch_message(store: "Store", unknown: list[str]) -> str:
+def mismatch_message(store: Store, unknown: list[str]) -> str:
     shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
     return (f"the index {store.db_path} does not know {len(unknown)} version director"
             f"{'y' if len(unknown) == 1 else 'ies'} in {store.models_dir} ({shown}); it was lost, emptied or "
@@ -93,7 +93,7 @@ def read_intent(lock_path: Path) -> str | None:
     return None
 
 
-def _dead_intents(store: "Store") -> dict[str, list[Path]]:
+def _dead_intents(store: Store) -> dict[str, list[Path]]:
     """`name/N` -> lock files of dead writers that were publishing it."""
     out: dict[str, list[Path]] = {}
     if not store.staging_root.is_dir():
@@ -116,7 +116,7 @@ def _dead_intents(store: "Store") -> dict[str, list[Path]]:
     return out
 
 
-def check_models(store: "Store", conn: sqlite3.Connection, *, dry_run: bool = False) -> list[str]:
+def check_models(store: Store, conn: sqlite3.Connection, *, dry_run: bool = False) -> list[str]:
     """Called under the write lock before any write: clean up after crashed writers, refuse on a mismatch.
 
     Returns the `name/N` directories removed (or, with dry_run, that would be): those of removed versions
@@ -135,9 +135,9 @@ def check_models(store: "Store", conn: sqlite3.Connection, *, dry_run: bool = Fa
         raise IndexMismatch(mismatch_message(store, unknown))
     if not dry_run:
         for key in removed:
-            n, v = key.split("/")
+            n, v_text = key.split("/")
             with contextlib.suppress(FileNotFoundError):
-                store._discard(store.version_dir(n, int(v)))
+                store._discard(store.version_dir(n, int(v_text)))
         for locks in intents.values():
             for lock_path in locks:
                 with contextlib.suppress(FileNotFoundError):
@@ -146,7 +146,7 @@ def check_models(store: "Store", conn: sqlite3.Connection, *, dry_run: bool = Fa
 
 
 # -- the append-only event log ------------------------------------------------------------------------------------
-def append_event(store: "Store", event: dict[str, Any]) -> None:
+def append_event(store: Store, event: dict[str, Any]) -> None:
     """Append one event to events.log (fsynced before the index commits it)."""
     line = json.dumps(event, sort_keys=True) + "\n"
     fd = os.open(store.root / EVENTS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -157,7 +157,7 @@ def append_event(store: "Store", event: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read_events(store: "Store") -> list[dict[str, Any]]:
+def read_events(store: Store) -> list[dict[str, Any]]:
     path = store.root / EVENTS_LOG
     events = []
     try:
@@ -189,7 +189,7 @@ class RebuildReport:
                 "dry_run": self.dry_run}
 
 
-def _old_rows(store: "Store") -> dict[tuple[str, int], dict[str, Any]]:
+def _old_rows(store: Store) -> dict[tuple[str, int], dict[str, Any]]:
     """Rows of the existing index, where it can still be read (a source label is worth keeping)."""
     if not store.db_path.exists():
         return {}
@@ -204,7 +204,7 @@ def _old_rows(store: "Store") -> dict[tuple[str, int], dict[str, Any]]:
         return {}
 
 
-def rebuild_index(store: "Store", *, dry_run: bool = False) -> RebuildReport:
+def rebuild_index(store: Store, *, dry_run: bool = False) -> RebuildReport:
     """Recreate index.db from the manifests in models/ and events.log; the old index is kept as a backup.
 
     Stop writers first: a writer holding the old index open would write into the backup.
@@ -250,9 +250,9 @@ def rebuild_index(store: "Store", *, dry_run: bool = False) -> RebuildReport:
             if isinstance(e.get(key), int):
                 highest[name] = max(highest.get(name, 0), e[key])
         if e["event"] == "alias_set" and isinstance(e.get("to_version"), int):
-            aliases[(name, e.get("alias"))] = e["to_version"]
+            aliases[(name, str(e.get("alias")))] = e["to_version"]
         elif e["event"] == "alias_removed":
-            aliases.pop((name, e.get("alias")), None)
+            aliases.pop((name, str(e.get("alias"))), None)
     for (name, version) in old:  # numbers the old index handed out are never handed out again
         highest[name] = max(highest.get(name, 0), version)
     kept = {k: v for k, v in aliases.items() if (k[0], v) in live and isinstance(k[1], str)}

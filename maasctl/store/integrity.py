@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from maasctl.store.local import Store
 
 
-def _live_infos(store: "Store") -> list[VersionInfo]:
+def _live_infos(store: Store) -> list[VersionInfo]:
     with store._read() as conn:
         if conn is None:
             return []
@@ -33,26 +33,26 @@ def _live_infos(store: "Store") -> list[VersionInfo]:
             conn.execute("COMMIT")
 
 
-def _still_live(store: "Store") -> set[tuple[str, int]]:
+def _still_live(store: Store) -> set[tuple[str, int]]:
     with store._read() as conn:
         if conn is None:
             return set()
         return {(r[0], r[1]) for r in conn.execute("SELECT name, version FROM versions WHERE removed_at IS NULL")}
 
 
-def verify(store: "Store", info: VersionInfo | None = None) -> list[VerifyReport]:
+def verify(store: Store, info: VersionInfo | None = None) -> list[VerifyReport]:
     infos = [info] if info is not None else _live_infos(store)
     reports = [VerifyReport(i.ref, check_version(store, i)) for i in infos]
     if any(not r.ok for r in reports):
         live = _still_live(store)
         reports = [r for r, i in zip(reports, infos) if r.ok or (i.name, i.version) in live]
     if info is None:  # versions the index doesn't know can't be verified, and are at risk: say so
-        reports += [VerifyReport(d.replace("/", "@"), [f"{store.models_dir / d} is not in the index; run: "
-                                                       f"{doctor.FIX}"]) for d in store.index_mismatch()]
+        reports += [VerifyReport(d.replace("/", "@"), [(f"{store.models_dir / d} is not in the index; run: "
+                                                       f"{doctor.FIX}")]) for d in store.index_mismatch()]
     return reports
 
 
-def check_version(store: "Store", info: VersionInfo) -> list[str]:
+def check_version(store: Store, info: VersionInfo) -> list[str]:
     """Problems with one stored version's files, each naming the file; empty when intact."""
     if not info.path.is_dir():
         return [f"version directory {info.path} is missing"]

@@ -18,7 +18,8 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from maasctl.errors import MaasError, NotFound
@@ -37,7 +38,8 @@ class UiApp:
         self.store = store
         self._token = token.encode() if token else None
         # the cookie holds a digest of the token, never the token itself (any characters, nothing to leak)
-        self._cookie = hashlib.sha256(b"maasctl-ui-cookie\0" + self._token).hexdigest().encode() if token else b""
+        self._cookie = (hashlib.sha256(b"maasctl-ui-cookie\0" + self._token).hexdigest().encode()
+                        if self._token else b"")
         self.probe = probe or data.ServerProbe()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

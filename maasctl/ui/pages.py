@@ -8,8 +8,9 @@ Dark mode follows `prefers-color-scheme`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from html import escape
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from maasctl import __version__
@@ -161,7 +162,7 @@ def model_page(doc: dict[str, Any]) -> str:
 
 
 def _signature_rows(signatures: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for sig_name, sig in signatures.items():
         for kind in ("inputs", "outputs"):
             for tensor, spec in (sig.get(kind) or {}).items():
@@ -225,8 +226,8 @@ def run_page(doc: dict[str, Any]) -> str:
              ("Git commit", e(fmt(lin.get("git_commit"))) + (" (dirty)" if lin.get("git_dirty") else "")),
              ("Seed", e(fmt(lin.get("seed")))), ("Wall time", e(f'{doc.get("wall_time_s") or 0:.1f} s'))]
     for f in lin.get("data_files") or []:
-        items.append((f"Data ({f.get('role')})", f'<code>{e(f.get("path"))}</code> sha256 <code>'
-                                                  f'{e(str(f.get("sha256"))[:12])}</code>'))
+        items.append((f"Data ({f.get('role')})", (f'<code>{e(f.get("path"))}</code> sha256 <code>'
+                                                  f'{e(str(f.get("sha256"))[:12])}</code>')))
     env = doc.get("environment") or {}
     items.append(("Environment", e(", ".join(f"{k} {v}" for k, v in env.items() if k != "platform"))))
     body += "<h2>Final metrics</h2>" + (table(["Metric", "Value"],
