@@ -1,8 +1,17 @@
-"""Shared fixtures. Real SavedModels are built once per session from tiny Keras models / tf.Modules."""
+"""Shared fixtures and the two test tiers.
+
+- The fast tier, `pytest -m "not tf"`: never imports TensorFlow. Its SavedModels are real ones built once with
+  TensorFlow and committed under tests/data/savedmodels (`saved_models`; regenerate them with
+  `python3 tests/data/make_savedmodels.py`). A guard fails the run if TensorFlow is imported anyway, in this
+  process or in a `maasctl` subprocess.
+- The real-TensorFlow tier (`tf` marker): tests that use the `tf` fixture, or a fixture that depends on it (`models`,
+  built once per session from tiny Keras models / tf.Modules), are marked `tf` automatically.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +25,61 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 for _var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
     os.environ.pop(_var, None)
 REPO = Path(__file__).resolve().parent.parent
+SAVEDMODELS = REPO / "tests" / "data" / "savedmodels"
+GUARD_DIR = REPO / "tests" / "notf_guard"  # holds a sitecustomize.py that refuses to import TensorFlow
+FORBID_ENV = "MAASCTL_TEST_FORBID_TF"
+
+
+def _tf_deselected(config: pytest.Config) -> bool:
+    """True when the mark expression leaves out `tf` tests (e.g. -m "not tf"), or MAASCTL_TEST_FORBID_TF=1."""
+    if os.environ.get(FORBID_ENV) == "1":
+        return True
+    markexpr = config.getoption("markexpr", "") or ""
+    if not markexpr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        compiled = Expression.compile(markexpr)
+        return not compiled.evaluate(lambda name, **kwargs: name == "tf")
+    except Exception:  # pytest moved its private expression module: fall back to the plain spelling
+        return "not tf" in markexpr
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _tf_deselected(config):
+        return
+    # in this process and in every subprocess (run_cli, Popen of `python -m maasctl`): importing TF raises
+    os.environ[FORBID_ENV] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GUARD_DIR), os.environ.get("PYTHONPATH")]))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("maasctl_notf_guard", GUARD_DIR / "sitecustomize.py")
+    guard = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(guard)  # the same guard in this process
+    config.stash[_GUARD_KEY] = guard
+
+
+_GUARD_KEY = pytest.StashKey[object]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `tf` every test that uses a TensorFlow fixture, directly or through another fixture."""
+    for item in items:
+        if "tf" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.tf)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    guard = session.config.stash.get(_GUARD_KEY, None)
+    if guard is None:
+        return
+    attempts = list(guard.ATTEMPTS)
+    if "tensorflow" in sys.modules or attempts:
+        sys.stderr.write(f"\nERROR: the TensorFlow-free tier imported TensorFlow ({', '.join(attempts) or 'sys.modules'})"
+                         "; mark the test `tf` or use the `saved_models` fixture\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def run_cli(*args: str, store: Path | None = None, input: str | bytes | None = None,
@@ -31,6 +95,37 @@ def run_cli(*args: str, store: Path | None = None, input: str | bytes | None = N
                           timeout=timeout, cwd=cwd, check=False)
 
 
+def cli(*args: str, store: Path | None = None, input: str | bytes | None = None,
+        env: dict[str, str | None] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `maasctl ARGS` in this process (typer's CliRunner isolation around `maasctl.cli.main`, so errors go
+    through the same mapping to `Error: ...` and exit codes); returns a CompletedProcess like `run_cli`.
+
+    For output formats, JSON keys, exit codes and messages. Start-up, signal and crash tests use `run_cli`.
+    """
+    from typer.testing import CliRunner
+
+    from maasctl.cli import main
+
+    full_env: dict[str, str | None] = {"MAASCTL_DEBUG": None, **(env or {})}
+    if store is not None:
+        full_env["MAASCTL_HOME"] = str(store)
+    old_cwd = os.getcwd()
+    with CliRunner().isolation(input=input, env=full_env) as (out, err, _):
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.chdir(old_cwd)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return subprocess.CompletedProcess(["maasctl", *args], code, stdout, stderr)
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -44,10 +139,48 @@ def store(store_path: Path):
 
 
 @pytest.fixture(scope="session")
+def saved_models(tmp_path_factory) -> dict[str, Path]:
+    """The committed real SavedModels, no TensorFlow: `small`, `small_b` (4->16->3), `multi` (two inputs).
+
+    Copies shared by the session: a test that alters files copies its own first.
+    """
+    root = tmp_path_factory.mktemp("saved_models")
+    return {name: Path(shutil.copytree(SAVEDMODELS / name, root / name)) for name in ("small", "small_b", "multi")}
+
+
+@pytest.fixture(scope="session")
+def distinct_models(saved_models, tmp_path_factory) -> list[Path]:
+    """16 distinct real SavedModels without TensorFlow: `small` plus a different asset file in each."""
+    root = tmp_path_factory.mktemp("distinct")
+    out = []
+    for i in range(16):
+        path = Path(shutil.copytree(saved_models["small"], root / f"m{i}"))
+        (path / "assets").mkdir(exist_ok=True)
+        (path / "assets" / "id.txt").write_text(f"model {i}\n")
+        out.append(path)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tf():
     from maasctl.tf import load_tensorflow
 
     return load_tensorflow()
+
+
+def tf_view(tf, path: Path) -> dict:
+    """Signature dtypes and shapes as TensorFlow's loader reports them."""
+    loaded = tf.saved_model.load(str(path))
+    out = {}
+    for name, fn in loaded.signatures.items():
+        inputs = fn.structured_input_signature[1]
+        out[name] = {
+            "inputs": {k: [v.dtype.name, [-1 if d is None else d for d in v.shape.as_list()]]
+                       for k, v in sorted(inputs.items())},
+            "outputs": {k: [v.dtype.name, [-1 if d is None else d for d in v.shape.as_list()]]
+                        for k, v in sorted(fn.structured_outputs.items())},
+        }
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -1,81 +1,82 @@
-"""The registry commands through real `python -m maasctl` subprocesses: output, JSON keys, exit codes."""
+"""The registry commands: output, JSON keys, exit codes (in-process through CliRunner; `python -m maasctl`
+and a closed stdout pipe in real subprocesses)."""
 
 import json
 
 import pytest
-from conftest import run_cli, tree_snapshot
+from conftest import cli, run_cli, tree_snapshot
 
 
 @pytest.fixture
-def populated(store_path, models):
-    for src, extra in ((models["small"], ["--alias", "candidate"]), (models["small_b"], [])):
-        r = run_cli("register", str(src), "--name", "iris", *extra, store=store_path)
+def populated(store_path, saved_models):
+    for src, extra in ((saved_models["small"], ["--alias", "candidate"]), (saved_models["small_b"], [])):
+        r = cli("register", str(src), "--name", "iris", *extra, store=store_path)
         assert r.returncode == 0, r.stderr
     return store_path
 
 
-def test_register_prints_ref_and_json(store_path, models):
-    r = run_cli("register", str(models["small"]), "--name", "iris", store=store_path)
+def test_register_prints_ref_and_json(store_path, saved_models):
+    r = cli("register", str(saved_models["small"]), "--name", "iris", store=store_path)
     assert (r.returncode, r.stdout, r.stderr) == (0, "iris@1\n", "")
-    r = run_cli("register", str(models["small"]), "--name", "iris", "--json", store=store_path)
+    r = cli("register", str(saved_models["small"]), "--name", "iris", "--json", store=store_path)
     doc = json.loads(r.stdout)
     assert r.returncode == 0
     assert {k: doc[k] for k in ("ref", "name", "version", "created")} == \
         {"ref": "iris@1", "name": "iris", "version": 1, "created": False}
-    r = run_cli("register", str(models["small"]), "--name", "iris", "--new-version", "--tag", "team=ml",
+    r = cli("register", str(saved_models["small"]), "--name", "iris", "--new-version", "--tag", "team=ml",
                 "--description", "retrained", "--json", store=store_path)
     doc = json.loads(r.stdout)
     assert (doc["version"], doc["created"], doc["tags"], doc["description"]) == (2, True, {"team": "ml"}, "retrained")
 
 
 def test_list_and_show(populated):
-    r = run_cli("list", store=populated)
+    r = cli("list", store=populated)
     assert r.returncode == 0
     assert r.stdout.splitlines() == ["NAME  LATEST  VERSIONS  ALIASES", "iris  2       2         candidate->1"]
-    models = json.loads(run_cli("list", "--json", store=populated).stdout)
+    models = json.loads(cli("list", "--json", store=populated).stdout)
     assert models == [{"name": "iris", "latest": 2, "versions": 2, "aliases": {"candidate": 1},
                        "created_at": models[0]["created_at"]}]
-    versions = json.loads(run_cli("list", "iris", "--json", store=populated).stdout)
+    versions = json.loads(cli("list", "iris", "--json", store=populated).stdout)
     assert [(v["version"], v["aliases"]) for v in versions] == [(1, ["candidate"]), (2, [])]
-    show = json.loads(run_cli("show", "iris@candidate", "--json", store=populated).stdout)
+    show = json.loads(cli("show", "iris@candidate", "--json", store=populated).stdout)
     for key in ("name", "version", "aliases", "sha256", "size", "created_at", "signatures"):
         assert key in show
     assert show["signatures"]["serving_default"]["inputs"]["features"]["shape"] == [-1, 4]
-    text = run_cli("show", "iris", store=populated).stdout
+    text = cli("show", "iris", store=populated).stdout
     assert "serving_default  input   features  float32[-1, 4]" in text
 
 
 def test_alias_commands_and_history(populated):
-    r = run_cli("alias", "set", "iris@2", "candidate", store=populated)
+    r = cli("alias", "set", "iris@2", "candidate", store=populated)
     assert (r.returncode, r.stdout) == (0, "iris@candidate -> 2 (was 1)\n")
-    hist = json.loads(run_cli("alias", "history", "iris", "candidate", "--json", store=populated).stdout)
+    hist = json.loads(cli("alias", "history", "iris", "candidate", "--json", store=populated).stdout)
     assert [(e["from_version"], e["to_version"]) for e in hist] == [(None, 1), (1, 2)]
-    r = run_cli("alias", "rm", "iris", "candidate", store=populated)
+    r = cli("alias", "rm", "iris", "candidate", store=populated)
     assert r.returncode == 0
-    r = run_cli("show", "iris@candidate", store=populated)
+    r = cli("show", "iris@candidate", store=populated)
     assert r.returncode == 3
     assert r.stderr == ("Error: model 'iris' has no alias 'candidate' (it has no aliases). "
                         "See: maasctl alias set iris@VERSION candidate\n")
 
 
-def test_alias_list(populated, models):
-    assert run_cli("alias", "set", "iris@2", "production", store=populated).returncode == 0
-    assert run_cli("register", str(models["small"]), "--name", "wine", "--alias", "staging",
-                   store=populated).returncode == 0
-    r = run_cli("alias", "list", store=populated)
+def test_alias_list(populated, saved_models):
+    assert cli("alias", "set", "iris@2", "production", store=populated).returncode == 0
+    assert cli("register", str(saved_models["small"]), "--name", "wine", "--alias", "staging",
+               store=populated).returncode == 0
+    r = cli("alias", "list", store=populated)
     assert (r.returncode, r.stdout.splitlines()) == (0, ["NAME  ALIAS       VERSION", "iris  candidate   1",
                                                          "iris  production  2", "wine  staging     1"])
-    doc = json.loads(run_cli("alias", "list", "iris", "--json", store=populated).stdout)
+    doc = json.loads(cli("alias", "list", "iris", "--json", store=populated).stdout)
     assert doc == [{"name": "iris", "alias": "candidate", "version": 1},
                    {"name": "iris", "alias": "production", "version": 2}]
 
 
 def test_rm_refuses_aliased_version(populated):
-    r = run_cli("rm", "iris@1", store=populated)
+    r = cli("rm", "iris@1", store=populated)
     assert r.returncode == 1
     assert "alias(es) candidate" in r.stderr and r.stderr.count("\n") == 1
-    assert run_cli("rm", "iris@1", "--force", store=populated).returncode == 0
-    assert run_cli("show", "iris@1", store=populated).returncode == 3
+    assert cli("rm", "iris@1", "--force", store=populated).returncode == 0
+    assert cli("show", "iris@1", store=populated).returncode == 3
 
 
 @pytest.mark.parametrize("args,code,message", [
@@ -93,10 +94,10 @@ def test_rm_refuses_aliased_version(populated):
     (["list", "--bogus"], 2, "No such option: --bogus"),
     (["frobnicate"], 2, "No such command 'frobnicate'"),
 ])
-def test_bad_input_one_line_and_store_unchanged(populated, models, tmp_path, args, code, message):
-    args = [a.format(tmp=tmp_path, small=models["small"]) for a in args]
+def test_bad_input_one_line_and_store_unchanged(populated, saved_models, tmp_path, args, code, message):
+    args = [a.format(tmp=tmp_path, small=saved_models["small"]) for a in args]
     before = tree_snapshot(populated)
-    r = run_cli(*args, store=populated)
+    r = cli(*args, store=populated)
     assert r.returncode == code, r.stderr
     assert r.stderr.startswith("Error: ") and message in r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
@@ -105,35 +106,35 @@ def test_bad_input_one_line_and_store_unchanged(populated, models, tmp_path, arg
 
 
 def test_verify_reports_tampering(populated):
-    assert run_cli("verify", store=populated).returncode == 0
+    assert cli("verify", store=populated).returncode == 0
     target = populated / "models" / "iris" / "2" / "variables" / "variables.data-00000-of-00001"
     data = bytearray(target.read_bytes())
     data[-1] ^= 1
     target.write_bytes(bytes(data))
-    r = run_cli("verify", store=populated)
+    r = cli("verify", store=populated)
     assert r.returncode == 1
     assert "iris@2: sha256 mismatch in variables/variables.data-00000-of-00001" in r.stderr
-    doc = json.loads(run_cli("verify", "--json", store=populated).stdout)
+    doc = json.loads(cli("verify", "--json", store=populated).stdout)
     assert doc["ok"] is False and [v["ok"] for v in doc["versions"]] == [True, False]
 
 
 def test_debug_shows_traceback_only_when_asked(store_path):
-    r = run_cli("--debug", "show", "iris", store=store_path)
+    r = cli("--debug", "show", "iris", store=store_path)
     assert r.returncode == 3 and "Traceback" in r.stderr
-    r = run_cli("show", "iris", store=store_path, env={"MAASCTL_DEBUG": ""})
+    r = cli("show", "iris", store=store_path, env={"MAASCTL_DEBUG": ""})
     assert "Traceback" not in r.stderr
 
 
-def test_store_flag_and_env(tmp_path, models):
+def test_store_flag_and_env(tmp_path, saved_models):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run_cli("--store", str(a), "register", str(models["small"]), "--name", "m", store=b).returncode == 0
-    assert json.loads(run_cli("list", "--json", store=a).stdout)[0]["name"] == "m"
-    assert json.loads(run_cli("list", "--json", store=b).stdout) == []
+    assert cli("--store", str(a), "register", str(saved_models["small"]), "--name", "m", store=b).returncode == 0
+    assert json.loads(cli("list", "--json", store=a).stdout)[0]["name"] == "m"
+    assert json.loads(cli("list", "--json", store=b).stdout) == []
 
 
 def test_gc_cli(populated):
     (populated / "staging" / "999-dead").mkdir(parents=True)
-    doc = json.loads(run_cli("gc", "--json", store=populated).stdout)
+    doc = json.loads(cli("gc", "--json", store=populated).stdout)
     assert doc["staging_removed"] == ["999-dead"]
 
 

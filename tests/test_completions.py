@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, cli, run_cli
 
 COMPLETIONS = REPO / "completions"
 FILES = {"bash": "maasctl.bash", "zsh": "_maasctl", "fish": "maasctl.fish"}
@@ -30,15 +30,15 @@ needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 
 
 @pytest.fixture(scope="module")
-def iris_store(models, tmp_path_factory) -> Path:
+def iris_store(saved_models, tmp_path_factory) -> Path:
     """A store with iris@1 (production), iris@2 (candidate), houses@1, and one run directory."""
     from maasctl.store import Store
 
     root = tmp_path_factory.mktemp("completion") / "store"
     store = Store(root)
-    store.register(models["small"], "iris", aliases=["production"])
-    store.register(models["small_b"], "iris", aliases=["candidate"])
-    store.register(models["small"], "houses")
+    store.register(saved_models["small"], "iris", aliases=["production"])
+    store.register(saved_models["small_b"], "iris", aliases=["candidate"])
+    store.register(saved_models["small"], "houses")
     run = store.runs_dir / "20261123-120000-abc123"
     run.mkdir(parents=True)
     (run / "run.json").write_text("{}")
@@ -96,23 +96,23 @@ def test_committed_script_is_current(shell: str) -> None:
 
 
 def test_cli_prints_the_committed_bash_script() -> None:
-    proc = run_cli("completion", "bash")
+    proc = cli("completion", "bash")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (COMPLETIONS / FILES["bash"]).read_text()
 
 
 def test_unknown_shell_is_a_usage_error() -> None:
-    proc = run_cli("completion", "tcsh", env={"SHELL": "/bin/bash"})
+    proc = cli("completion", "tcsh", env={"SHELL": "/bin/bash"})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "Error: unsupported shell 'tcsh'; expected one of bash, zsh, fish"
     assert proc.stdout == ""
 
 
 def test_shell_detected_from_environment() -> None:
-    proc = run_cli("completion", env={"SHELL": "/usr/bin/fish"})
+    proc = cli("completion", env={"SHELL": "/usr/bin/fish"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (COMPLETIONS / FILES["fish"]).read_text()
-    proc = run_cli("completion", env={"SHELL": "/bin/tcsh"})
+    proc = cli("completion", env={"SHELL": "/bin/tcsh"})
     assert proc.returncode == 2
     assert proc.stderr.startswith("Error: cannot tell the shell from $SHELL='/bin/tcsh'")
 
@@ -307,7 +307,7 @@ def test_fish_completes(bin_dir: Path, iris_store: Path) -> None:
 # -- the other shells' protocols, and the cost of a TAB ----------------------------------------------
 def _protocol(shell: str, words: str, cword: str, store: Path) -> str:
     env = {"_MAASCTL_COMPLETE": f"complete_{shell}", "COMP_WORDS": words, "COMP_CWORD": cword}
-    proc = run_cli(store=store, env=env)
+    proc = cli(store=store, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -344,7 +344,7 @@ def test_broken_store_completes_to_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "index.db").write_bytes(b"this is not sqlite")
-    proc = run_cli(store=bad, env={"_MAASCTL_COMPLETE": "complete_bash", "COMP_WORDS": "maasctl show ",
+    proc = cli(store=bad, env={"_MAASCTL_COMPLETE": "complete_bash", "COMP_WORDS": "maasctl show ",
                                    "COMP_CWORD": "2"})
     assert proc.returncode == 0
     assert proc.stdout.strip() == ""

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tree_snapshot
+from conftest import cli, run_cli, tree_snapshot
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
 from maasctl.package.archive import read_package_manifest
@@ -32,11 +32,11 @@ META = {
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, models) -> dict:
+def base(tmp_path_factory, saved_models) -> dict:
     """A store holding iris@1 (the small model, with run metadata) and a valid package of it."""
     root = tmp_path_factory.mktemp("pkgbase")
     store = Store(root / "store")
-    store.register(models["small"], "iris", meta=META, description="tiny iris", tags={"team": "ml"})
+    store.register(saved_models["small"], "iris", meta=META, description="tiny iris", tags={"team": "ml"})
     result = build_package(store, "iris@1", root / "iris.maas")
     return {"root": root, "store": store, "pkg": result.path, "result": result}
 
@@ -184,10 +184,10 @@ def _assert_untouched(store: Store, before: dict, cwd: Path, cwd_before: list[st
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archive_refused_and_nothing_written(case, base, models, tmp_path, monkeypatch):
+def test_hostile_archive_refused_and_nothing_written(case, base, saved_models, tmp_path, monkeypatch):
     pkg = _make(case, base, tmp_path)
     store = Store(tmp_path / "store")
-    store.register(models["small_b"], "other")  # a store with content, to prove it stays byte-identical
+    store.register(saved_models["small_b"], "other")  # a store with content, to prove it stays byte-identical
     before = tree_snapshot(store.root)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -211,7 +211,7 @@ def test_hostile_archive_into_fresh_store_leaves_no_store_behind(base, tmp_path)
 def test_hostile_archive_cli_exit_2(case, base, tmp_path):
     pkg = _make(case, base, tmp_path)
     store_path = tmp_path / "store"
-    r = run_cli("register", str(pkg), "--name", "iris", store=store_path, cwd=tmp_path)
+    r = cli("register", str(pkg), "--name", "iris", store=store_path, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and HOSTILE[case] in lines[0]
@@ -248,7 +248,7 @@ def test_decompression_bomb_refused_before_extraction(base, tmp_path, monkeypatc
     assert pkg.stat().st_size < 1024 * 1024
     monkeypatch.setenv("MAASCTL_MAX_EXTRACT_BYTES", str(32 * 1024 * 1024))
     store = Store(tmp_path / "store")
-    r = run_cli("register", str(pkg), store=store.root, env={"MAASCTL_MAX_EXTRACT_BYTES": str(32 * 1024 * 1024)})
+    r = cli("register", str(pkg), store=store.root, env={"MAASCTL_MAX_EXTRACT_BYTES": str(32 * 1024 * 1024)})
     assert r.returncode == 2
     assert "more than 33554432 bytes (limit MAASCTL_MAX_EXTRACT_BYTES=33554432)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -292,14 +292,14 @@ def test_round_trip_into_empty_store(base, tf, tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["created"] is False
 
 
-def test_parallel_gzip_independent_of_thread_count(models, tmp_path, monkeypatch):
+def test_parallel_gzip_independent_of_thread_count(saved_models, tmp_path, monkeypatch):
     """Blocks are cut at fixed offsets, so one thread and many give the same bytes (a 3 MiB+ model)."""
     import numpy as np
 
     from maasctl.package import archive as package
 
     src = tmp_path / "model"
-    shutil.copytree(models["small"], src)
+    shutil.copytree(saved_models["small"], src)
     (src / "assets" / "blob.bin").write_bytes(np.random.default_rng(0).normal(size=900_000).astype("float32").tobytes())
     store = Store(tmp_path / "store")
     outs = []
@@ -352,11 +352,11 @@ def test_crc32_combine():
         assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
-def test_reproducible_and_sensitive_to_one_byte(models, tmp_path, monkeypatch):
+def test_reproducible_and_sensitive_to_one_byte(saved_models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = Store(tmp_path / "store")
     src = tmp_path / "model"
-    shutil.copytree(models["small"], src)
+    shutil.copytree(saved_models["small"], src)
     a = build_package(store, src, tmp_path / "a.maas", name="m")
     for p in src.rglob("*"):  # timestamps and the source location do not leak into the package
         os.utime(p, (1_000_000, 1_000_000))
@@ -418,7 +418,7 @@ def test_package_layout(base):
 
 def test_inspect_file_and_ref(base, tmp_path):
     before = tree_snapshot(base["store"].root)
-    r = run_cli("inspect", str(base["pkg"]), store=base["store"].root, cwd=tmp_path)
+    r = cli("inspect", str(base["pkg"]), store=base["store"].root, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["name", "iris"]
@@ -426,12 +426,12 @@ def test_inspect_file_and_ref(base, tmp_path):
     assert ["lineage", "run_id", "r-001"] in [ln.split() for ln in lines]
     assert ["serving_default", "input", "features", "float32[-1,", "4]"] in [ln.split() for ln in lines]
     assert ["serving_default", "output", "output_0", "float32[-1,", "3]"] in [ln.split() for ln in lines]
-    r = run_cli("inspect", str(base["pkg"]), "--json", store=base["store"].root, cwd=tmp_path)
+    r = cli("inspect", str(base["pkg"]), "--json", store=base["store"].root, cwd=tmp_path)
     assert json.loads(r.stdout) == base["result"].manifest
-    r = run_cli("inspect", "iris@1", "--json", store=base["store"].root, cwd=tmp_path)
+    r = cli("inspect", "iris@1", "--json", store=base["store"].root, cwd=tmp_path)
     assert json.loads(r.stdout)["content_sha256"] == base["result"].manifest["content_sha256"]
     assert os.listdir(tmp_path) == [] and tree_snapshot(base["store"].root) == before
-    r = run_cli("inspect", str(tmp_path / "nope.maas"), store=base["store"].root)
+    r = cli("inspect", str(tmp_path / "nope.maas"), store=base["store"].root)
     assert r.returncode == 3 and "no such package file" in r.stderr
 
 
@@ -439,14 +439,14 @@ def test_package_not_a_savedmodel(tmp_path):
     bad = tmp_path / "notamodel"
     bad.mkdir()
     (bad / "weights.bin").write_bytes(b"123")
-    r = run_cli("package", str(bad), store=tmp_path / "store", cwd=tmp_path)
+    r = cli("package", str(bad), store=tmp_path / "store", cwd=tmp_path)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "not a SavedModel" in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["notamodel"]
 
 
-def test_package_errors(base, models, tmp_path):
+def test_package_errors(base, saved_models, tmp_path):
     store = base["store"]
     with pytest.raises(NotFound, match="model 'nosuch' not found"):
         build_package(store, "nosuch@1", tmp_path / "x.maas")
@@ -458,14 +458,14 @@ def test_package_errors(base, models, tmp_path):
         build_package(store, "iris@1", tmp_path / "missing" / "x.maas")
     assert os.listdir(tmp_path) == []
     with pytest.raises(InvalidInput, match="is a directory"):
-        inspect_target(store, str(models["small"]))
+        inspect_target(store, str(saved_models["small"]))
     with pytest.raises(NotFound, match="model 'nosuch' not found"):
         inspect_target(store, "nosuch@2")
 
 
-def test_package_refuses_damaged_stored_version(models, tmp_path):
+def test_package_refuses_damaged_stored_version(saved_models, tmp_path):
     store = Store(tmp_path / "store")
-    info = store.register(models["small"], "iris").info
+    info = store.register(saved_models["small"], "iris").info
     weights = info.path / "variables" / "variables.data-00000-of-00001"
     data = bytearray(weights.read_bytes())
     data[0] ^= 0xFF

@@ -103,9 +103,8 @@ def test_git_lineage(tmp_path):
     assert git_lineage(cfg, [str(data)]) == {"git_commit": head, "git_dirty": True}
 
 
-@pytest.mark.tf
-def test_register_run_defaults_from_config(store, models):
-    make_run(store, "20261123-120000-aaaaaa", models["small"],
+def test_register_run_defaults_from_config(store, saved_models):
+    make_run(store, "20261123-120000-aaaaaa", saved_models["small"],
              register={"name": "iris", "aliases": ["candidate"], "description": "d", "tags": {"team": "ml"}})
     res = register_run(store, "20261123-120000-aaaaaa", None)
     assert res.created and res.info.ref == "iris@1" and res.info.aliases == ["candidate"]
@@ -116,7 +115,7 @@ def test_register_run_defaults_from_config(store, models):
     assert manifest["feature_names"] == ["a", "b", "c", "d"]
     res = register_run(store, "20261123-120000-aaaaaa", "other", aliases=["prod"])
     assert res.info.ref == "other@1" and res.info.aliases == ["prod"]
-    make_run(store, "20261123-120000-bbbbbb", models["small"])
+    make_run(store, "20261123-120000-bbbbbb", saved_models["small"])
     with pytest.raises(InvalidInput, match="no \\[register\\] name and no config path is recorded; pass --name"):
         register_run(store, "20261123-120000-bbbbbb", None)
 

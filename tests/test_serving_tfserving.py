@@ -37,11 +37,11 @@ def test_config_quotes_paths(tmp_path):
     assert cfg.model_config_list.config[0].base_path == str(weird / "m")
 
 
-def test_missing_binary_exits_2_with_install_hint(tmp_path, models):
+def test_missing_binary_exits_2_with_install_hint(tmp_path, saved_models):
     from maasctl.store import Store
 
     store = Store(tmp_path / "store")
-    store.register(models["small"], "small")
+    store.register(saved_models["small"], "small")
     for detach in ([], ["--detach"]):
         r = run_cli("serve", "small", "--backend", "tfserving", *detach, store=store.root,
                     env={"PATH": "/usr/bin:/bin"})
@@ -79,7 +79,7 @@ def _wait_for(predicate, what: str, timeout: float = 60):
         time.sleep(0.02)
 
 
-def _start_supervisor(tmp_path, models, *, ignore_term: bool):
+def _start_supervisor(tmp_path, saved_models, *, ignore_term: bool):
     import os
     import subprocess
     import sys
@@ -93,7 +93,7 @@ def _start_supervisor(tmp_path, models, *, ignore_term: bool):
     fake.write_text(FAKE_BINARY.format(python=sys.executable))
     fake.chmod(0o755)
     store = Store(tmp_path / "store")
-    store.register(models["small"], "small")
+    store.register(saved_models["small"], "small")
     sid = records.new_id()
     pid_file = tmp_path / "tfs.pid"
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_PID_FILE": str(pid_file)}
@@ -107,13 +107,13 @@ def _start_supervisor(tmp_path, models, *, ignore_term: bool):
     return store, sid, proc, int(pid_file.read_text())
 
 
-def test_force_stop_kills_tensorflow_model_server_too(tmp_path, models):
+def test_force_stop_kills_tensorflow_model_server_too(tmp_path, saved_models):
     import os
     import signal
 
     from maasctl.serving import records
 
-    store, sid, proc, child = _start_supervisor(tmp_path, models, ignore_term=True)
+    store, sid, proc, child = _start_supervisor(tmp_path, saved_models, ignore_term=True)
     try:
         rec = records.find_server(store, sid)
         assert rec.pid == proc.pid and _alive(child)
@@ -126,15 +126,15 @@ def test_force_stop_kills_tensorflow_model_server_too(tmp_path, models):
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_supervisor_error_stops_tensorflow_model_server(tmp_path, models):
+def test_supervisor_error_stops_tensorflow_model_server(tmp_path, saved_models):
     import os
     import shutil
     import signal
 
-    store, sid, proc, child = _start_supervisor(tmp_path, models, ignore_term=False)
+    store, sid, proc, child = _start_supervisor(tmp_path, saved_models, ignore_term=False)
     try:
         shutil.rmtree(store.servers_dir / f"tfserving-{sid}")  # the next config rewrite fails
-        store.register(models["small_b"], "small")  # ... which a new version triggers
+        store.register(saved_models["small_b"], "small")  # ... which a new version triggers
         assert proc.wait(30) != 0
         _wait_for(lambda: not _alive(child), "tensorflow_model_server to stop", timeout=15)
     finally:

@@ -1,5 +1,6 @@
 """Commands that do not need TensorFlow must never import it (it costs seconds)."""
 
+import os
 import subprocess
 import sys
 
@@ -19,13 +20,13 @@ sys.stderr.write("HEAVY=" + ",".join(heavy) + "\\n")
 
 
 @pytest.fixture(scope="module")
-def populated_store(models, tmp_path_factory):
+def populated_store(saved_models, tmp_path_factory):
     from maasctl.package.build import build_package
     from maasctl.store import Store
 
     root = tmp_path_factory.mktemp("startup")
     store = Store(root / "store")
-    store.register(models["small"], "iris", aliases=["production"])
+    store.register(saved_models["small"], "iris", aliases=["production"])
     build_package(store, "iris@1", root / "iris.maas")
     return root
 
@@ -39,7 +40,9 @@ def populated_store(models, tmp_path_factory):
 def test_no_heavy_imports(populated_store, args):
     args = [a.format(root=populated_store) for a in args]
     r = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True,
-                       env={"MAASCTL_HOME": str(populated_store / "store"), "PATH": "/usr/bin:/bin"}, check=False)
+                       env={"MAASCTL_HOME": str(populated_store / "store"), "PATH": "/usr/bin:/bin",
+                            **{k: os.environ[k] for k in ("PYTHONPATH", "MAASCTL_TEST_FORBID_TF") if k in os.environ}},
+                       check=False)
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("HEAVY=")]
     heavy = set(filter(None, line[len("HEAVY="):].split(",")))
     if args[0] == "train":  # config and data checks use NumPy; TensorFlow still must not load

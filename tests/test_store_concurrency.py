@@ -24,8 +24,8 @@ def _popen_register(src: Path, name: str, store: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def test_sixteen_parallel_writers_get_distinct_versions(store_path, many_models):
-    procs = [_popen_register(src, "iris", store_path) for src in many_models]
+def test_sixteen_parallel_writers_get_distinct_versions(store_path, distinct_models):
+    procs = [_popen_register(src, "iris", store_path) for src in distinct_models]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=240)
@@ -51,7 +51,7 @@ def big_model(tf, tmp_path_factory) -> Path:
     return build_mlp(tf, tmp_path_factory.mktemp("big") / "big", [4, 4000, 4000, 3], seed=7)
 
 
-def test_sigkill_at_random_moments_never_exposes_a_half_version(store_path, big_model, models):
+def test_sigkill_at_random_moments_never_exposes_a_half_version(store_path, big_model, saved_models):
     rng = random.Random(1234)
     store = Store(store_path)
     reported: dict[int, str] = {}
@@ -88,7 +88,7 @@ def test_sigkill_at_random_moments_never_exposes_a_half_version(store_path, big_
             reported.pop(latest.version, None)
     assert kills >= 20, f"only {kills} kills landed in {rounds} rounds; the test is not exercising crashes"
     # the next writer sweeps leftovers; gc finds nothing more afterwards
-    r = run_cli("register", str(models["small"]), "--name", "big", "--json", store=store_path)
+    r = run_cli("register", str(saved_models["small"]), "--name", "big", "--json", store=store_path)
     assert r.returncode == 0, r.stderr
     gc = store.gc()
     assert gc.staging == [] and gc.orphans == []
@@ -109,25 +109,25 @@ store.register(sys.argv[2], "iris")
 """
 
 
-def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, models):
+def test_kill_between_rename_and_commit_leaves_sweepable_orphan(store, saved_models):
     """A real SIGKILL in the narrowest window: a complete version dir under its final name, no index row."""
-    store.register(models["small"], "iris")
-    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_RENAME, str(store.root), str(models["small_b"])],
+    store.register(saved_models["small"], "iris")
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_RENAME, str(store.root), str(saved_models["small_b"])],
                           check=False, capture_output=True, timeout=120)
     assert proc.returncode == -9
     assert store.version_dir("iris", 2).is_dir()  # the orphan
     assert [v.version for v in store.list_versions("iris")] == [1]  # invisible
     assert store.index_mismatch() == []  # recognised by its writer's publish intent: not an index mismatch
-    r = store.register(models["small_b"], "iris")  # the next writer removes the orphan and takes number 2
+    r = store.register(saved_models["small_b"], "iris")  # the next writer removes the orphan and takes number 2
     assert r.info.version == 2
     assert all(rep.ok for rep in store.verify())
     assert [p.name for p in store.staging_root.iterdir()] == []
 
 
-def test_concurrent_alias_moves_are_all_logged(store_path, models):
+def test_concurrent_alias_moves_are_all_logged(store_path, saved_models):
     store = Store(store_path)
-    store.register(models["small"], "iris")
-    store.register(models["small_b"], "iris")
+    store.register(saved_models["small"], "iris")
+    store.register(saved_models["small_b"], "iris")
     env = {**os.environ, "MAASCTL_HOME": str(store_path)}
     procs = [subprocess.Popen([sys.executable, "-m", "maasctl", "alias", "set", f"iris@{1 + i % 2}", "prod"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]
@@ -141,14 +141,14 @@ def test_concurrent_alias_moves_are_all_logged(store_path, models):
 
 
 @pytest.mark.slow
-def test_rm_gc_verify_race_on_the_same_directories(store_path, models):
+def test_rm_gc_verify_race_on_the_same_directories(store_path, saved_models):
     """6 gc + 30 rm + gc --keep + verify at once: every command succeeds, nothing is called corrupt (issue 17 #4)."""
     store = Store(store_path)
-    store.register(models["small"], "iris", aliases=["production"])
+    store.register(saved_models["small"], "iris", aliases=["production"])
     for _ in range(30):
-        store.register(models["small"], "iris", new_version=True)
+        store.register(saved_models["small"], "iris", new_version=True)
     for _ in range(3):
-        store.register(models["small_b"], "gone", new_version=True)
+        store.register(saved_models["small_b"], "gone", new_version=True)
     env = {**os.environ, "MAASCTL_HOME": str(store_path)}
     cmds = ([["rm", f"iris@{v}"] for v in range(2, 32)] + [["rm", f"gone@{v}"] for v in (1, 2, 3)]
             + [["gc"]] * 6 + [["gc", "--keep", "40"]] * 2 + [["verify"]] * 3)
