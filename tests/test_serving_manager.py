@@ -16,7 +16,6 @@ from maasctl.serving.source import Aspired, StoreSource, aspired_for
 from maasctl.store import Store
 from maasctl.tf.servable import store_loader
 
-pytestmark = pytest.mark.tf
 X = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]
 
 
@@ -43,9 +42,9 @@ def test_aspired_follows_the_registry():
     assert aspired_for(refs("m@2"), {"m": {"versions": [1], "aliases": {}}})["m"].versions == frozenset()
 
 
-def test_unreadable_store_keeps_the_last_good_set(tmp_path, models):
+def test_unreadable_store_keeps_the_last_good_set(tmp_path, saved_models):
     store = Store(tmp_path / "store")
-    store.register(models["small"], "m")
+    store.register(saved_models["small"], "m")
     source = StoreSource(store, refs("m"))
     first = source.poll()
     assert first["m"].versions == {1}
@@ -53,6 +52,99 @@ def test_unreadable_store_keeps_the_last_good_set(tmp_path, models):
     for p in store.root.glob("index.db-*"):
         p.unlink()
     assert source.poll() == first and source.last_error is not None
+
+
+# -- Manager with a fake loader (lifecycle logic, no TensorFlow; the real loader is tested below) ------------
+class FakeModel:
+    """Stands in for a loaded SavedModel: answers with its version, records close()."""
+
+    signatures: dict = {}
+
+    def __init__(self, version: int, closed: list[int]) -> None:
+        self.version, self.closed = version, closed
+
+    def predict(self, inputs, signature):
+        return {"version": self.version}
+
+    def close(self) -> None:
+        self.closed.append(self.version)
+
+
+@pytest.fixture
+def fake_managed(tmp_path, saved_models):
+    """m@1 (alias prod) and m@2 in a real store; a Manager serving `m` and `m@prod` with a fake loader."""
+    from maasctl.serving.manager import Manager
+
+    store = Store(tmp_path / "store")
+    store.register(saved_models["small"], "m", aliases=["prod"])
+    store.register(saved_models["small_b"], "m")
+    closed: list[int] = []
+    loads: list[int] = []
+
+    def loader(name, version):
+        loads.append(version)
+        if version == 3:
+            raise RuntimeError("weights unreadable")
+        return FakeModel(version, closed), {}
+
+    return store, Manager(store, refs("m", "m@prod"), loader=loader), loads, closed
+
+
+def _served(manager, **kw) -> int:
+    servable = manager.acquire("m", **kw)
+    try:
+        return servable.version
+    finally:
+        servable.release()
+
+
+def test_manager_loads_latest_and_labels_newest_first(fake_managed):
+    store, manager, loads, closed = fake_managed
+    manager.poll_once()
+    assert loads == [2, 1]
+    assert (_served(manager), _served(manager, label="prod"), _served(manager, version=1)) == (2, 1, 1)
+    assert {v: s.state for v, s in manager.status("m").items()} == {1: "AVAILABLE", 2: "AVAILABLE"}
+
+
+def test_manager_alias_move_unloads_the_old_version(fake_managed):
+    store, manager, loads, closed = fake_managed
+    manager.poll_once()
+    store.set_alias("m@2", "prod")
+    manager.poll_once()
+    assert closed == [1] and _served(manager, label="prod") == 2
+    assert manager.status("m")[1].state == "END"
+
+
+def test_manager_keeps_serving_when_a_new_version_fails_to_load(fake_managed, saved_models, tmp_path):
+    from maasctl.serving.manager import Manager
+
+    loader, loads = fake_managed[1].loader, fake_managed[2]
+    store = Store(tmp_path / "plain")  # no aliases: only the latest version is aspired
+    store.register(saved_models["small"], "m")
+    store.register(saved_models["small_b"], "m")
+    manager = Manager(store, refs("m"), loader=loader)
+    manager.poll_once()
+    store.register(saved_models["multi"], "m")  # version 3: the loader fails on it
+    manager.poll_once()
+    assert _served(manager) == 2  # no aspired version is available, so the loaded one keeps serving
+    status = manager.status("m")[3]
+    assert (status.state, status.error_code) == ("END", "UNKNOWN") and "weights unreadable" in status.error_message
+    manager.poll_once()
+    assert loads == [2, 3]  # a failed version is not retried on every poll
+
+
+def test_manager_unload_waits_for_requests_in_flight(fake_managed):
+    store, manager, loads, closed = fake_managed
+    manager.poll_once()
+    held = manager.acquire("m", version=1)
+    store.set_alias("m@2", "prod")
+    mover = threading.Thread(target=manager.poll_once)
+    mover.start()
+    time.sleep(0.3)
+    assert closed == [] and mover.is_alive()  # version 1 is still held by a request
+    held.release()
+    mover.join(timeout=10)
+    assert closed == [1]
 
 
 # -- hot reload over HTTP ----------------------------------------------------------------------------------
