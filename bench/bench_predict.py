@@ -110,7 +110,7 @@ def main() -> None:
     stub = None
     server_id = None
     if " serve " in help_text:
-        url = cli("serve", "small", "--port", "0", "--batch-size", "1024", "--detach", env=env).stdout.strip()
+        url = cli("serve", "small", "--port", "0", "--max-batch-size", "1024", "--detach", env=env).stdout.strip()
         server_id = json.loads(cli("ps", "--json", env=env).stdout)[0]["id"]
         label = "maasctl serve"
     else:

@@ -16,11 +16,9 @@ WIDTH = 100
 
 
 def _commands():
-    from typer.main import get_command
+    from maasctl.cli import command
 
-    from maasctl.cli import app
-
-    root = get_command(app)
+    root = command()
 
     def walk(cmd, path):
         yield path, cmd
@@ -31,11 +29,12 @@ def _commands():
 
 
 def render() -> str:
-    _, commands = _commands()
+    root, commands = _commands()
     parts = [START, "", "## Command reference", ""]
     for path, cmd in commands:
+        # the root's settings (help_option_names: -h too) reach every subcommand, as when maasctl runs
         ctx = cmd.make_context(" ".join(path), [], resilient_parsing=True, terminal_width=WIDTH,
-                               max_content_width=WIDTH)
+                               max_content_width=WIDTH, **root.context_settings)
         parts += [f"### `{' '.join(path)}`", "", "```text", cmd.get_help(ctx).rstrip(), "```", ""]
     parts.append(END)
     return "\n".join(parts)

@@ -77,8 +77,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     attempts = list(guard.ATTEMPTS)
     if "tensorflow" in sys.modules or attempts:
-        sys.stderr.write(f"\nERROR: the TensorFlow-free tier imported TensorFlow ({', '.join(attempts) or 'sys.modules'})"
-                         "; mark the test `tf` or use the `saved_models` fixture\n")
+        what = ", ".join(attempts) or "sys.modules"
+        sys.stderr.write(f"\nERROR: the TensorFlow-free tier imported TensorFlow ({what}); mark the test `tf` "
+                         "or use the `saved_models` fixture\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli, run_cli
+from conftest import REPO, cli
 
 COMPLETIONS = REPO / "completions"
 FILES = {"bash": "maasctl.bash", "zsh": "_maasctl", "fish": "maasctl.fish"}
@@ -189,6 +189,28 @@ def test_bash_other_commands(bin_dir: Path, iris_store: Path, tmp_path: Path) ->
     assert bash_complete(["maasctl", "runs", "show", ""], bin_dir, iris_store) == [run]
     assert bash_complete(["maasctl", "train", "c.toml", "--name", "h"], bin_dir, iris_store) == ["houses"]
     assert bash_complete(["maasctl", "stop", ""], bin_dir, iris_store) == []  # no server running
+
+
+@needs_bash
+def test_bash_completes_choices_and_aliases_to_move(bin_dir: Path, iris_store: Path) -> None:
+    assert bash_complete(["maasctl", "predict", "-f", ""], bin_dir, iris_store) == ["json", "jsonl", "csv", "table"]
+    assert bash_complete(["maasctl", "serve", "iris", "--backend", ""], bin_dir, iris_store) == ["maasctl",
+                                                                                                 "tfserving"]
+    # alias set REF ALIAS: the model's existing aliases (to move one); REF's model, whatever REF's form
+    assert bash_complete(["maasctl", "alias", "set", "iris@2", ""], bin_dir, iris_store) == ["candidate",
+                                                                                              "production"]
+
+
+def test_choice_and_alias_protocol(iris_store: Path) -> None:
+    def values(words: str, cword: str) -> list[str]:
+        return [line.split(",", 1)[1] for line in _protocol("bash", words, cword, iris_store).splitlines() if line]
+
+    assert values("maasctl predict --format j", "3") == ["json", "jsonl"]
+    assert values("maasctl predict --input-format c", "3") == ["csv"]
+    assert values("maasctl serve iris --backend t", "4") == ["tfserving"]
+    assert values("maasctl alias set iris@candidate p", "4") == ["production"]
+    assert values("maasctl alias set iris ", "4") == ["candidate", "production"]
+    assert values("maasctl alias set nosuch@1 ", "4") == []
 
 
 # -- real interactive bash on a pseudo-terminal, pressing TAB ----------------------------------------

@@ -9,13 +9,13 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from maasctl import __version__
 from maasctl.cli._click import exceptions as click
-from maasctl.cli._options import AppState, StoreOpt
+from maasctl.cli._options import AppState, DebugOpt, StoreOpt, with_global_options
 from maasctl.errors import MaasError
 
 app = typer.Typer(
@@ -39,14 +39,14 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     store: StoreOpt = None,
-    debug: Annotated[bool, typer.Option("--debug", envvar="MAASCTL_DEBUG",
-                                        help="Show tracebacks for errors.")] = False,
+    debug: DebugOpt = False,
     version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     """Model lifecycle for TensorFlow: train, package, register, serve and predict.
 
     Exit codes: 0 ok, 1 operation failed, 2 usage error or invalid input, 3 not found.
+    --store and --debug may also follow the command (maasctl list --store DIR).
     """
     ctx.obj = AppState(store, debug)
 
@@ -57,9 +57,33 @@ def _load_commands() -> None:
     for module in (train, package, registry, signing, serve, predict, ui, completion):
         module.attach(app)
     runs_view.attach(train.runs_app)
+    _accept_global_options_late(app)
+
+
+def _accept_global_options_late(typer_app: typer.Typer) -> None:
+    """Every command, in groups too, also takes --store/--debug after its name (cli/_options.py)."""
+    for info in typer_app.registered_commands:
+        if info.callback is not None:
+            info.callback = with_global_options(info.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _accept_global_options_late(group.typer_instance)
 
 
 _load_commands()
+_command: Any = None
+
+
+def command() -> Any:
+    """The click command behind `app`, built once, with help for people (cli/_help.py)."""
+    global _command
+    if _command is None:
+        from typer.main import get_command
+
+        from maasctl.cli._help import polish
+
+        _command = polish(get_command(app))
+    return _command
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -71,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = _debug_requested(args)
     try:
-        rv = app(args=args, prog_name="maasctl", standalone_mode=False)
+        rv = command().main(args=args, prog_name="maasctl", standalone_mode=False)
         code: int | str | None = rv if isinstance(rv, int) else 0
         if code == 130:  # typer turns KeyboardInterrupt into Exit(130) before we see it
             print("Error: interrupted", file=sys.stderr)

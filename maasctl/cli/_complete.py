@@ -41,7 +41,9 @@ def store_from_context(ctx: typer.Context | None):
     root: Any = None
     if ctx is not None:
         root_ctx = ctx.find_root()
-        root = root_ctx.params.get("store") if root_ctx.params else None
+        root = (ctx.params or {}).get("global_store")  # `maasctl show --store DIR ...` (after the command)
+        if root is None:
+            root = root_ctx.params.get("store") if root_ctx.params else None
         if root is None and root_ctx.obj is not None:
             root = getattr(root_ctx.obj, "store_path", None)
     return Store(root)
@@ -116,8 +118,10 @@ def complete_ref(ctx: typer.Context | None, incomplete: str) -> Items:
 
 @_safe
 def complete_alias(ctx: typer.Context | None, incomplete: str) -> Items:
-    """Aliases of the model named by the command's NAME argument (alias rm/history NAME ALIAS)."""
-    name = (ctx.params.get("name") if ctx is not None else None) or ""
+    """Aliases of the model named by the command's NAME argument (alias rm/history NAME ALIAS), or by its REF
+    argument's name part (alias set REF ALIAS: the aliases one may move)."""
+    params = (ctx.params or {}) if ctx is not None else {}
+    name = params.get("name") or (params.get("ref") or "").partition("@")[0]
     if not name:
         return []
     aliases = store_from_context(ctx).aliases(name)

@@ -273,7 +273,9 @@ def completion(
         help="bash, zsh or fish [default: from $SHELL].", autocompletion=_complete_shell,
         show_default=False)] = None,
 ) -> None:
-    """Print the shell completion script (subcommands, options, model refs, aliases and run ids).
+    """Print the shell completion script.
+
+    It completes subcommands, options, model refs, aliases and run ids.
 
     \b
     Install it once, then open a new shell:

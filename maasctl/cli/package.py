@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from maasctl.cli import render
-from maasctl.cli._complete import complete_model, complete_ref_or_file, complete_run_or_ref
-from maasctl.cli._options import JsonOpt, state
+from maasctl.cli._complete import complete_ref_or_file, complete_run_or_ref
+from maasctl.cli._options import JsonOpt, name_option, state
 
 
 class Compression(str, Enum):
@@ -24,17 +24,19 @@ def package(
                                           autocompletion=complete_run_or_ref)],
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Output file or directory "
                                                 "[default: ./NAME-VERSION.maas, or ./NAME-DIGEST.maas].")] = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Model name recorded in the package "
-                                                "[default: the run's [register] name or config "
-                                                "file name, the ref's name, or the directory's name].", autocompletion=complete_model)] = None,
+    name: Annotated[str | None, name_option("Model name recorded in the package [default: the run's [register] "
+                                            "name or config file name, the ref's name, or the directory's name].")]
+    = None,
     compression: Annotated[Compression, typer.Option(
         "--compression", help="gzip (default: a standard .tar.gz that tar xzf reads, deflated on every core) "
         "or none (an uncompressed tar). Random-looking float weights shrink only ~10% under gzip, which then "
         "takes ~90% of the packaging time: use none for big models on fast links.")] = Compression.gzip,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a reproducible, self-describing package: the SavedModel plus maas.json (signatures, metrics,
-    lineage, environment, and every file's sha256). The same source always gives a byte-identical file.
+    """Write a reproducible, self-describing .maas package.
+
+    The package holds the SavedModel plus maas.json (signatures, metrics, lineage, environment, and every
+    file's sha256). The same source always gives a byte-identical file.
 
     Example: maasctl package iris@3 -o iris.maas
     """
@@ -55,7 +57,9 @@ def inspect(
                                           autocompletion=complete_ref_or_file)],
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a package's manifest (signatures, metrics, lineage) without extracting the model.
+    """Show a package's manifest without extracting the model.
+
+    Signatures, metrics and lineage, from a .maas file or a registered version.
 
     Example: maasctl inspect iris-3.maas
     """
@@ -70,8 +74,6 @@ def inspect(
 
 def _render(manifest: dict[str, Any]) -> None:
     import json
-
-    from maasctl.tensors import format_spec
 
     files = manifest.get("files", [])
     pairs: list[tuple[str, Any]] = [("name", manifest.get("name"))]
@@ -97,10 +99,7 @@ def _render(manifest: dict[str, Any]) -> None:
     pairs.append(("signed", f"yes, by key {short(signing.get('key_fingerprint'))}" if signing.get("signed") else "no"))
     render.key_values(pairs)
     print()
-    render.table(["signature", "side", "name", "type"],
-                 [(sname, side[:-1], tname, format_spec(spec))
-                  for sname, sig in manifest.get("signatures", {}).items() for side in ("inputs", "outputs")
-                  for tname, spec in sig[side].items()])
+    render.signature_table(manifest.get("signatures", {}))
 
 
 def attach(app: typer.Typer) -> None:

@@ -10,49 +10,59 @@ import typer
 
 from maasctl.cli import render
 from maasctl.cli._complete import complete_file, complete_ref
-from maasctl.cli._options import state
+from maasctl.cli._options import choice_option, state, token_option
 from maasctl.errors import InvalidInput
 from maasctl.tensors import DEFAULT_SIGNATURE
+
+# the library's maasctl.predict.writers.OUTPUT_FORMATS and predict.schema.FORMATS, spelled out so that start-up
+# does not import NumPy (tests/test_cli_help.py keeps them equal)
+OUTPUT_FORMATS = ("json", "jsonl", "csv", "table")
+INPUT_FORMATS = ("json", "jsonl", "csv")
 
 
 def predict(
     ctx: typer.Context,
-    input: Annotated[str, typer.Option("--input", "-i", help="Input file (.json, .jsonl, .csv) or - for stdin.",
-                                       autocompletion=complete_file)] = "-",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="NAME[@VERSION|@ALIAS]; optional with "
-                                                 "--url or one running server serving one model.",
-                                                 autocompletion=complete_ref)] = None,
+    input: Annotated[str, typer.Option("--input", "-i", metavar="FILE", autocompletion=complete_file,
+                                       help="Input file (.json, .jsonl, .csv) or - for stdin.")] = "-",
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="REF", autocompletion=complete_ref,
+                                              help="NAME[@VERSION|@ALIAS]; optional with --url or one running "
+                                              "server serving one model.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="A TF-Serving-compatible REST server, "
                                                "e.g. http://127.0.0.1:8501.")] = None,
     local: Annotated[bool, typer.Option("--local", help="Load the model in this process, even if a server "
                                         "serves it.")] = False,
-    signature: Annotated[str, typer.Option("--signature", help="Signature to call.")] = DEFAULT_SIGNATURE,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per request.")] = 1024,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="json (TF Serving's response body), jsonl, "
-                                               "csv or table [default: from --output's extension, else json].")
-                   ] = None,
-    out_path: Annotated[str | None, typer.Option("--output", "-o", help="Write here instead of stdout.",
-                                                    autocompletion=complete_file)] = None,
+    signature: Annotated[str, typer.Option("--signature", metavar="NAME", help="Signature to call.")]
+    = DEFAULT_SIGNATURE,
+    batch_size: Annotated[int, typer.Option("--rows-per-request", "-b", min=1, help="Rows sent in one request "
+                                            "(the server may merge requests into bigger model calls).")] = 1024,
+    old_batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, hidden=True,
+                                                       help="Old name of --rows-per-request.")] = None,
+    fmt: Annotated[str | None, choice_option("--format", "-f", choices=OUTPUT_FORMATS,
+                                             help="json (TF Serving's response body), jsonl, csv or table "
+                                             "[default: from --output's extension, else json].")] = None,
+    out_path: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", autocompletion=complete_file,
+                                                 help="Write here instead of stdout.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
-    token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
-                                                 help="Bearer token for the server.")] = None,
+    token: Annotated[str | None, token_option("Bearer token for the server.")] = None,
     cacert: Annotated[str | None, typer.Option("--cacert", metavar="FILE",
                                                help="Verify an https:// server against this PEM CA file "
                                                "instead of the system's CA store.",
                                                autocompletion=complete_file)] = None,
-    input_format: Annotated[str | None, typer.Option("--input-format", help="json, jsonl or csv "
-                                                        "[default: from the extension; sniffed on stdin].")] = None,
+    input_format: Annotated[str | None, choice_option("--input-format", choices=INPUT_FORMATS,
+                                                      help="Input format [default: from the extension; "
+                                                      "sniffed on stdin].")] = None,
     keep: Annotated[list[str], typer.Option("--keep", metavar="COL,...", help="Copy these input columns (ids) to "
                                             "the output; other extra columns are ignored with a warning.")] = [],  # noqa: B006 - typer copies the default; never mutated
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document: model, version, rows, output "
                                         "(the --output path) or predictions.")] = False,
 ) -> None:
-    """Predict with a model: rows, records or a TF Serving request body in; predictions out.
+    """Predict with a model: rows or records in, predictions out.
 
-    Sends to --url, else to the one running server serving --model, else loads --model in-process. Input is
-    checked against the model's signature before anything is sent. Large files stream in --batch-size chunks.
+    Input: CSV rows, JSON records or a TF Serving request body. Sends to --url, else to the one running server
+    serving --model, else loads --model in-process. Input is checked against the model's signature before anything is sent. Large files stream in --rows-per-request
+    chunks.
 
-    Example: maasctl predict --input data.csv --model iris@production --format csv
+    Example: maasctl predict -i data.csv -m iris@production -f csv
     """
     from maasctl.cli.progress import RowsProgress
     from maasctl.predict.inputs import open_input
@@ -61,6 +71,8 @@ def predict(
     from maasctl.tf.loader import load_version  # TensorFlow itself comes in only if --local loads a model
 
     store = state(ctx).store
+    if old_batch_size is not None:
+        batch_size = old_batch_size
     fmt = output_format(fmt, out_path)
     keep = [c.strip() for item in keep for c in item.split(",") if c.strip()]
     if json_ and out_path is None and fmt != "json":

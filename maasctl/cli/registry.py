@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from maasctl.cli import render
-from maasctl.cli._complete import complete_alias, complete_model, complete_ref, complete_source
-from maasctl.cli._options import JsonOpt, state
+from maasctl.cli._complete import complete_alias, complete_model, complete_source
+from maasctl.cli._options import JsonOpt, alias_option, name_option, ref_argument, state
 from maasctl.errors import InvalidInput
 
 alias_app = typer.Typer(help="Movable names for versions (NAME@production).", no_args_is_help=True)
@@ -29,10 +29,10 @@ def register(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="SavedModel directory, package file (.maas) or run id.",
                                           autocompletion=complete_source)],
-    name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Model name.",
-                                                autocompletion=complete_model)] = None,
-    alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
-    description: Annotated[str, typer.Option("--description", "-d", metavar="TEXT", help="Free text stored with the version.")] = "",
+    name: Annotated[str | None, name_option("Model name.")] = None,
+    alias: Annotated[list[str], alias_option("Point ALIAS at the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
+    description: Annotated[str, typer.Option("--description", metavar="TEXT",
+                                             help="Free text stored with the version.")] = "",
     tag: Annotated[list[str], typer.Option("--tag", "-t", metavar="KEY=VALUE", help="KEY=VALUE stored with the version (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     new_version: Annotated[bool, typer.Option("--new-version", help="Create a version even if identical content exists.")] = False,
     features: Annotated[str | None, typer.Option("--features", metavar="A,B,...", help="Feature names of a "
@@ -117,8 +117,7 @@ def list_(
 
 def show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@VERSION or NAME@ALIAS.",
-                                       autocompletion=complete_ref)],
+    ref: Annotated[str, ref_argument()],
     json_out: JsonOpt = False,
 ) -> None:
     """Everything about one version, including its signatures.
@@ -126,7 +125,6 @@ def show(
     Example: maasctl show iris@production
     """
     from maasctl.store.signing import bundle_summary, read_bundle, short
-    from maasctl.tensors import format_spec
 
     store = state(ctx).store
     info = store.resolve(ref)
@@ -152,18 +150,15 @@ def show(
     pairs += [(f"metric {k}", v) for k, v in info.metrics.items()]
     render.key_values(pairs)
     print()
-    render.table(["signature", "side", "name", "type"],
-                 [(sname, side[:-1], tname, format_spec(spec))
-                  for sname, sig in signatures.items() for side in ("inputs", "outputs")
-                  for tname, spec in sig[side].items()])
+    render.signature_table(signatures)
 
 
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).",
-                                       autocompletion=complete_ref)],
-    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias name (not all digits, not 'latest').")],
+    ref: Annotated[str, ref_argument("The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).")],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias name (not all digits, not 'latest').",
+                                         autocompletion=complete_alias)],
     json_out: JsonOpt = False,
 ) -> None:
     """Point ALIAS at a version (creating or moving it).
@@ -236,9 +231,8 @@ def alias_history(
 
 def rm(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="NAME@VERSION (or NAME@ALIAS).",
-                                       autocompletion=complete_ref)],
-    force: Annotated[bool, typer.Option("--force", "-f", help="Also remove aliases pointing at it.")] = False,
+    ref: Annotated[str, ref_argument("NAME@VERSION (or NAME@ALIAS).")],
+    force: Annotated[bool, typer.Option("--force", help="Also remove aliases pointing at it.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove a version. Refused while an alias points at it, unless --force. Numbers are never reused.
@@ -255,8 +249,7 @@ def rm(
 
 def verify(
     ctx: typer.Context,
-    ref: Annotated[str | None, typer.Argument(help="One version; default: every version.",
-                                                 autocompletion=complete_ref)] = None,
+    ref: Annotated[str | None, ref_argument("One version; default: every version.")] = None,
     key: Annotated[list[Path], typer.Option("--key", metavar="PUBLIC.pem", dir_okay=False,
                                             help="Also check each version's signature against this public key "
                                             "(repeatable; or $MAASCTL_TRUSTED_KEYS with --signed).")] = [],  # noqa: B006 - typer copies the default; never mutated
@@ -264,8 +257,9 @@ def verify(
     = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-hash stored files against their recorded sha256; with --key, check signatures too. Exit 1 on any
-    corruption, missing or untrusted signature.
+    """Re-hash stored files against their recorded sha256.
+
+    With --key, check signatures too. Exit 1 on any corruption, missing or untrusted signature.
 
     Example: maasctl verify iris@3 --key release.pub.pem
     """
@@ -305,8 +299,9 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove leftovers of interrupted writes and logs of stopped servers; with --keep, old unaliased versions;
-    with --runs-older-than, old unused runs.
+    """Remove leftovers of interrupted writes, old versions and runs.
+
+    Also logs of stopped servers; with --keep, old unaliased versions; with --runs-older-than, old unused runs.
 
     Example: maasctl gc --keep 5 --dry-run
     """
@@ -331,8 +326,9 @@ def doctor(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the rebuilt index would hold.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check that the index knows every version directory; with --rebuild-index, recreate it from disk.
+    """Check that the index knows every version directory.
 
+    With --rebuild-index, recreate the index from disk.
     Stop servers' and writers' use of the store while rebuilding. Exit 1 while a mismatch remains.
 
     Example: maasctl doctor --rebuild-index

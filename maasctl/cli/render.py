@@ -99,3 +99,13 @@ def key_values(pairs: Iterable[tuple[str, Any]], *, out=None) -> None:
     out = out or sys.stdout
     for k, v in pairs:
         out.write(f"{k.ljust(width)}  {v if isinstance(v, str) and v else value(v)}\n")
+
+
+def signature_table(signatures: dict[str, Any], *, out=None) -> None:
+    """SIGNATURE SIDE NAME TYPE, one row per input and output tensor (show, inspect)."""
+    from maasctl.tensors import format_spec
+
+    table(["signature", "side", "name", "type"],
+          [(sname, side[:-1], tname, format_spec(spec))
+           for sname, sig in signatures.items() for side in ("inputs", "outputs")
+           for tname, spec in sig[side].items()], out=out)

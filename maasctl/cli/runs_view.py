@@ -71,16 +71,17 @@ def runs_compare(
     ctx: typer.Context,
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more run ids (see: maasctl runs list).",
                                                  autocompletion=complete_run)],
-    metric: Annotated[str | None, typer.Option("--metric", "-m", metavar="M",
+    metric: Annotated[str | None, typer.Option("--metric", metavar="M",
                                                   help="The metric to overlay: loss, accuracy, val_loss ... "
                                                        "[default: loss, train and validation].")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Compare runs: overlaid curves of one metric, final metrics, the params that differ, data/config digests.
+    """Compare runs: curves, final metrics and the params that differ.
 
+    Overlaid curves of one metric, final metrics, the params that differ, data/config digests.
     The chart needs a terminal; in a pipe the series come out as a per-epoch table. --json gives the series.
 
-    Example: maasctl runs compare 20261123-115500-ab12cd 20261123-120100-ef34ab --metric accuracy
+    Example: maasctl runs compare 20261123-1155 20261123-1201 --metric accuracy
     """
     from maasctl.training.compare import compare
     from maasctl.training.runs import load_run

@@ -10,28 +10,26 @@ from typing import Annotated
 import typer
 
 from maasctl.cli import render
-from maasctl.cli._complete import complete_ref, complete_server
-from maasctl.cli._options import JsonOpt, state
+from maasctl.cli._complete import complete_server
+from maasctl.cli._options import JsonOpt, choice_option, ref_argument, state, token_option
 from maasctl.errors import InvalidInput
-
-DEFAULT_MAX_BODY = 64 * 1024 * 1024
+from maasctl.serving.defaults import BACKENDS, DEFAULT_MAX_BODY
 
 
 def serve(
     ctx: typer.Context,
-    refs: Annotated[list[str], typer.Argument(help="Models to serve: NAME (latest, follows new versions), "
-                                              "NAME@VERSION (pinned) or NAME@ALIAS (follows the alias).",
-                                              autocompletion=complete_ref)],
+    refs: Annotated[list[str], ref_argument("Models to serve: NAME (latest, follows new versions), NAME@VERSION "
+                                            "(pinned) or NAME@ALIAS (follows the alias).")],
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.")] = 8501,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Most rows merged into one model call.")] = 64,
+    batch_size: Annotated[int, typer.Option("--max-batch-size", help="Most rows merged into one model call.")]
+    = 64,
     batch_timeout_ms: Annotated[float, typer.Option("--batch-timeout-ms", help="How long an idle model waits for "
                                                     "more rows before a call (0: never wait).")] = 0.0,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body (413 above).")]
     = DEFAULT_MAX_BODY,
-    token: Annotated[str | None, typer.Option("--token", envvar="MAASCTL_TOKEN", show_envvar=True,
-                                                 help="Require 'Authorization: Bearer TOKEN' (all routes but "
-                                                 "/healthz).")] = None,
+    token: Annotated[str | None, token_option("Require 'Authorization: Bearer TOKEN' (all routes but "
+                                              "/healthz).")] = None,
     token_file: Annotated[Path | None, typer.Option("--token-file", dir_okay=False,
                                                        help="Scoped tokens: 'TOKEN SCOPE[,SCOPE]' per line; "
                                                        "scopes predict, read, metrics.")] = None,
@@ -45,28 +43,33 @@ def serve(
                                             help="Trusted public key for --require-signed (repeatable) "
                                             "[default: $MAASCTL_TRUSTED_KEYS].")] = [],  # noqa: B006 - typer copies the default; never mutated
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
-    backend: Annotated[str, typer.Option("--backend", help="maasctl (built in) or tfserving "
-                                         "(runs tensorflow_model_server).")] = "maasctl",
+    backend: Annotated[str, choice_option("--backend", choices=BACKENDS, help="maasctl (built in) or tfserving "
+                                          "(runs tensorflow_model_server).")] = "maasctl",
     server_id: Annotated[str | None, typer.Option("--server-id", hidden=True)] = None,
+    old_batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True,
+                                                       help="Old name of --max-batch-size.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Serve models over TensorFlow Serving's REST API (predict, classify, regress, status, metadata).
+    """Serve models over TensorFlow Serving's REST API.
 
-    Also: GET /v1/models, /healthz, /readyz and Prometheus metrics at /monitoring/prometheus/metrics.
-    SIGTERM or Ctrl-C stops gracefully (in-flight requests finish).
+    Predict, classify, regress, status and metadata routes. Also: GET /v1/models, /healthz, /readyz and
+    Prometheus metrics at /monitoring/prometheus/metrics. SIGTERM or Ctrl-C stops gracefully (in-flight
+    requests finish).
 
     Example: maasctl serve iris@production --port 8501 --detach
     """
     from maasctl.cli._security import resolve_signing, resolve_tls, resolve_tokens
     from maasctl.refs import parse_ref
 
+    if old_batch_size is not None:
+        batch_size = old_batch_size
     token, tokens = resolve_tokens(ctx, token, token_file)
     tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
     parsed = [parse_ref(r) for r in refs]
     for ref in parsed:
         store.resolve(ref)  # fail fast (exit 3) on a name, version or alias that does not exist
-    if backend not in ("maasctl", "tfserving"):
+    if backend not in BACKENDS:
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     models = sorted({r.name for r in parsed})
     trusted = resolve_signing(require_signed, key, store, parsed, backend)  # unsigned: one line, exit 1
@@ -99,9 +102,7 @@ def serve(
                        "the models")
     app = build_app(store, parsed, options, loader=store_loader(store))
     app.start()  # load models while uvicorn starts
-    if server_id:
-        records.write_record(store, server_id, url=url, models=models, refs=list(refs))
-    try:
+    with records.published(store, server_id, url=url, models=models, refs=list(refs)):
         if json_out:
             render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
         else:
@@ -109,9 +110,6 @@ def serve(
         sys.stdout.flush()
         render.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
         run(app, sock, tls)
-    finally:
-        if server_id:
-            records.remove_record(store, server_id, pid=os.getpid())
     render.message("server stopped")
 
 
@@ -128,7 +126,7 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
     from maasctl.serving import records
 
     server_id = records.new_id()
-    args = ["serve", *refs, "--host", host, "--port", str(port), "--batch-size", str(batch_size),
+    args = ["serve", *refs, "--host", host, "--port", str(port), "--max-batch-size", str(batch_size),
             "--batch-timeout-ms", str(batch_timeout_ms), "--max-body-bytes", str(max_body_bytes),
             "--backend", backend, "--server-id", server_id]
     if state(ctx).debug:
@@ -167,9 +165,7 @@ def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, 
         sock.close()
     url = f"http://{host}:{port}"
     workdir = store.servers_dir / f"tfserving-{server_id or os.getpid()}"
-    if server_id:
-        records.write_record(store, server_id, url=url, models=models, refs=list(refs), backend="tfserving")
-    try:
+    with records.published(store, server_id, url=url, models=models, refs=list(refs), backend="tfserving"):
         if json_out:
             render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
         else:
@@ -177,9 +173,6 @@ def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, 
         sys.stdout.flush()
         code = tfserving.run(store, parsed, host=host, port=port, batch_size=batch_size,
                              batch_timeout_ms=batch_timeout_ms, workdir=workdir)
-    finally:
-        if server_id:
-            records.remove_record(store, server_id, pid=os.getpid())
     if code:
         raise typer.Exit(1)
 
@@ -213,13 +206,16 @@ def _duration(seconds: float) -> str:
 
 def stop(
     ctx: typer.Context,
-    server_id: Annotated[str | None, typer.Argument(help="Server id (or a unique prefix) from `maasctl ps`.",
+    server_id: Annotated[str | None, typer.Argument(metavar="ID", help="Server id (or a unique prefix) from "
+                                                    "`maasctl ps`.",
                                                        autocompletion=complete_server)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Stop every running server of this store.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait before killing.")] = 30.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Stop detached servers gracefully (SIGTERM: in-flight requests finish).
+    """Stop detached servers gracefully.
+
+    SIGTERM: in-flight requests finish; a server still running after --timeout is killed.
 
     Example: maasctl stop 3f2a9c1d
     """

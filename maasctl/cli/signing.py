@@ -20,8 +20,9 @@ def sign(
                                       help="EC private key (P-256, P-384 or P-521), PEM, unencrypted.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Sign a stored version offline with OpenSSF model-signing (needs: pip install 'maasctl[sign]').
+    """Sign a stored version offline with OpenSSF model-signing.
 
+    Needs: pip install 'maasctl[sign]'.
     The Sigstore bundle is kept with the version (maas.sig, outside the signed files) and travels in
     packages. Replaces an earlier signature. Check with: maasctl verify REF --key PUBLIC.pem
 
@@ -45,7 +46,9 @@ def keygen(
     curve: Annotated[str, typer.Option("--curve", help="P-256, P-384 or P-521.")] = "P-256",
     json_out: JsonOpt = False,
 ) -> None:
-    """Make an EC key pair for `maasctl sign` (private key created 0600; never overwrites a file).
+    """Make an EC key pair for `maasctl sign`.
+
+    The private key is created 0600; an existing file is never overwritten.
 
     Example: maasctl keygen release.pem release.pub.pem
     """

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from maasctl.cli import render
-from maasctl.cli._complete import complete_model, complete_run
-from maasctl.cli._options import JsonOpt, state
+from maasctl.cli._complete import complete_run
+from maasctl.cli._options import JsonOpt, alias_option, name_option, state
 from maasctl.errors import InvalidInput
 
 runs_app = typer.Typer(help="Training runs recorded in the store.", no_args_is_help=True)
@@ -93,18 +93,17 @@ def train(
                                                  "train.epochs=5 or model.layers[0].units=32 (repeatable).")] = [],  # noqa: B006 - typer copies the default; never mutated
     register: Annotated[bool, typer.Option("--register", help="Register the exported model right away as NAME@N "
                                            "(NAME from --name, else the config's [register] name).")] = False,
-    name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Model name to register under "
-                                                "(implies --register).", autocompletion=complete_model)] = None,
-    alias: Annotated[list[str], typer.Option("--alias", "-a", metavar="ALIAS", help="Point ALIAS at the registered version "
-                                             "(repeatable; implies --register; default: [register] aliases).")] = [],  # noqa: B006 - typer copies the default; never mutated
+    name: Annotated[str | None, name_option("Model name to register under (implies --register).")] = None,
+    alias: Annotated[list[str], alias_option("Point ALIAS at the registered version (repeatable; implies "
+                                             "--register; default: [register] aliases).")] = [],  # noqa: B006 - typer copies the default; never mutated
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a Keras model from a TOML config; record it as a run (SavedModel + lineage) in the store.
+    """Train a Keras model from a TOML config and record the run.
 
-    The config and data are checked before TensorFlow loads. Progress goes to stderr; stdout gets the run id
+    The run (SavedModel + lineage) is recorded in the store. The config and data are checked before TensorFlow loads. Progress goes to stderr; stdout gets the run id
     (and NAME@N when registering), or one JSON document with --json.
 
-    Example: maasctl train iris.toml --set train.epochs=5 --register --alias candidate
+    Example: maasctl train iris.toml --set train.epochs=5 --alias candidate
     """
     started = time.time()
     from maasctl.refs import check_alias, check_name
@@ -184,7 +183,9 @@ def runs_rm(
                                                  autocompletion=complete_run)],
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove training runs (versions registered from them stay: they are copies).
+    """Remove training runs.
+
+    Versions registered from them stay: they are copies.
 
     Example: maasctl runs rm 20261123-115500-ab12cd
     """
@@ -207,7 +208,9 @@ def runs_show(
                                        "in the terminal.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Everything recorded about a run: metrics, per-epoch history, features, classes, lineage.
+    """Everything recorded about a run.
+
+    Metrics, per-epoch history, features, classes, lineage.
 
     Example: maasctl runs show 20261123-115500-ab12cd --plot
     """

@@ -19,8 +19,9 @@ def ui(
                                                  help="Require this token on every page and API call "
                                                  "(Bearer header, or open once with ?token=...).")] = None,
 ) -> None:
-    """A read-only web view of the store: models, versions, aliases and their history, runs with their curves,
-    detached servers. Every page has its JSON under /api/... . Ctrl-C stops.
+    """A read-only web view of the store.
+
+    Models, versions, aliases and their history, runs with their curves, detached servers. Every page has its JSON under /api/... . Ctrl-C stops.
 
     Example: maasctl ui --port 8765
     """

@@ -19,10 +19,10 @@ from maasctl.serving import codec
 from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Manager, Servable
 from maasctl.serving.metrics import Metrics
+from maasctl.serving.defaults import DEFAULT_MAX_BODY
 
 log = logging.getLogger("maasctl.serve")
 
-DEFAULT_MAX_BODY = 64 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 _PREFIX = "/v1/models/"
 

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
 
@@ -91,6 +91,21 @@ def remove_record(store: Any, server_id: str, pid: int | None = None) -> None:
             return
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+@contextlib.contextmanager
+def published(store: Any, server_id: str | None, *, url: str, models: list[str], refs: list[str],
+              backend: str = "maasctl") -> Iterator[ServerRecord | None]:
+    """This process's record, for `ps` and `stop`, while the body runs (serving); removed on the way out,
+    also on errors and signals. With no `server_id` (a foreground server nobody detached) there is none."""
+    if server_id is None:
+        yield None
+        return
+    rec = write_record(store, server_id, url=url, models=models, refs=refs, backend=backend)
+    try:
+        yield rec
+    finally:
+        remove_record(store, server_id, pid=rec.pid)
 
 
 def _read(path: Path) -> ServerRecord | None:

@@ -38,7 +38,7 @@ class ServeOptions:
 
     def check(self) -> None:
         if self.batch_size < 1:
-            raise InvalidInput(f"--batch-size must be at least 1 (got {self.batch_size})")
+            raise InvalidInput(f"--max-batch-size must be at least 1 (got {self.batch_size})")
         if self.batch_timeout_ms < 0:
             raise InvalidInput(f"--batch-timeout-ms cannot be negative (got {self.batch_timeout_ms})")
         if self.max_body_bytes < 1:
