@@ -100,7 +100,8 @@ def train(
 ) -> None:
     """Train a Keras model from a TOML config and record the run.
 
-    The run (SavedModel + lineage) is recorded in the store. The config and data are checked before TensorFlow loads. Progress goes to stderr; stdout gets the run id
+    The run (SavedModel + lineage) is recorded in the store. The config and data are checked before TensorFlow
+    loads. Progress goes to stderr; stdout gets the run id
     (and NAME@N when registering), or one JSON document with --json.
 
     Example: maasctl train iris.toml --set train.epochs=5 --alias candidate
