@@ -42,7 +42,7 @@ def _tf_deselected(config: pytest.Config) -> bool:
 
         compiled = Expression.compile(markexpr)
         return not compiled.evaluate(lambda name, **kwargs: name == "tf")
-    except Exception:  # pytest moved its private expression module: fall back to the plain spelling
+    except Exception:  # noqa: BLE001 - pytest moved its private expression module: the plain spelling
         return "not tf" in markexpr
 
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import SAVEDMODELS, tf_view
 
 from maasctl.errors import InvalidInput, NotFound

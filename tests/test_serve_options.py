@@ -36,11 +36,11 @@ def test_old_batch_size_name_is_a_hidden_alias():
 
 
 def test_record_published_while_serving_and_removed_on_error(store):
-    with pytest.raises(RuntimeError):
-        with records.published(store, "feed0001", url="http://127.0.0.1:1", models=["m"], refs=["m@1"]) as rec:
-            assert rec is not None and rec.pid == os.getpid()
-            assert records.record_path(store, "feed0001").is_file()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), \
+            records.published(store, "feed0001", url="http://127.0.0.1:1", models=["m"], refs=["m@1"]) as rec:
+        assert rec is not None and rec.pid == os.getpid()
+        assert records.record_path(store, "feed0001").is_file()
+        raise RuntimeError("boom")
     assert not records.record_path(store, "feed0001").exists()
     with records.published(store, None, url="http://127.0.0.1:1", models=["m"], refs=["m"]) as rec:
         assert rec is None and not any(store.servers_dir.glob("*.json"))

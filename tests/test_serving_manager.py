@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_unreadable_store_keeps_the_last_good_set(tmp_path, saved_models):
 class FakeModel:
     """Stands in for a loaded SavedModel: answers with its version, records close()."""
 
-    signatures: dict = {}
+    signatures: ClassVar[dict] = {}
 
     def __init__(self, version: int, closed: list[int]) -> None:
         self.version, self.closed = version, closed
@@ -99,7 +100,7 @@ def _served(manager, **kw) -> int:
 
 
 def test_manager_loads_latest_and_labels_newest_first(fake_managed):
-    store, manager, loads, closed = fake_managed
+    _, manager, loads, _ = fake_managed
     manager.poll_once()
     assert loads == [2, 1]
     assert (_served(manager), _served(manager, label="prod"), _served(manager, version=1)) == (2, 1, 1)
@@ -107,7 +108,7 @@ def test_manager_loads_latest_and_labels_newest_first(fake_managed):
 
 
 def test_manager_alias_move_unloads_the_old_version(fake_managed):
-    store, manager, loads, closed = fake_managed
+    store, manager, _, closed = fake_managed
     manager.poll_once()
     store.set_alias("m@2", "prod")
     manager.poll_once()
@@ -134,7 +135,7 @@ def test_manager_keeps_serving_when_a_new_version_fails_to_load(fake_managed, sa
 
 
 def test_manager_unload_waits_for_requests_in_flight(fake_managed):
-    store, manager, loads, closed = fake_managed
+    store, manager, _, closed = fake_managed
     manager.poll_once()
     held = manager.acquire("m", version=1)
     store.set_alias("m@2", "prod")

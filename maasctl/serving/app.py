@@ -17,9 +17,9 @@ from maasctl import tensors
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
 from maasctl.serving import codec
 from maasctl.serving.auth import TokenTable
+from maasctl.serving.defaults import DEFAULT_MAX_BODY
 from maasctl.serving.manager import Manager, Servable
 from maasctl.serving.metrics import Metrics
-from maasctl.serving.defaults import DEFAULT_MAX_BODY
 
 log = logging.getLogger("maasctl.serve")
 

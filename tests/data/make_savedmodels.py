@@ -24,6 +24,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(HERE.parent))  # conftest's builders, so fixtures and committed data agree
     from conftest import build_mlp, build_multi_io, tf_view
+
     from maasctl.tf import load_tensorflow
 
     tf = load_tensorflow()

@@ -20,7 +20,6 @@ class _ForbidTensorFlow:
             ATTEMPTS.append(name)
             sys.stderr.write(f"notf_guard: {name} imported in the TensorFlow-free test tier\n")
             raise ImportError(f"{name} imported in the TensorFlow-free test tier (mark the test `tf`)")
-        return None
 
 
 if os.environ.get("MAASCTL_TEST_FORBID_TF") == "1" and not any(isinstance(f, _ForbidTensorFlow)
