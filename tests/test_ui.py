@@ -209,8 +209,10 @@ def test_servers_page_shows_status_and_request_rate(filled, tmp_path):
     from maasctl.refs import parse_ref
     from maasctl.serving import records
     from maasctl.serving.server import ServeOptions, build_app
+    from maasctl.tf.servable import store_loader
 
-    serving = ServerThread(build_app(filled, [parse_ref("blobs@production")], ServeOptions())).start()
+    serving = ServerThread(build_app(filled, [parse_ref("blobs@production")], ServeOptions(),
+                                     loader=store_loader(filled))).start()
     serving.app.start()
     serving.wait_ready()
     # the record's pid must be a live process whose command line names maasctl (as a real detached server's does)

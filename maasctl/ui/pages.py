@@ -203,8 +203,8 @@ def runs_page(runs: list[dict[str, Any]]) -> str:
     if not runs:
         body = "<p>No training runs yet. See <code>maasctl train --help</code>.</p>"
     else:
-        rows = [(f'<input type="checkbox" name="run" value="{e(r["run_id"])}" id="pick-{e(r["run_id"])}" '
-                 f'aria-label="compare {e(r["run_id"])}">', run_link(r["run_id"]), e(r["created_at"]),
+        rows = [((f'<input type="checkbox" name="run" value="{e(r["run_id"])}" id="pick-{e(r["run_id"])}" '
+                 f'aria-label="compare {e(r["run_id"])}">'), run_link(r["run_id"]), e(r["created_at"]),
                  e(fmt(r["task"])), e(fmt(r["epochs_run"])), metrics_text(r["metrics"]),
                  e((r.get("config_path") or "-").rsplit("/", 1)[-1])) for r in runs]
         body = ('<form action="/runs/compare" method="get">'
