@@ -112,7 +112,7 @@ def test_cli_compare_plain_text_and_json(three, store_path):
     assert lines[params_at + 3] == ""
     epoch_rows = lines[params_at + 4:]
     assert epoch_rows[0].split() == ["EPOCH", A, "loss", A, "val_loss", B, "loss", B, "val_loss"]
-    assert epoch_rows[1].split() == ["1", "1.0000", "1.1000", "0.8000", "0.9000"] and len(epoch_rows) == 6
+    assert epoch_rows[1].split() == ["1", "1.000", "1.100", "0.8000", "0.9000"] and len(epoch_rows) == 6
 
     r = run_cli("runs", "compare", A, C, "--metric", "val_loss", "--json", store=store_path)
     doc = json.loads(r.stdout)

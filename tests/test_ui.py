@@ -30,7 +30,7 @@ def history(epochs: int = EPOCHS) -> list[dict]:
             for e in range(1, epochs + 1)]
 
 
-def add_run(store, run_id: str = RUN, epochs: int = EPOCHS) -> None:
+def add_run(store, run_id: str = RUN, epochs: int = EPOCHS, lr: float = 0.01) -> None:
     with store.staging() as staged:
         (staged / "model").mkdir()
         hist = history(epochs)
@@ -38,7 +38,7 @@ def add_run(store, run_id: str = RUN, epochs: int = EPOCHS) -> None:
             "run_id": run_id, "created_at": "2026-11-23T12:00:00Z", "task": "classification",
             "feature_names": ["a", "b", "c", "d"], "class_names": ["x", "y", "z"],
             "metrics": {k: v for k, v in hist[-1].items() if k != "epoch"}, "history": hist, "epochs_run": epochs,
-            "params": {"train": {"epochs": epochs, "learning_rate": 0.01}, "model": {"task": "classification"},
+            "params": {"train": {"epochs": epochs, "learning_rate": lr}, "model": {"task": "classification"},
                        "register": {"name": "blobs"}},
             "lineage": {"run_id": run_id, "config_path": "/cfg/blobs.toml", "config_sha256": "c" * 64, "seed": 7},
             "environment": {"python": "3.11"}})
@@ -105,6 +105,28 @@ def test_pages_and_their_json(view):
     assert requests.get(url + "/api/servers", timeout=10).json() == []
     head = requests.head(url + "/models/blobs", timeout=10)
     assert head.status_code == 200 and head.content == b""
+
+
+def test_compare_page_and_json(view):
+    url, store = view
+    other = "20261123-130000-bbbbbb"
+    add_run(store, other, epochs=4, lr=0.05)
+    doc = requests.get(url + f"/api/runs/compare?run={RUN}&run={other}&metric=accuracy", timeout=10).json()
+    assert doc["params_differ"] == {"train.epochs": [EPOCHS, 4], "train.learning_rate": [0.01, 0.05]}
+    assert doc["series"][other]["epoch"] == [1, 2, 3, 4] and doc["metric"] == "accuracy"
+    page = requests.get(url + f"/runs/compare?run={RUN}&run={other}", timeout=10)
+    assert page.status_code == 200
+    counts = [len(p.split()) for p in re.findall(r'<polyline fill="none" points="([^"]*)"', page.text)]
+    assert counts == [EPOCHS, EPOCHS, 4, 4]  # loss and val_loss of each run
+    params = re.search(r'<table class="params">(.*?)</table>', page.text).group(1)
+    assert re.findall(r"<td><code>([^<]*)</code></td>", params) == ["train.epochs", "train.learning_rate"]
+    runs_page = requests.get(url + "/runs", timeout=10).text
+    assert '<form action="/runs/compare" method="get">' in runs_page and runs_page.count('type="checkbox"') == 2
+    one = requests.get(url + f"/runs/compare?run={RUN}", timeout=10)
+    assert one.status_code == 400 and "at least two" in one.text
+    assert requests.get(url + f"/api/runs/compare?run={RUN}&run=nope", timeout=10).status_code == 404
+    bad = requests.get(url + f"/api/runs/compare?run={RUN}&run={other}&metric=auc", timeout=10)
+    assert bad.status_code == 400 and "--metric 'auc'" in bad.json()["error"]
 
 
 def test_unknown_things_are_404_pages_never_tracebacks(view):
@@ -187,8 +209,10 @@ def test_servers_page_shows_status_and_request_rate(filled, tmp_path):
     from maasctl.refs import parse_ref
     from maasctl.serving import records
     from maasctl.serving.server import ServeOptions, build_app
+    from maasctl.tf.servable import store_loader
 
-    serving = ServerThread(build_app(filled, [parse_ref("blobs@production")], ServeOptions())).start()
+    serving = ServerThread(build_app(filled, [parse_ref("blobs@production")], ServeOptions(),
+                                     loader=store_loader(filled))).start()
     serving.app.start()
     serving.wait_ready()
     # the record's pid must be a live process whose command line names maasctl (as a real detached server's does)

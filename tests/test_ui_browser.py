@@ -16,6 +16,7 @@ from maasctl.serving.server import ServerThread
 from maasctl.ui.app import UiApp
 
 CHROMIUM = os.environ.get("MAASCTL_TEST_CHROMIUM", "/usr/bin/chromium")
+OTHER = "20261123-130000-bbbbbb"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 
@@ -40,6 +41,7 @@ def site(store, models):
     store.register(models["small_b"], "blobs", aliases=["candidate", "staging"])
     store.register(models["multi"], "blobs")
     add_run(store)
+    add_run(store, OTHER, epochs=4, lr=0.05)
     server = ServerThread(UiApp(store)).start()
     yield server.url, store
     server.stop()
@@ -101,6 +103,24 @@ def test_model_page_alias_move_run_curves(browser, site, tmp_path):
     bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert bg == "rgb(13, 17, 23)"
     page.screenshot(path=str(tmp_path / "run-dark.png"), full_page=True)
+
+    # compare two runs with the keyboard only: Space ticks a checkbox, Enter submits
+    page.emulate_media(color_scheme="light")
+    page.goto(url + "/runs")
+    page.locator(f'input[value="{OTHER}"]').focus()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")  # the run's link
+    page.keyboard.press("Tab")  # the next run's checkbox
+    assert page.evaluate("document.activeElement.value") == RUN
+    page.keyboard.press("Space")
+    page.locator("form button").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/runs/compare?**")
+    points = [len(p.split()) for p in page.locator("svg.chart polyline").evaluate_all(
+        "els => els.map(e => e.getAttribute('points'))")]
+    assert sorted(points) == [4, 4, EPOCHS, EPOCHS]
+    assert page.locator("table.params tbody tr").all_inner_texts()[0].split() == ["train.epochs", "4", str(EPOCHS)]
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 
     page.goto(url + "/models/nope")
     assert page.locator("h1").inner_text() == "404 Not found"

@@ -58,9 +58,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, out=None) ->
     if _isatty(out):
         _rich_table(headers, texts, out)
         return
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    widths = [max([len(h)] + [len(r[i]) for r in texts]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in texts]
     out.write("\n".join(lines) + "\n")
 
 

@@ -48,7 +48,8 @@ def _table(headers: list[str], rows: list[tuple[Any, ...]]) -> None:
 
 
 def _fmt(v: Any) -> str:
-    return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+    """Numbers as everywhere for people (render.number); other values (e.g. a list param) as render.value."""
+    return render.value(v)
 
 
 def plot_run(run: Any) -> None:
@@ -102,7 +103,7 @@ def _render_compare(doc: dict[str, Any]) -> None:
         keys += [k for k in e["metrics"] if k not in keys]
     render.table(["run", "epochs", *keys, "config sha256", "data sha256"],
                  [(e["run_id"], e["epochs_run"], *(_fmt(e["metrics"].get(k)) for k in keys),
-                   (e["config_sha256"] or "-")[:12], (e["data_sha256"] or "-")[:12]) for e in entries])
+                   (e["config_sha256"] or render.MISSING)[:12], (e["data_sha256"] or render.MISSING)[:12]) for e in entries])
     print()
     differ = doc["params_differ"]
     if differ:

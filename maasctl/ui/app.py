@@ -5,6 +5,7 @@ Routes (each page has its JSON twin under /api):
     /models/NAME            versions + aliases   /api/models/NAME
     /models/NAME/N          one version          /api/models/NAME/N
     /runs, /runs/ID         runs, one run        /api/runs, /api/runs/ID
+    /runs/compare?run=A&run=B[&metric=M]          /api/runs/compare?...
     /servers                detached servers     /api/servers
 
 With a token, every route needs it: `Authorization: Bearer TOKEN`, or the cookie that `?token=TOKEN` sets once
@@ -28,7 +29,7 @@ from maasctl.ui import data, pages
 log = logging.getLogger("maasctl.ui")
 
 COOKIE = "maasctl_ui_token"
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
@@ -71,17 +72,22 @@ class UiApp:
                 redirect = self._authorize(scope, path)
                 if redirect is not None:
                     return redirect
-            return self._route(path, api)
+            return self._route(path, api, parse_qs(scope.get("query_string", b"").decode("latin-1")))
         except MaasError as exc:
             return self._error(exc.http_status, str(exc), api)
         except Exception as exc:  # the crash boundary: log it, show only that it happened
             log.exception("internal error on %s %s", scope.get("method"), path)
             return self._error(500, f"internal error: {type(exc).__name__} (see the log of maasctl ui)", api)
 
-    def _route(self, path: str, api: bool) -> Response:
+    def _route(self, path: str, api: bool, query: dict[str, list[str]]) -> Response:
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
         if api:
             parts = parts[1:]
+        if parts == ["runs", "compare"]:  # never a run id (ids are YYYYMMDD-HHMMSS-hex)
+            doc = data.compare_runs(self.store, query.get("run", []), (query.get("metric") or [""])[0] or None)
+            if api:
+                return 200, [(b"content-type", b"application/json")], json.dumps(doc, indent=1).encode()
+            return 200, _html_headers(), pages.compare_page(doc).encode()
         routes: dict[tuple[str, int], tuple[Callable[..., Any], Callable[[Any], str]]] = {
             ("", 0): (lambda: data.models(self.store), pages.models_page),
             ("models", 1): (lambda: data.models(self.store), pages.models_page),

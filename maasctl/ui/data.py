@@ -90,6 +90,17 @@ def run(store: Any, run_id: str) -> dict[str, Any]:
             "config_toml": config_toml}
 
 
+def compare_runs(store: Any, run_ids: list[str], metric: str | None) -> dict[str, Any]:
+    """`runs compare` for the view: the same document as `maasctl runs compare --json`."""
+    loaded = []
+    for run_id in run_ids:
+        try:
+            loaded.append(load_run(store, run_id))
+        except InvalidInput:
+            raise NotFound(f"run '{run_id}' not found (not a run id)") from None
+    return compare.compare(loaded, metric)
+
+
 def registered_from_run(store: Any, run_id: str) -> list[str]:
     """The live versions whose lineage names this run (NAME@N), by model then version."""
     refs = []

@@ -26,7 +26,7 @@ CSS = """
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
 a{color:var(--link)}
-a:focus-visible,summary:focus-visible{outline:3px solid var(--focus);outline-offset:2px;border-radius:2px}
+a:focus-visible,summary:focus-visible,input:focus-visible,button:focus-visible{outline:3px solid var(--focus);outline-offset:2px;border-radius:2px}
 .skip{position:absolute;left:-9999px}.skip:focus{left:8px;top:8px;background:var(--bg);padding:4px 8px;z-index:1}
 header{display:flex;gap:1.5rem;align-items:baseline;padding:.7rem 1.5rem;border-bottom:1px solid var(--line);
 background:var(--head);flex-wrap:wrap}
@@ -44,6 +44,7 @@ code,pre{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{background:var(--head);border:1px solid var(--line);padding:.7rem;overflow:auto;max-width:100%}
 .tag{display:inline-block;border:1px solid var(--line);border-radius:1em;padding:0 .55em;margin:0 .25em .15em 0;
 font-size:.85rem}
+button{font:inherit;padding:.3rem .8rem}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}
 svg.chart{max-width:100%;height:auto;background:var(--bg)}
 svg .plot{fill:none;stroke:var(--line)}svg .grid{stroke:var(--line);stroke-dasharray:2 3}
@@ -202,11 +203,39 @@ def runs_page(runs: list[dict[str, Any]]) -> str:
     if not runs:
         body = "<p>No training runs yet. See <code>maasctl train --help</code>.</p>"
     else:
-        body = table(["Run", "Created", "Task", "Epochs", "Final metrics", "Config"],
-                     [(run_link(r["run_id"]), e(r["created_at"]), e(fmt(r["task"])), e(fmt(r["epochs_run"])),
-                       metrics_text(r["metrics"]), e((r.get("config_path") or "-").rsplit("/", 1)[-1]))
-                      for r in runs], caption="Newest first")
+        rows = [((f'<input type="checkbox" name="run" value="{e(r["run_id"])}" id="pick-{e(r["run_id"])}" '
+                 f'aria-label="compare {e(r["run_id"])}">'), run_link(r["run_id"]), e(r["created_at"]),
+                 e(fmt(r["task"])), e(fmt(r["epochs_run"])), metrics_text(r["metrics"]),
+                 e((r.get("config_path") or "-").rsplit("/", 1)[-1])) for r in runs]
+        body = ('<form action="/runs/compare" method="get">'
+                + table(["Compare", "Run", "Created", "Task", "Epochs", "Final metrics", "Config"], rows,
+                        caption="Newest first", cls="runs")
+                + '<button type="submit">Compare selected runs</button></form>')
     return page("Runs", body, section="runs", api="/api/runs")
+
+
+def compare_page(doc: dict[str, Any]) -> str:
+    metric, entries = doc["metric"], doc["runs"]
+    base = metric.removeprefix("val_")
+    keys = [metric] if metric.startswith("val_") else [base, f"val_{base}"]
+    lines = [(f"{run_id[-6:]} {k}", list(zip(s["epoch"], s[k]))) for run_id, s in doc["series"].items() for k in keys]
+    body = f'<section aria-label="Curves" class="charts">{line_chart(lines, title=metric, width=760)}</section>'
+    names: list[str] = []
+    for entry in entries:
+        names += [k for k in entry["metrics"] if k not in names]
+    body += "<h2>Final metrics</h2>" + table(
+        ["Run", "Epochs", *map(e, names), "Config sha256", "Data sha256"],
+        [(run_link(x["run_id"]), e(fmt(x["epochs_run"])), *(e(fmt(x["metrics"].get(k))) for k in names),
+          f'<code>{e((x["config_sha256"] or "-")[:12])}</code>', f'<code>{e((x["data_sha256"] or "-")[:12])}</code>')
+         for x in entries], cls="final")
+    differ = doc["params_differ"]
+    body += "<h2>Params that differ</h2>" + (
+        table(["Param", *(run_link(x["run_id"]) for x in entries)],
+              [(f"<code>{e(k)}</code>", *(e(fmt(v)) for v in values)) for k, values in differ.items()],
+              cls="params")
+        if differ else "<p class=muted>The same in every run.</p>")
+    api = "/api/runs/compare?" + "&".join(f"run={q(x['run_id'])}" for x in entries) + f"&metric={q(metric)}"
+    return page(f"Compare {len(entries)} runs", body, section="runs", api=api, crumbs='<a href="/runs">Runs</a> / ')
 
 
 def run_page(doc: dict[str, Any]) -> str:
@@ -258,7 +287,7 @@ def servers_page(servers: list[dict[str, Any]]) -> str:
 
 
 def error_page(status: int, message: str) -> str:
-    title = {401: "Token required", 404: "Not found", 405: "Method not allowed"}.get(status, "Error")
+    title = {400: "Bad request", 401: "Token required", 404: "Not found", 405: "Method not allowed"}.get(status, "Error")
     hint = ('<p>Open this view with <code>?token=…</code> once (a cookie keeps it), or send '
             '<code>Authorization: Bearer …</code>.</p>' if status == 401 else "")
     body = f'<p role="alert">{e(message)}</p>{hint}<p><a href="/">Back to the models</a></p>'
