@@ -33,6 +33,7 @@ class ServerRecord:
     started_at: str
     log: str
     backend: str = "maasctl"
+    grpc: str | None = None  # host:port of the gRPC API (serve --grpc-port), None when off
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -67,10 +68,10 @@ def log_path(store: Any, server_id: str) -> Path:
 
 
 def write_record(store: Any, server_id: str, *, url: str, models: list[str], refs: list[str],
-                 backend: str = "maasctl", pid: int | None = None) -> ServerRecord:
+                 backend: str = "maasctl", pid: int | None = None, grpc: str | None = None) -> ServerRecord:
     """Atomically write this process's record (called by the server once bound)."""
     rec = ServerRecord(server_id, pid or os.getpid(), url, models, refs, _now(), str(log_path(store, server_id)),
-                       backend)
+                       backend, grpc)
     path = record_path(store, server_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -98,7 +99,8 @@ def _read(path: Path) -> ServerRecord | None:
         doc = json.loads(path.read_text())
         return ServerRecord(id=doc["id"], pid=int(doc["pid"]), url=doc["url"], models=list(doc["models"]),
                             refs=list(doc.get("refs", [])), started_at=doc.get("started_at", ""),
-                            log=doc.get("log", ""), backend=doc.get("backend", "maasctl"), path=path)
+                            log=doc.get("log", ""), backend=doc.get("backend", "maasctl"),
+                            grpc=doc.get("grpc"), path=path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
