@@ -64,6 +64,16 @@ def test_detached_grpc_server_ps_and_graceful_stop(tmp_path, models, tf):
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         np.testing.assert_allclose(_predict(tf, address, X, "tok"), want, atol=1e-6)  # waits 4 s (batch timeout)
 
+        # `predict` finds the server in the store's records and uses its gRPC port
+        data = tmp_path / "in.csv"
+        data.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, row)) for row in X.tolist()) + "\n")
+        auto = run_cli("predict", "--model", "small", "-i", str(data), "--format", "jsonl",
+                       env={"MAASCTL_TOKEN": "tok"}, store=store.root)
+        assert auto.returncode == 0, auto.stderr
+        assert f"at {address}: all requests go to small@1 (gRPC)" in auto.stderr
+        np.testing.assert_allclose([json.loads(line)["output_0"] for line in auto.stdout.splitlines()], want,
+                                   atol=1e-6)
+
         result = {}
 
         def in_flight():
