@@ -426,7 +426,8 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
     def call(e: Encoded) -> tuple[Encoded, dict[str, np.ndarray]]:
         return e, target.predict(e.inputs, e.rows)
 
-    for e, outputs in ordered_map(call, chunks, target.workers):
+    mapper = getattr(target, "map_ordered", None)  # a target with its own pipelining (gRPC futures)
+    for e, outputs in (mapper(chunks) if mapper else ordered_map(call, chunks, target.workers)):
         writer.write(outputs, e.kept)
         done += e.rows
         if progress:
