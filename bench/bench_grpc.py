@@ -29,10 +29,10 @@ import numpy as np
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
-from maasctl.predict import grpc_wire  # noqa: E402
-from maasctl.refs import ModelRef  # noqa: E402
+from maasctl.predict import grpc_wire
+from maasctl.refs import ModelRef
 
 
 def free_port() -> int:
@@ -144,9 +144,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     args = ap.parse_args()
 
-    from conftest import build_mlp
     from maasctl.store import Store
     from maasctl.tf import load_tensorflow
+    from maasctl.tf.testing import build_mlp
 
     tf = load_tensorflow()
     work = Path(tempfile.mkdtemp(prefix="bench-grpc-"))

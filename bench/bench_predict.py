@@ -194,7 +194,7 @@ def timed_process(args: list[str], env: dict[str, str]) -> tuple[float, int]:
         wrapper = ["/usr/bin/time", "-f", "%M", "-o", rss_file.name] if os.path.exists("/usr/bin/time") else []
         start = time.perf_counter()
         proc = subprocess.run([*wrapper, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, **env}, cwd=REPO)
+                              env={**os.environ, **env}, cwd=REPO, check=False)
         wall = time.perf_counter() - start
         if proc.returncode:
             raise SystemExit(f"{' '.join(args[:4])}... failed: {proc.stderr.decode()[-2000:]}")
@@ -208,8 +208,8 @@ def client_breakdown(store, data: Path, n: int) -> dict[str, float]:
 
     from maasctl.predict.encoding import Encoder
     from maasctl.predict.inputs import open_input
-    from maasctl.predict.writers import make_writer
     from maasctl.predict.schema import schema_from_signature
+    from maasctl.predict.writers import make_writer
     from maasctl.store.savedmodel import read_signatures
 
     info = store.resolve("small")

@@ -11,8 +11,8 @@ import time
 import grpc
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from maasctl.serving import records
 from maasctl.store import Store
 

@@ -17,6 +17,7 @@ import requests
 from maasctl.refs import parse_ref
 from maasctl.serving.server import ServeOptions, ServerThread, build_app
 from maasctl.store import Store
+from maasctl.tf.servable import store_loader
 
 pytestmark = pytest.mark.tf
 MAX_BODY = 256 * 1024
@@ -28,13 +29,20 @@ TOKEN = "s3cret-grpc"
 
 @pytest.fixture(scope="module")
 def apis(tf):
-    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                         inference_pb2, model_service_pb2_grpc, predict_pb2,
-                                         prediction_service_pb2_grpc, regression_pb2)
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        inference_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+        regression_pb2,
+    )
 
-    return dict(classification=classification_pb2, metadata=get_model_metadata_pb2, status=get_model_status_pb2,
-                inference=inference_pb2, model_service=model_service_pb2_grpc, predict=predict_pb2,
-                prediction_service=prediction_service_pb2_grpc, regression=regression_pb2)
+    return {"classification": classification_pb2, "metadata": get_model_metadata_pb2,
+            "status": get_model_status_pb2, "inference": inference_pb2, "model_service": model_service_pb2_grpc,
+            "predict": predict_pb2, "prediction_service": prediction_service_pb2_grpc, "regression": regression_pb2}
 
 
 def build_linear(path):
@@ -58,7 +66,8 @@ def served(tf, models, tmp_path_factory):
                                                   "feature_names": FEATURES})
     store.register(build_linear(root / "linear"), "reg", meta={"task": "regression", "feature_names": FEATURES})
     refs = [parse_ref(r) for r in ("small", "multi", "iris@1", "reg")]
-    server = ServerThread(build_app(store, refs, ServeOptions(max_body_bytes=MAX_BODY, poll_interval=0.05)),
+    server = ServerThread(build_app(store, refs, ServeOptions(max_body_bytes=MAX_BODY, poll_interval=0.05),
+                                    loader=store_loader(store)),
                           grpc_port=0).start()
     server.wait_ready()
     channel = grpc.insecure_channel(server.grpc_address)
@@ -109,7 +118,7 @@ def predict_request(apis, tf, model: str, x, *, version=None, label=None, signat
 def test_predict_with_the_stock_client_matches_tensorflow(served, stub, apis, tf, reference, version, label,
                                                           served_version):
     resp = stub.Predict(predict_request(apis, tf, "small", X, version=version, label=label), timeout=30)
-    (key, proto), = resp.outputs.items()
+    (proto,) = resp.outputs.values()
     got = tf.make_ndarray(proto)
     assert got.dtype == np.float32 and got.shape == (3, 3)
     np.testing.assert_allclose(got, expected(reference, "small", served_version, X), atol=1e-6)
@@ -328,7 +337,7 @@ def test_metadata_needs_a_field(stub, apis):
 @pytest.fixture(scope="module")
 def token_server(served):
     store = served[1]
-    app = build_app(store, [parse_ref("small@1")], ServeOptions(token=TOKEN))
+    app = build_app(store, [parse_ref("small@1")], ServeOptions(token=TOKEN), loader=store_loader(store))
     server = ServerThread(app, grpc_port=0).start()
     server.wait_ready()
     yield server
@@ -350,7 +359,7 @@ def test_token_from_authorization_metadata(token_server, apis, tf):
 
 def test_unavailable_while_loading(served, apis, tf, reference):
     """While the version loads, calls get UNAVAILABLE (retry later), then the same call succeeds."""
-    app = build_app(served[1], [parse_ref("small@1")], ServeOptions())
+    app = build_app(served[1], [parse_ref("small@1")], ServeOptions(), loader=store_loader(served[1]))
     gate = threading.Event()
     real_loader = app.manager.loader
 

@@ -110,6 +110,9 @@ def serve(
     grpc_server = None
     if grpc_port is not None:
         from maasctl.serving.grpc_api import GrpcServer
+        from maasctl.tf import load_tensorflow
+
+        load_tensorflow()  # quietly, before TF Serving's message modules import it
 
         grpc_server = GrpcServer(app, host, grpc_port).start()  # the app's tokens and scopes
     grpc_address = grpc_server.address if grpc_server else None

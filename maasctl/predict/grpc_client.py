@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from ipaddress import ip_address
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

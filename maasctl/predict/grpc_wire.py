@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from maasctl import tensors
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import ModelRef
-from maasctl.store.savedmodel import _DecodeError, _fields, _map_entry, _signature_def  # noqa: PLC2701
+from maasctl.store.savedmodel import _DecodeError, _fields, _map_entry, _signature_def
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 
-DTYPE_ENUM = {"float32": 1, "float64": 2, "int32": 3, "uint8": 4, "int16": 5, "int8": 6, "string": 7, "int64": 9,
-              "bool": 10, "uint16": 17, "float16": 19, "uint32": 22, "uint64": 23}
+# TensorFlow's DataType numbers for the dtypes NumPy can hold, from the one dtype table (maasctl/tensors.py)
+DTYPE_ENUM = {name: number for number, name in tensors.DTYPE_ENUM.items() if name in tensors.NUMPY_TWINS}
 _ENUM_DTYPE = {v: k for k, v in DTYPE_ENUM.items()}
 _LE = {"float32": "<f4", "float64": "<f8", "int32": "<i4", "uint8": "u1", "int16": "<i2", "int8": "i1",
        "int64": "<i8", "bool": "?", "uint16": "<u2", "float16": "<f2", "uint32": "<u4", "uint64": "<u8"}
@@ -105,7 +106,7 @@ def _spec(buf: bytes) -> dict[str, Any]:
 
 
 def _unpacked_varints(buf: bytes) -> list[int]:
-    from maasctl.store.savedmodel import _varint as read_varint  # noqa: PLC2701
+    from maasctl.store.savedmodel import _varint as read_varint
 
     values, pos = [], 0
     while pos < len(buf):

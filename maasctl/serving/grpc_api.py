@@ -5,7 +5,7 @@ queues and metrics. The server runs `grpc.aio` on its own thread and event loop;
 Batcher as REST requests (it keeps one ready-list per event loop) and the model call happens once per batch.
 
 Messages are TF Serving's own (`tensorflow-serving-api`); their modules import TensorFlow's protos, which
-a server has loaded anyway. Tensors go through `tensors.py` (`tensor_content`, no TensorFlow call).
+a server has loaded anyway. Tensors go through `tensor_proto.py` (`tensor_content`, no TensorFlow call).
 Errors carry TF Serving's status codes: INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE (loading), UNAUTHENTICATED,
 UNIMPLEMENTED, and RESOURCE_EXHAUSTED from grpcio itself for a message over the size limit.
 """
@@ -13,20 +13,25 @@ UNIMPLEMENTED, and RESOURCE_EXHAUSTED from grpcio itself for a message over the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import os
+import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import grpc
 import numpy as np
 
 from maasctl.errors import Conflict, InvalidInput, MaasError, NotFound, OperationFailed, Unavailable, Unimplemented
-from maasctl.serving import codec, tensors
+from maasctl.serving import tensor_proto
 from maasctl.serving.app import ServingApp, classify_regress
 from maasctl.serving.manager import Servable
+from maasctl.tensors import DEFAULT_SIGNATURE
 
 log = logging.getLogger("maasctl.serve")
 
@@ -47,13 +52,18 @@ def status_code(exc: MaasError) -> grpc.StatusCode:
 
 
 def _protos() -> Any:
-    """TF Serving's message modules (they import TensorFlow's protos: load TensorFlow quietly first)."""
-    from maasctl.tf import load_tensorflow
-
-    load_tensorflow()
-    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                         inference_pb2, model_service_pb2_grpc, predict_pb2,
-                                         prediction_service_pb2_grpc, regression_pb2)
+    """TF Serving's message modules. They import TensorFlow (its protos): the CLI has imported it quietly
+    before (maasctl.tf.load_tensorflow), which this layer may not call."""
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        inference_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+        regression_pb2,
+    )
 
     class P:  # a namespace
         pass
@@ -100,7 +110,7 @@ def _examples_doc(inp: Any, signature: str) -> dict[str, Any]:
         raise InvalidInput("Input is empty: give example_list or example_list_with_context")
     doc: dict[str, Any] = {
         "examples": [{k: _feature_value(f) for k, f in ex.features.feature.items()} for ex in examples],
-        "signature_name": signature or codec.DEFAULT_SIGNATURE,
+        "signature_name": signature or DEFAULT_SIGNATURE,
     }
     if context is not None:
         doc["context"] = {k: _feature_value(f) for k, f in context.features.feature.items()}
@@ -189,7 +199,7 @@ class _Servicer:
     async def _predict(self, request: Any, labels: list[str]) -> Any:
         servable = self._acquire(request.model_spec, labels)
         try:
-            sig_name = request.model_spec.signature_name or codec.DEFAULT_SIGNATURE
+            sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
             sig = servable.signatures.get(sig_name)
             if sig is None:
                 raise InvalidInput(f"Serving signature name: \"{sig_name}\" not found in signature def "
@@ -204,8 +214,8 @@ class _Servicer:
             inputs = {}
             for name, spec in specs.items():
                 proto = request.inputs[name]
-                arr = tensors.to_array(proto, f"inputs['{name}']")
-                tensors.check(arr, tensors.ENUM_NAME[proto.dtype], name, spec)
+                arr = tensor_proto.to_array(proto, f"inputs['{name}']")
+                tensor_proto.check(arr, tensor_proto.ENUM_NAME[proto.dtype], name, spec)
                 inputs[name] = arr
             free = all(specs[n]["shape"] and specs[n]["shape"][0] == -1 for n in inputs)
             leading = {a.shape[0] if a.ndim else None for a in inputs.values()}
@@ -221,7 +231,7 @@ class _Servicer:
             response = self.P.predict_pb2.PredictResponse()
             _set_spec(response.model_spec, servable, sig_name)
             for key, value in outputs.items():
-                tensors.fill(response.outputs[key], value)
+                tensor_proto.fill(response.outputs[key], value)
             return response
         finally:
             servable.release()
@@ -252,14 +262,14 @@ class _Servicer:
     async def _classify(self, request: Any, labels: list[str]) -> Any:
         servable, names, scores = await self._examples("classify", request.model_spec, request.input, labels)
         response = self.P.classification_pb2.ClassificationResponse()
-        _set_spec(response.model_spec, servable, request.model_spec.signature_name or codec.DEFAULT_SIGNATURE)
+        _set_spec(response.model_spec, servable, request.model_spec.signature_name or DEFAULT_SIGNATURE)
         self._fill_classification(response.result, names, scores)
         return response
 
     async def _regress(self, request: Any, labels: list[str]) -> Any:
         servable, _, values = await self._examples("regress", request.model_spec, request.input, labels)
         response = self.P.regression_pb2.RegressionResponse()
-        _set_spec(response.model_spec, servable, request.model_spec.signature_name or codec.DEFAULT_SIGNATURE)
+        _set_spec(response.model_spec, servable, request.model_spec.signature_name or DEFAULT_SIGNATURE)
         self._fill_regression(response.result, servable, values)
         return response
 
@@ -277,7 +287,7 @@ class _Servicer:
                                     f"{' or '.join(sorted(_METHODS))})")
             servable, class_names, values = await self._examples(verb, task.model_spec, request.input, labels)
             result = response.results.add()
-            _set_spec(result.model_spec, servable, task.model_spec.signature_name or codec.DEFAULT_SIGNATURE)
+            _set_spec(result.model_spec, servable, task.model_spec.signature_name or DEFAULT_SIGNATURE)
             if verb == "classify":
                 self._fill_classification(result.classification_result, class_names, values)
             else:
@@ -305,15 +315,29 @@ class _Servicer:
         cached = getattr(servable, "_grpc_signature_defs", None)
         if cached is not None:
             return cached
-        from tensorflow.core.protobuf import saved_model_pb2
+        from maasctl.store.savedmodel import _fields, _map_entry
 
+        # the raw SignatureDef messages of the `serve` meta graph (SavedModel field 2 = meta_graphs;
+        # MetaGraphDef 1 = meta_info_def (tags: 4), 5 = signature_def map), parsed into TF Serving's map type
         path = Path(getattr(servable.model, "path", "")) / "saved_model.pb"
-        saved = saved_model_pb2.SavedModel.FromString(path.read_bytes())
-        graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs)
+        graphs: list[tuple[list[str], dict[str, bytes]]] = []
+        for field, _, value in _fields(path.read_bytes()):
+            if field != 2:
+                continue
+            tags: list[str] = []
+            raw: dict[str, bytes] = {}
+            for f, _, v in _fields(value):
+                if f == 1:
+                    tags += [bytes(t).decode() for tf_, _, t in _fields(v) if tf_ == 4]
+                elif f == 5:
+                    key, sig = _map_entry(v)
+                    raw[key] = sig
+            graphs.append((tags, raw))
+        chosen = next((g for g in graphs if "serve" in g[0]), graphs[0] if graphs else ([], {}))[1]
         out = self.P.get_model_metadata_pb2.SignatureDefMap()
-        for name, sig in graphs[0].signature_def.items():
+        for name, sig in chosen.items():
             if name in servable.signatures:
-                out.signature_def[name].CopyFrom(sig)
+                out.signature_def[name].ParseFromString(sig)
         servable._grpc_signature_defs = out  # type: ignore[attr-defined]
         return out
 
@@ -352,6 +376,20 @@ class _Unauthenticated(MaasError):
 _CODES.insert(0, (_Unauthenticated, grpc.StatusCode.UNAUTHENTICATED))
 
 
+@contextlib.contextmanager
+def _quiet_fd2() -> Any:
+    """fd 2 to /dev/null for the duration (grpc's C core logs there, bypassing Python)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -381,7 +419,7 @@ class GrpcServer:
     def address(self) -> str:
         return _address(self.host, self.port)
 
-    def start(self, timeout: float = 60) -> "GrpcServer":
+    def start(self, timeout: float = 60) -> GrpcServer:
         servicer = _Servicer(self.app, self.token)  # imports the protos here, not on the server's thread
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
@@ -400,10 +438,8 @@ class GrpcServer:
         server = grpc.aio.server(options=options)
         servicer.P.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
         servicer.P.model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
-        from maasctl.tf import quiet_stderr_fd
-
         try:
-            with quiet_stderr_fd():  # grpc's C core logs a failed bind on fd 2; we say it in one line below
+            with _quiet_fd2():  # grpc's C core logs a failed bind on fd 2; we say it in one line below
                 port = server.add_insecure_port(_address(self.host, self.port))
         except RuntimeError:
             port = 0
@@ -424,7 +460,7 @@ class GrpcServer:
         if self._stopping is not None:
             try:
                 self._stopping.result(grace + 5)
-            except Exception:  # noqa: BLE001 - shutting down anyway
+            except Exception:
                 log.exception("gRPC server stop")
         self._close_loop()
 

@@ -13,15 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from maasctl import tensors
 from maasctl.errors import InvalidInput
 
-# tensorflow/core/framework/types.proto
-DT_STRING = 7
-DTYPE_ENUM: dict[str, int] = {
-    "float32": 1, "float64": 2, "int32": 3, "uint8": 4, "int16": 5, "int8": 6, "string": 7, "int64": 9,
-    "bool": 10, "bfloat16": 14, "uint16": 17, "float16": 19, "uint32": 22, "uint64": 23,
-}
-ENUM_NAME: dict[int, str] = {v: k for k, v in DTYPE_ENUM.items()}
+# tensorflow/core/framework/types.proto, from the one dtype table (maasctl/tensors.py)
+ENUM_NAME: dict[int, str] = {k: v for k, v in tensors.DTYPE_ENUM.items()
+                             if v in tensors.NUMPY_TWINS or v == "bfloat16"}
+DTYPE_ENUM: dict[str, int] = {v: k for k, v in ENUM_NAME.items()}
 # the names TensorFlow prints in its own messages ("Expects arg[0] to be float but double is provided")
 TF_NAME = {"float32": "float", "float64": "double", "float16": "half"}
 NUMPY: dict[str, Any] = {
