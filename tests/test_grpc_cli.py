@@ -45,6 +45,18 @@ def test_grpc_port_in_use_exits_1(tmp_path, models):
                                 "choose another with --grpc-port, or --grpc-port 0 for a free one. See: maasctl ps")
 
 
+def test_grpc_with_tls_is_refused(tmp_path, models):
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    r = run_cli("serve", "small", "--port", "0", "--grpc-port", "0", "--tls-cert", str(cert), "--tls-key", str(key),
+                store=store.root)
+    assert r.returncode == 2 and r.stderr.startswith("Error: ")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_detached_grpc_server_ps_and_graceful_stop(tmp_path, models, tf):
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")

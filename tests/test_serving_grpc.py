@@ -336,8 +336,11 @@ def test_metadata_needs_a_field(stub, apis):
 # -- token, loading, hot reload ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def token_server(served):
+    from maasctl.serving.auth import TokenTable
+
     store = served[1]
-    app = build_app(store, [parse_ref("small@1")], ServeOptions(token=TOKEN), loader=store_loader(store))
+    tokens = TokenTable([(TOKEN.encode(), frozenset({"predict", "read"})), (b"read-only", frozenset({"read"}))])
+    app = build_app(store, [parse_ref("small@1")], ServeOptions(tokens=tokens), loader=store_loader(store))
     server = ServerThread(app, grpc_port=0).start()
     server.wait_ready()
     yield server
@@ -355,6 +358,15 @@ def test_token_from_authorization_metadata(token_server, apis, tf):
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and message in err.value.details()
         ok = client.Predict(req, metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=30)
         assert ok.model_spec.version.value == 1
+        # scopes as in REST: a read-only token may ask for metadata but not predict
+        with pytest.raises(grpc.RpcError) as err:
+            client.Predict(req, metadata=(("authorization", "Bearer read-only"),), timeout=30)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "'predict' scope" in err.value.details()
+        meta = apis["metadata"].GetModelMetadataRequest()
+        meta.model_spec.name = "small"
+        meta.metadata_field.append("signature_def")
+        got = client.GetModelMetadata(meta, metadata=(("authorization", "Bearer read-only"),), timeout=30)
+        assert got.model_spec.version.value == 1
 
 
 def test_unavailable_while_loading(served, apis, tf, reference):

@@ -13,18 +13,14 @@ import json
 from typing import Any
 
 import numpy as np
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; the writers' general path needs no orjson
-    orjson = None
+import orjson
 
 _NUMERIC = frozenset("fiub")
 
 
 def row_texts(arr: np.ndarray) -> list[bytes] | None:
     """One text per row of a numeric 1-D or 2-D array: a number, or `a,b,c` (brackets left to the caller)."""
-    if orjson is None or arr.dtype == object or arr.dtype.kind not in _NUMERIC or not 1 <= arr.ndim <= 2 \
+    if arr.dtype == object or arr.dtype.kind not in _NUMERIC or not 1 <= arr.ndim <= 2 \
             or not len(arr) or (arr.ndim == 2 and arr.shape[1] == 0):
         return None
     text = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY)

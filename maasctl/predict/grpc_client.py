@@ -238,4 +238,6 @@ def grpc_target(address: str, model: str | None, *, signature: str = "serving_de
         raise
     target.notice = notice
     target.pinned_from = str(parse_ref(model)) if notice else ""
+    target.model_name = ref.name
+    target.model_version = int(version) if version else None
     return target

@@ -208,8 +208,8 @@ class CsvWriter(Writer):
     def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         rows = len(next(iter(outputs.values()))) if outputs else 0
         if self._header is not None and rows and not self.keep:  # the vectorised path (fastfmt.py)
-            labels = fastfmt.label_columns(outputs, self.label_output, self.schema.class_names, _csv_cell)
-            fast = fastfmt.csv_chunk(outputs, labels)
+            fast_labels = fastfmt.label_columns(outputs, self.label_output, self.schema.class_names, _csv_cell)
+            fast = fastfmt.csv_chunk(outputs, fast_labels)
             if fast is not None:
                 self._write_bytes(fast)
                 self.rows += rows

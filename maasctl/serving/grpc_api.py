@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 from maasctl.errors import Conflict, InvalidInput, MaasError, NotFound, OperationFailed, Unavailable, Unimplemented
 from maasctl.serving import tensor_proto
 from maasctl.serving.app import ServingApp, classify_regress
+from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Servable
 from maasctl.tensors import DEFAULT_SIGNATURE
 
@@ -120,11 +120,11 @@ def _examples_doc(inp: Any, signature: str) -> dict[str, Any]:
 class _Servicer:
     """PredictionService and ModelService, with every call wrapped by `_call` (auth, errors, metrics)."""
 
-    def __init__(self, app: ServingApp, token: bytes | None) -> None:
+    def __init__(self, app: ServingApp, tokens: TokenTable | None) -> None:
         self.app = app
         self.manager = app.manager
         self.metrics = app.metrics
-        self.token = token
+        self.tokens = tokens
         self.P = _protos()
 
     async def _call(self, api: str, request: Any, context: Any,
@@ -138,8 +138,8 @@ class _Servicer:
             labels[0] = spec.name if self.manager.serves(spec.name) else "(unknown)"
         code, message = grpc.StatusCode.OK, ""
         try:
-            if self.token is not None:
-                self._authorize(context)
+            if self.tokens is not None:
+                self._authorize(context, "read" if api in _READ_APIS else "predict")
             return await handler(request, labels)
         except MaasError as exc:
             code, message = status_code(exc), str(exc)
@@ -152,14 +152,20 @@ class _Servicer:
                 self.metrics.request_latency.observe(time.perf_counter() - t0, labels[0], api)
         await context.abort(code, message)
 
-    def _authorize(self, context: Any) -> None:
+    def _authorize(self, context: Any, needed: str) -> None:
+        """The REST API's token table and scopes: UNAUTHENTICATED without a valid bearer token,
+        PERMISSION_DENIED when the token lacks the method's scope (`predict`, or `read` for metadata/status)."""
+        assert self.tokens is not None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
                 raw = value.encode() if isinstance(value, str) else value
                 scheme, _, credentials = raw.strip().partition(b" ")
-                if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" "), self.token):
-                    return
-                raise _Unauthenticated("invalid bearer token")
+                scopes = self.tokens.scopes_of(credentials.strip(b" ")) if scheme.lower() == b"bearer" else None
+                if scopes is None:
+                    raise _Unauthenticated("invalid bearer token")
+                if needed not in scopes:
+                    raise _PermissionDenied(f"this token lacks the '{needed}' scope")
+                return
         raise _Unauthenticated("missing 'authorization: Bearer <token>' metadata (this server requires a token)")
 
     # -- PredictionService ----------------------------------------------------------------------------
@@ -373,7 +379,12 @@ class _Unauthenticated(MaasError):
     pass
 
 
-_CODES.insert(0, (_Unauthenticated, grpc.StatusCode.UNAUTHENTICATED))
+class _PermissionDenied(MaasError):
+    pass
+
+
+_CODES[:0] = [(_Unauthenticated, grpc.StatusCode.UNAUTHENTICATED), (_PermissionDenied, grpc.StatusCode.PERMISSION_DENIED)]
+_READ_APIS = frozenset({"grpc_metadata", "grpc_status", "grpc_reload_config"})
 
 
 @contextlib.contextmanager
@@ -401,13 +412,15 @@ class GrpcServer:
     accepting calls, `stop()` also waits for the calls in flight (up to `grace` seconds)."""
 
     def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = DEFAULT_GRPC_PORT, *,
-                 token: str | None = None, max_message_bytes: int | None = None, reuse_port: bool = False) -> None:
+                 tokens: TokenTable | None = None, max_message_bytes: int | None = None,
+                 reuse_port: bool = False) -> None:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"--grpc-port must be between 0 and 65535 (got {port})")
         self.app = app
         self.host = host
         self.port = port
-        self.token = token.encode() if token else getattr(app, "_token", None)
+        # the REST app's tokens and scopes unless given (a single --token holds every scope)
+        self.tokens = tokens if tokens is not None else getattr(app, "_tokens", None)
         self.max_message_bytes = max_message_bytes or app.max_body_bytes
         self.reuse_port = reuse_port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -420,7 +433,7 @@ class GrpcServer:
         return _address(self.host, self.port)
 
     def start(self, timeout: float = 60) -> GrpcServer:
-        servicer = _Servicer(self.app, self.token)  # imports the protos here, not on the server's thread
+        servicer = _Servicer(self.app, self.tokens)  # imports the protos here, not on the server's thread
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
         self._thread.start()
