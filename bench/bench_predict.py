@@ -13,7 +13,13 @@ import, model load), measured on a 1-row file, is also reported separately, and 
 
 Targets: server >= 0.5x baseline, local >= 0.8x baseline.
 
-Usage: python bench/bench_predict.py [--rows 1000000]
+Against a plain TensorFlow script (`tfscript`: import tensorflow, tf.saved_model.load, numpy.loadtxt, batches of
+1024, numpy.savetxt; wall clock of its process), CSV in -> CSV predictions out through a running
+`maasctl serve --grpc-port` (`--batch-size 1024`): `maasctl predict --grpc` and `--url` (REST), wall clock and
+peak RSS of the client process. Target: predict --grpc <= 0.3x the script's time. A breakdown of the client's
+CPU time follows (start-up, CSV reading + encoding, CSV writing, the rest = requests and waiting).
+
+Usage: python bench/bench_predict.py [--rows 1000000] [--only-script]
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def write_csv(path: Path, x: np.ndarray) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--only-script", action="store_true", help="only the comparison with a TensorFlow script")
     args = ap.parse_args()
     n = args.rows
 
@@ -79,6 +86,9 @@ def main() -> None:
     one = work / "one.csv"
     write_csv(one, x[:1])
     print(f"{n:,} rows x 4 features, {data.stat().st_size / 2**20:.0f} MiB CSV; small model 4->16->3")
+    script_comparison(work, data, one, model_dir, store, n, env)
+    if args.only_script:
+        return
 
     # -- baselines ----------------------------------------------------------------------------------------
     fn = tf.saved_model.load(str(model_dir)).signatures[DEFAULT_SIGNATURE]
@@ -163,6 +173,102 @@ def main() -> None:
           f"ratio {local_steady / base:.2f}x baseline, {local_steady / base_csv:.2f}x baseline+")
     print(f"library    run_predict in-process (what --local runs): {lib:12,.0f} rows/s  "
           f"ratio {lib / base:.2f}x baseline, {lib / base_csv:.2f}x baseline+")
+
+
+TF_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+model_dir, data, out = sys.argv[1:4]
+fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+x = np.loadtxt(data, delimiter=",", skiprows=1, dtype=np.float32)
+preds = np.concatenate([fn(features=tf.constant(x[i:i + 1024]))["output_0"].numpy() for i in range(0, len(x), 1024)])
+np.savetxt(out, preds, delimiter=",", fmt="%.8g")
+"""
+
+
+def timed_process(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one child process (RSS from /usr/bin/time: a forked child's own
+    ru_maxrss would include this TensorFlow-sized parent's pages)."""
+    with tempfile.NamedTemporaryFile() as rss_file:
+        wrapper = ["/usr/bin/time", "-f", "%M", "-o", rss_file.name] if os.path.exists("/usr/bin/time") else []
+        start = time.perf_counter()
+        proc = subprocess.run([*wrapper, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, **env}, cwd=REPO, check=False)
+        wall = time.perf_counter() - start
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(args[:4])}... failed: {proc.stderr.decode()[-2000:]}")
+        text = Path(rss_file.name).read_text().strip().splitlines()
+    return wall, int(text[-1]) // 1024 if text and text[-1].isdigit() else -1
+
+
+def client_breakdown(store, data: Path, n: int) -> dict[str, float]:
+    """CPU seconds of the client's parts, in this process: CSV reading + encoding, and CSV writing."""
+    import io
+
+    from maasctl.predict.encoding import Encoder
+    from maasctl.predict.inputs import open_input
+    from maasctl.predict.schema import schema_from_signature
+    from maasctl.predict.writers import make_writer
+    from maasctl.store.savedmodel import read_signatures
+
+    info = store.resolve("small")
+    schema = schema_from_signature(read_signatures(info.path)["serving_default"], "serving_default", info.meta)
+    t0 = time.process_time()
+    source = open_input(str(data))
+    encoder = Encoder(schema, source.where)
+    encoder.set_csv_header(source.header())
+    chunks = [encoder.encode(c) for c in source.chunks(1024)]
+    source.close()
+    t_read = time.process_time() - t0
+    rng = np.random.default_rng(0)
+    outputs = [{"output_0": rng.dirichlet([1, 1, 1], size=len(c["features"])).astype(np.float32)} for c in chunks]
+    t0 = time.process_time()
+    writer = make_writer("csv", io.StringIO(), schema)
+    for o in outputs:
+        writer.write(o)
+    writer.close()
+    return {"read": t_read, "write": time.process_time() - t0}
+
+
+def script_comparison(work: Path, data: Path, one: Path, model_dir: Path, store, n: int, env: dict[str, str]) -> None:
+    script = work / "tf_script.py"
+    script.write_text(TF_SCRIPT)
+    out = work / "out.csv"
+    served = json.loads(cli("serve", "small", "--port", "0", "--grpc-port", "0", "--batch-size", "1024",
+                            "--detach", "--json", env=env).stdout)
+    predict = [sys.executable, "-m", "maasctl", "predict", "-m", "small", "-i", str(data), "--format", "csv",
+               "-o", str(out)]
+    try:
+        cli("predict", "--grpc", served["grpc"], "-m", "small", "-i", str(one), env=env)  # warm-up
+        results = {}
+        for _ in range(2):  # alternate, keep the best of two: this machine's load drifts
+            for key, args in (("tfscript", [sys.executable, str(script), str(model_dir), str(data), str(out)]),
+                              ("grpc", predict + ["--grpc", served["grpc"]]),
+                              ("rest", predict + ["--url", served["url"]])):
+                wall, rss = timed_process(args, env)
+                best = results.get(key)
+                results[key] = (wall, rss) if best is None or wall < best[0] else best
+        startup, _ = timed_process([sys.executable, "-m", "maasctl", "predict", "--grpc", served["grpc"], "-m",
+                                    "small", "-i", str(one), "--format", "csv", "-o", str(out)], env)
+    finally:
+        cli("stop", served["id"], env=env)
+    parts = client_breakdown(store, data, n)
+    t_script = results["tfscript"][0]
+    print(f"\n== CSV -> CSV predictions, {n:,} rows (cores: {os.cpu_count()}, load average "
+          f"{os.getloadavg()[0]:.1f})")
+    print(f"tfscript   plain TensorFlow script                  : {t_script:6.2f} s  {n / t_script:10,.0f} rows/s  "
+          f"peak RSS {results['tfscript'][1]} MiB")
+    for key, label in (("grpc", "maasctl predict --grpc (server)    "), ("rest", "maasctl predict --url (REST server)")):
+        wall, rss = results[key]
+        ratio = wall / t_script
+        mark = "" if key != "grpc" else ("  (target <= 0.3x) ok" if ratio <= 0.3 else "  (target <= 0.3x) MISSED")
+        print(f"{key:10s} {label}      : {wall:6.2f} s  {n / wall:10,.0f} rows/s  peak RSS {rss} MiB  "
+              f"{ratio:.2f}x tfscript{mark}")
+    grpc_wall = results["grpc"][0]
+    print(f"where --grpc's {grpc_wall:.2f} s go: start-up + 1-row run {startup:.2f} s (wall); CSV reading + encoding "
+          f"{parts['read']:.2f} s CPU; CSV writing {parts['write']:.2f} s CPU; the rest (requests, model, waiting) "
+          f"{max(0.0, grpc_wall - startup - parts['read'] - parts['write']):.2f} s")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def predict(
                                               "server serving one model.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="A TF-Serving-compatible REST server, "
                                                "e.g. http://127.0.0.1:8501.")] = None,
+    grpc_address: Annotated[str | None, typer.Option("--grpc", metavar="HOST:PORT", help="A TF Serving gRPC API, e.g. "
+                                                        "127.0.0.1:8500 (binary tensors; needs --model).")] = None,
     local: Annotated[bool, typer.Option("--local", help="Load the model in this process, even if a server "
                                         "serves it.")] = False,
     signature: Annotated[str, typer.Option("--signature", metavar="NAME", help="Signature to call.")]
@@ -58,8 +60,9 @@ def predict(
 ) -> None:
     """Predict with a model: rows or records in, predictions out.
 
-    Input: CSV rows, JSON records or a TF Serving request body. Sends to --url, else to the one running server
-    serving --model, else loads --model in-process. Input is checked against the model's signature before anything is sent. Large files stream in --rows-per-request
+    Input: CSV rows, JSON records or a TF Serving request body. Sends to --url (or --grpc), else to the one
+    running server serving --model (over gRPC when it serves gRPC), else loads --model in-process. Input is
+    checked against the model's signature before anything is sent. Large files stream in --rows-per-request
     chunks.
 
     Example: maasctl predict -i data.csv -m iris@production -f csv
@@ -92,7 +95,8 @@ def predict(
             out = captured
         try:
             target = select_target(store, model=model, url=url, local=local, signature=signature, token=token,
-                                   timeout=timeout, say=render.message, load=load_version, cacert=cacert)
+                                   timeout=timeout, say=render.message, load=load_version, cacert=cacert,
+                                   grpc=grpc_address)
             bar = RowsProgress(source.size) if sys.stderr.isatty() else None
             writer = make_writer(fmt, bar.guard(out) if bar else out, target.schema, keep)
             try:

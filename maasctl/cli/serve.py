@@ -30,18 +30,21 @@ def serve(
     = DEFAULT_MAX_BODY,
     token: Annotated[str | None, token_option("Require 'Authorization: Bearer TOKEN' (all routes but "
                                               "/healthz).")] = None,
-    token_file: Annotated[Path | None, typer.Option("--token-file", dir_okay=False,
+    token_file: Annotated[Path | None, typer.Option("--token-file", metavar="FILE", dir_okay=False,
                                                        help="Scoped tokens: 'TOKEN SCOPE[,SCOPE]' per line; "
                                                        "scopes predict, read, metrics.")] = None,
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", dir_okay=False,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", dir_okay=False,
                                                      help="Serve HTTPS only, with this PEM certificate (chain).")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", dir_okay=False,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", dir_okay=False,
                                                     help="The PEM private key of --tls-cert.")] = None,
     require_signed: Annotated[bool, typer.Option("--require-signed", help="Load only versions signed by a trusted "
                                                  "key (others: refused, the old version keeps serving).")] = False,
     key: Annotated[list[Path], typer.Option("--key", metavar="PUBLIC.pem", dir_okay=False,
                                             help="Trusted public key for --require-signed (repeatable) "
                                             "[default: $MAASCTL_TRUSTED_KEYS].")] = [],  # noqa: B006 - typer copies the default; never mutated
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", metavar="PORT", help="Also serve TF Serving's gRPC API "
+                                                     "on this port (TF Serving uses 8500; 0 picks a free one). "
+                                                     "Off by default.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, choice_option("--backend", choices=BACKENDS, help="maasctl (built in) or tfserving "
                                           "(runs tensorflow_model_server).")] = "maasctl",
@@ -73,6 +76,11 @@ def serve(
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     models = sorted({r.name for r in parsed})
     trusted = resolve_signing(require_signed, key, store, parsed, backend)  # unsigned: one line, exit 1
+    if grpc_port is not None and backend != "maasctl":
+        raise InvalidInput("--grpc-port works with --backend maasctl only")
+    if grpc_port is not None and tls is not None:
+        raise InvalidInput("--grpc-port cannot be combined with --tls-cert yet: the gRPC API has no TLS, so it "
+                           "would carry tokens and data in plain text")
     if backend == "tfserving":
         from maasctl.serving.tfserving import require_binary
 
@@ -80,7 +88,8 @@ def serve(
     if detach:
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
-                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls, trusted=trusted)
+                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls, trusted=trusted,
+                grpc_port=grpc_port)
         return
     _configure_logging(store, server_id)
     if backend == "tfserving":
@@ -101,15 +110,26 @@ def serve(
         render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
                        "the models")
     app = build_app(store, parsed, options, loader=store_loader(store))
+    grpc_server = None
+    if grpc_port is not None:
+        from maasctl.serving.grpc_api import GrpcServer
+        from maasctl.tf import load_tensorflow
+
+        load_tensorflow()  # quietly, before TF Serving's message modules import it
+
+        grpc_server = GrpcServer(app, host, grpc_port).start()  # the app's tokens and scopes
+    grpc_address = grpc_server.address if grpc_server else None
     app.start()  # load models while uvicorn starts
-    with records.published(store, server_id, url=url, models=models, refs=list(refs)):
+    with records.published(store, server_id, url=url, models=models, refs=list(refs), grpc=grpc_address):
         if json_out:
-            render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
+            render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id,
+                              "grpc": grpc_address})
         else:
             print(url)
         sys.stdout.flush()
-        render.message(f"serving {', '.join(refs)} at {url} (Ctrl-C or SIGTERM stops)")
-        run(app, sock, tls)
+        render.message(f"serving {', '.join(refs)} at {url}" + (f" and gRPC {grpc_address}" if grpc_address else "")
+                       + " (Ctrl-C or SIGTERM stops)")
+        run(app, sock, tls, grpc_server)
     render.message("server stopped")
 
 
@@ -122,13 +142,16 @@ def _configure_logging(store, server_id: str | None) -> None:
 
 def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
-            json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None) -> None:
+            json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None,
+            grpc_port: int | None = None) -> None:
     from maasctl.serving import records
 
     server_id = records.new_id()
     args = ["serve", *refs, "--host", host, "--port", str(port), "--max-batch-size", str(batch_size),
             "--batch-timeout-ms", str(batch_timeout_ms), "--max-body-bytes", str(max_body_bytes),
             "--backend", backend, "--server-id", server_id]
+    if grpc_port is not None:
+        args += ["--grpc-port", str(grpc_port)]
     if state(ctx).debug:
         args.insert(0, "--debug")
     probe = None
@@ -146,7 +169,8 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
     rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
                                  ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
     if json_out:
-        render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log})
+        render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log,
+                          "grpc": rec.grpc})
     else:
         print(rec.url)
         render.message(f"server {rec.id} (pid {rec.pid}) serving {', '.join(refs)}; log: {rec.log}; "

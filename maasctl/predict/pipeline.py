@@ -6,8 +6,9 @@ Target selection (`select_target`):
    maasctl's `/v1/models` extension (a plain TF Serving server has no such route: then --model is required).
 2. `--local`: load `--model` in-process from the store.
 3. Otherwise the running maasctl servers recorded in the store (`maasctl ps`): exactly one serving the model (or,
-   without --model, exactly one running) is used; several is an error listing them; none, with --model, loads the
-   model in-process (and says so on stderr).
+   without --model, exactly one running) is used (over gRPC when it serves gRPC: `serve --grpc-port`); several is
+   an error listing them; none, with --model, loads the model in-process (and says so on stderr).
+`--grpc HOST:PORT` sends to that server's TF Serving gRPC API (grpc_client.py).
 
 Feature and class names come from the store: for a server, from the stored version with the same name and
 version as the server reports, when its signature matches; otherwise records are taken in the file's order.
@@ -221,13 +222,29 @@ def _server_lacks(rec: Any, name: str, version: int, *, token: str | None, timeo
     return f"does not serve {name}@{version} (it serves {have})"
 
 
+def _server_target(s: Any, model: str, *, cacert: str | None = None, **kw: Any) -> Target:
+    """A recorded server: over gRPC when it serves gRPC too (binary tensors) and grpcio is installed."""
+    if getattr(s, "grpc", None):
+        from maasctl.predict.grpc_client import available, grpc_target
+
+        if available():
+            return grpc_target(s.grpc, model, via=f"server {s.id}", **kw)
+    return remote_target(s.url, model, via=f"server {s.id}", cacert=cacert, **kw)
+
+
 def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
                   signature: str = DEFAULT_SIGNATURE, token: str | None = None, timeout: float = 60.0,
                   say: Callable[[str], None] = lambda text: None, load: LoadVersion,
-                  cacert: str | None = None) -> Target:
+                  cacert: str | None = None, grpc: str | None = None) -> Target:
     """Decide where to predict (see the module docstring) and connect or load."""
     if url and local:
         raise InvalidInput("--url and --local exclude each other")
+    if grpc:
+        if url or local:
+            raise InvalidInput(f"--grpc excludes {'--url' if url else '--local'}")
+        from maasctl.predict.grpc_client import grpc_target
+
+        return grpc_target(grpc, model, signature=signature, token=token, timeout=timeout, store=store)
     if url:
         return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store,
                              cacert=cacert)
@@ -262,8 +279,8 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
         if usable:
             s = usable[0]
             say(f"predicting with {shown} on server {s.id} at {s.url}")
-            return remote_target(s.url, pinned, signature=signature, token=token, timeout=timeout, store=store,
-                                 via=f"server {s.id}", cacert=cacert)
+            return _server_target(s, pinned, signature=signature, token=token, timeout=timeout, store=store,
+                                  cacert=cacert)
         if reasons:
             say(f"{'; '.join(reasons)}: loading {shown} in-process from the store at {store.root}")
         else:
@@ -279,8 +296,8 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
     if len(s.models) != 1:
         raise InvalidInput(f"server {s.id} at {s.url} serves {len(s.models)} models ({', '.join(s.models)}); "
                            f"pass --model NAME")
-    return remote_target(s.url, s.models[0], signature=signature, token=token, timeout=timeout, store=store,
-                         via=f"server {s.id}", cacert=cacert)
+    return _server_target(s, s.models[0], signature=signature, token=token, timeout=timeout, store=store,
+                          cacert=cacert)
 
 
 # -- streaming -------------------------------------------------------------------------------------------------
@@ -409,7 +426,8 @@ def run_predict(target: Target, source: InputSource, writer: Writer, *, batch_si
     def call(e: Encoded) -> tuple[Encoded, dict[str, np.ndarray]]:
         return e, target.predict(e.inputs, e.rows)
 
-    for e, outputs in ordered_map(call, chunks, target.workers):
+    mapper = getattr(target, "map_ordered", None)  # a target with its own pipelining (gRPC futures)
+    for e, outputs in (mapper(chunks) if mapper else ordered_map(call, chunks, target.workers)):
         writer.write(outputs, e.kept)
         done += e.rows
         if progress:

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from maasctl.errors import InvalidInput, OperationFailed
+from maasctl.predict import fastfmt
 from maasctl.predict.schema import ModelSchema
 from maasctl.tensors import to_jsonable
 
@@ -43,6 +44,14 @@ class Writer:
 
     def close(self) -> None:
         self.out.flush()
+
+    def _write_bytes(self, data: bytes) -> None:
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is None:
+            self.out.write(data.decode())
+            return
+        self.out.flush()
+        buffer.write(data)
 
     def labels(self, outputs: dict[str, np.ndarray]) -> tuple[list[str], list[float]] | None:
         if self.label_output is None or self.label_output not in outputs:
@@ -86,14 +95,6 @@ class JsonWriter(Writer):
                      for vals in zip(*(_row_texts(outputs[n]) for n in names))]
         self.out.write((",\n" if self.rows else "") + ",\n".join(texts))
         self.rows += len(texts)
-
-    def _write_bytes(self, data: bytes) -> None:
-        buffer = getattr(self.out, "buffer", None)
-        if buffer is None:
-            self.out.write(data.decode())
-            return
-        self.out.flush()
-        buffer.write(data)
 
     def _start(self) -> None:
         if not self._started:
@@ -178,6 +179,13 @@ class JsonlWriter(Writer):
         if not names or not len(outputs[names[0]]):
             return
         rows = len(outputs[names[0]])
+        if not self.keep:  # no input columns to repeat: the vectorised path (maasctl/predict/fastfmt.py)
+            fast = fastfmt.jsonl_chunk(outputs, fastfmt.label_columns(outputs, self.label_output,
+                                                                      self.schema.class_names, json.dumps))
+            if fast is not None:
+                self._write_bytes(fast)
+                self.rows += rows
+                return
         keys = [json.dumps(n) for n in self.keep] + [json.dumps(n) for n in names]
         columns = _kept_columns(self.keep, kept, rows, json.dumps) + [_row_texts(outputs[n]) for n in names]
         labels = self.labels(outputs)
@@ -199,6 +207,13 @@ class CsvWriter(Writer):
 
     def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         rows = len(next(iter(outputs.values()))) if outputs else 0
+        if self._header is not None and rows and not self.keep:  # the vectorised path (fastfmt.py)
+            fast_labels = fastfmt.label_columns(outputs, self.label_output, self.schema.class_names, _csv_cell)
+            fast = fastfmt.csv_chunk(outputs, fast_labels)
+            if fast is not None:
+                self._write_bytes(fast)
+                self.rows += rows
+                return
         header: list[str] = list(self.keep)
         columns: list[list[str]] = _kept_columns(self.keep, kept, rows, _csv_cell)
         for n, arr in outputs.items():

@@ -220,30 +220,11 @@ class ServingApp:
             servable.release()
 
     async def _classify_regress(self, verb: str, servable: Servable, doc: Any) -> bytes:
-        task = str(servable.meta.get("task") or "")
-        wanted = "classif" if verb == "classify" else "regress"
-        if not task.lower().startswith(wanted):
-            recorded = f"task '{task}'" if task else "no task"
-            raise Unimplemented(f"{verb} is not available for model '{servable.name}' version {servable.version}: "
-                                f"maasctl recorded {recorded} for it ({verb} needs a maasctl "
-                                f"{'classification' if verb == 'classify' else 'regression'} model); use :predict")
-        sig_name, inputs, rows = _nested_ok(_examples_to_inputs, doc, servable)
-        outputs = await servable.batcher(sig_name).submit(inputs, rows)
-        if len(outputs) != 1:
-            raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
-        out = np.asarray(next(iter(outputs.values())))
-        if verb == "regress":
-            values = out.reshape(out.shape[0], -1).astype(np.float64)
+        names, values = await classify_regress(verb, servable, doc)
+        if names is None:
             # TF Serving's regress has one value per example; a multi-target maasctl model gives one list each
-            results = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
-            return tensors.dumps({"results": results})
-        scores = out.reshape(out.shape[0], -1).astype(np.float64)
-        names = list(servable.meta.get("class_names") or [])
-        if scores.shape[1] == 1:  # a single sigmoid unit: P(positive)
-            scores = np.concatenate([1.0 - scores, scores], axis=1)
-        if len(names) != scores.shape[1]:
-            names = [str(i) for i in range(scores.shape[1])]
-        results = [[[names[j], float(row[j])] for j in range(len(names))] for row in scores.tolist()]
+            return tensors.dumps({"results": values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()})
+        results = [[[names[j], float(row[j])] for j in range(len(names))] for row in values.tolist()]
         return tensors.dumps({"results": results})
 
     def _metadata(self, name: str, version: int | None, label: str | None, labels: list[str]) -> bytes:
@@ -307,6 +288,33 @@ def _require(method: str, expected: str, path: str) -> None:
     if method != expected and not (expected == "GET" and method == "HEAD"):
         raise HttpError(405, f"method {method} not allowed on {path}; use {expected}",
                         [(b"allow", expected.encode())])
+
+
+async def classify_regress(verb: str, servable: Servable, doc: Any) -> tuple[list[str] | None, np.ndarray]:
+    """Run TF Serving's classify/regress on examples (REST and gRPC share it).
+
+    Returns (class names, scores [n, classes]) for classify and (None, values [n, targets]) for regress."""
+    task = str(servable.meta.get("task") or "")
+    wanted = "classif" if verb == "classify" else "regress"
+    if not task.lower().startswith(wanted):
+        recorded = f"task '{task}'" if task else "no task"
+        raise Unimplemented(f"{verb} is not available for model '{servable.name}' version {servable.version}: "
+                            f"maasctl recorded {recorded} for it ({verb} needs a maasctl "
+                            f"{'classification' if verb == 'classify' else 'regression'} model); use :predict")
+    sig_name, inputs, rows = _nested_ok(_examples_to_inputs, doc, servable)
+    outputs = await servable.batcher(sig_name).submit(inputs, rows)
+    if len(outputs) != 1:
+        raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
+    out = np.asarray(next(iter(outputs.values())))
+    values = out.reshape(out.shape[0], -1).astype(np.float64)
+    if verb == "regress":
+        return None, values
+    names = list(servable.meta.get("class_names") or [])
+    if values.shape[1] == 1:  # a single sigmoid unit: P(positive)
+        values = np.concatenate([1.0 - values, values], axis=1)
+    if len(names) != values.shape[1]:
+        names = [str(i) for i in range(values.shape[1])]
+    return names, values
 
 
 def _examples_to_inputs(doc: Any, servable: Servable) -> tuple[str, dict[str, np.ndarray], int]:

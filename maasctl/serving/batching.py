@@ -76,8 +76,9 @@ class Batcher:
         self._busy = False
         # moving average of model-call time; starts at the limit so the worker measures a new model first
         self._recent_s = INLINE_MAX_S
-        self._ready: list[_Item] = []
-        self._flush_scheduled = False
+        # requests that became ready in the current iteration of each event loop (REST and gRPC run in
+        # different threads with their own loops; each loop only touches its own list)
+        self._ready: dict[Any, list[_Item]] = {}
         self._thread.start()
 
     async def submit(self, inputs: Inputs, rows: int | None) -> Outputs:
@@ -89,15 +90,16 @@ class Batcher:
             self._queue.put(item)
         else:
             # collect the requests that become ready in this loop iteration, then decide in _flush
-            self._ready.append(item)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
+            ready = self._ready.get(loop)
+            if ready is None:
+                self._ready[loop] = [item]
+                loop.call_soon(self._flush, loop)
+            else:
+                ready.append(item)
         return await fut
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        items, self._ready = self._ready, []
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._ready.pop(loop, [])
         if self._stopped:
             err = Unavailable("the model version was unloaded while the request waited; retry")
             _deliver([(item.future, None, err) for item in items])

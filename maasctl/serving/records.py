@@ -34,6 +34,7 @@ class ServerRecord:
     started_at: str
     log: str
     backend: str = "maasctl"
+    grpc: str | None = None  # host:port of the gRPC API (serve --grpc-port), None when off
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -68,10 +69,10 @@ def log_path(store: Any, server_id: str) -> Path:
 
 
 def write_record(store: Any, server_id: str, *, url: str, models: list[str], refs: list[str],
-                 backend: str = "maasctl", pid: int | None = None) -> ServerRecord:
+                 backend: str = "maasctl", pid: int | None = None, grpc: str | None = None) -> ServerRecord:
     """Atomically write this process's record (called by the server once bound)."""
     rec = ServerRecord(server_id, pid or os.getpid(), url, models, refs, _now(), str(log_path(store, server_id)),
-                       backend)
+                       backend, grpc)
     path = record_path(store, server_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -96,13 +97,13 @@ def remove_record(store: Any, server_id: str, pid: int | None = None) -> None:
 
 @contextlib.contextmanager
 def published(store: Any, server_id: str | None, *, url: str, models: list[str], refs: list[str],
-              backend: str = "maasctl") -> Iterator[ServerRecord | None]:
+              backend: str = "maasctl", grpc: str | None = None) -> Iterator[ServerRecord | None]:
     """This process's record, for `ps` and `stop`, while the body runs (serving); removed on the way out,
     also on errors and signals. With no `server_id` (a foreground server nobody detached) there is none."""
     if server_id is None:
         yield None
         return
-    rec = write_record(store, server_id, url=url, models=models, refs=refs, backend=backend)
+    rec = write_record(store, server_id, url=url, models=models, refs=refs, backend=backend, grpc=grpc)
     try:
         yield rec
     finally:
@@ -114,7 +115,8 @@ def _read(path: Path) -> ServerRecord | None:
         doc = json.loads(path.read_text())
         return ServerRecord(id=doc["id"], pid=int(doc["pid"]), url=doc["url"], models=list(doc["models"]),
                             refs=list(doc.get("refs", [])), started_at=doc.get("started_at", ""),
-                            log=doc.get("log", ""), backend=doc.get("backend", "maasctl"), path=path)
+                            log=doc.get("log", ""), backend=doc.get("backend", "maasctl"),
+                            grpc=doc.get("grpc"), path=path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

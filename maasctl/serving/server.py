@@ -6,6 +6,7 @@ a port in use is a clean one-line error instead of uvicorn's log message and sys
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -166,10 +167,22 @@ def _http_protocol() -> Any:
     return CoalescingHttpToolsProtocol
 
 
-def _uvicorn_server(app: ServingApp, tls: TlsFiles | None = None) -> Any:
+def _uvicorn_server(app: ServingApp, tls: TlsFiles | None = None, grpc_server: Any = None) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            if grpc_server is not None:
+                grpc_server.begin_stop()  # no new gRPC calls from now on
+                lifespan_shutdown = self.lifespan.shutdown
+
+                async def after_grpc() -> None:  # gRPC calls in flight finish before the models are unloaded
+                    await asyncio.get_running_loop().run_in_executor(None, grpc_server.stop)
+                    await lifespan_shutdown()
+
+                self.lifespan.shutdown = after_grpc
+            await super().shutdown(sockets)
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             # the graceful stop is the whole answer to SIGTERM/SIGINT: do not re-raise the signal afterwards
@@ -188,9 +201,10 @@ def _uvicorn_server(app: ServingApp, tls: TlsFiles | None = None) -> Any:
     return server
 
 
-def run(app: ServingApp, sock: socket.socket, tls: TlsFiles | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests finish first."""
-    server = _uvicorn_server(app, tls)
+def run(app: ServingApp, sock: socket.socket, tls: TlsFiles | None = None, grpc_server: Any = None) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests finish first (gRPC ones too, when `grpc_server`
+    is a started `grpc_api.GrpcServer`)."""
+    server = _uvicorn_server(app, tls, grpc_server)
     server.run(sockets=[sock])
     if not server.started:
         raise OperationFailed("the server failed to start (see the log above)")
@@ -199,15 +213,27 @@ def run(app: ServingApp, sock: socket.socket, tls: TlsFiles | None = None) -> No
 class ServerThread:
     """Run a server in a background thread of this process (tests, benchmarks)."""
 
-    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None) -> None:
+    def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None,
+                 grpc_port: int | None = None) -> None:
         self.app = app
         self.sock = bind(host, port)
         self.url = url_of(self.sock, tls)
-        self.server = _uvicorn_server(app, tls)
+        self.grpc = None
+        if grpc_port is not None:
+            from maasctl.serving.grpc_api import GrpcServer
+
+            self.grpc = GrpcServer(app, host, grpc_port)
+        self.server = _uvicorn_server(app, tls, self.grpc)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="uvicorn", daemon=True)
 
+    @property
+    def grpc_address(self) -> str | None:
+        return self.grpc.address if self.grpc is not None else None
+
     def start(self, timeout: float = 30) -> ServerThread:
+        if self.grpc is not None:
+            self.grpc.start()
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -230,3 +256,5 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+        if self.grpc is not None:
+            self.grpc.stop()
