@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from maasctl.store import Store
+from maasctl.store import ModelStore, open_store
 
 
 @dataclass
 class AppState:
-    store_path: Path | None
+    store_path: str | None
     debug: bool = False
 
     @property
-    def store(self) -> Store:
-        return Store(self.store_path)
+    def store(self) -> ModelStore:
+        return open_store(self.store_path)
 
 
 def state(ctx: typer.Context) -> AppState:
@@ -30,7 +29,7 @@ def state(ctx: typer.Context) -> AppState:
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", envvar="MAASCTL_HOME", show_envvar=True,
-                 help="Artifact store directory [default: ~/.maasctl].", file_okay=False),
+    str | None,
+    typer.Option("--store", envvar="MAASCTL_HOME", show_envvar=True, metavar="PATH|s3://BUCKET/PREFIX",
+                 help="Artifact store: a directory, or a bucket prefix (needs maasctl[s3]) [default: ~/.maasctl]."),
 ]
