@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from maasctl.store import Store
+from maasctl.store import ModelStore
 from maasctl.store.types import GcReport
 
 
-def collect_garbage(store: Store, *, keep: int | None = None, dry_run: bool = False,
-                    runs_older_than: float | None = None, log_min_age_s: float = 300.0,
-                    now: float | None = None) -> GcReport:
+def collect_garbage(store: ModelStore, *, keep: int | None = None, dry_run: bool = False,
+                    runs_older_than: float | None = None, lease_seconds: float | None = None,
+                    log_min_age_s: float = 300.0, now: float | None = None) -> GcReport:
     """Store.gc (staging, orphans, --keep), then runs older than N days that no live version came from, then
     the logs of servers that are not running."""
     from maasctl.serving.records import stopped_server_logs
     from maasctl.training.runs import remove_runs, unused_runs_older_than
 
-    report = store.gc(keep=keep, dry_run=dry_run)
+    report = store.gc(keep=keep, dry_run=dry_run, lease_seconds=lease_seconds)
     if runs_older_than is not None:
         old = [r.run_id for r in unused_runs_older_than(store, runs_older_than, now)]
         report.runs = remove_runs(store, old, dry_run=dry_run) if old else []

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from maasctl.errors import InvalidInput, NotFound
-from maasctl.store import RegisterResult, Store
+from maasctl.store import ModelStore, RegisterResult
 
 
-def register_source(store: Store, source: str, name: str | None, *, feature_names: list[str] | None = None,
+def register_source(store: ModelStore, source: str, name: str | None, *, feature_names: list[str] | None = None,
                     **options: Any) -> RegisterResult:
     """Dispatch on what SOURCE is; every path ends in `Store.publish`, so the rules are the same.
 

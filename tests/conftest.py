@@ -208,3 +208,51 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
         return {}
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+
+# -- S3: one real moto server on 127.0.0.1 for the session (never in-process patching of boto) -------------
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """The URL of a ThreadedMotoServer on a free loopback port; the AWS env points at it for the session
+    (subprocesses inherit it). Skipped when the test extra's moto[server] is missing."""
+    pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
+    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
+    os.environ.pop("AWS_PROFILE", None)
+    yield url
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def s3_store_url(s3_endpoint, tmp_path, monkeypatch) -> str:
+    """`s3://<fresh bucket>/registry`, with this test's own cache and local home."""
+    import uuid
+
+    import boto3
+
+    bucket = f"maas-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    monkeypatch.setenv("MAASCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MAASCTL_LOCAL_HOME", str(tmp_path / "local-home"))
+    return f"s3://{bucket}/registry"
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_store(request, tmp_path) -> str:
+    """A store spec of each kind, for the registry behaviour both backends share."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("s3_store_url")

@@ -52,9 +52,9 @@ def root(
 
 
 def _load_commands() -> None:
-    from maasctl.cli import completion, package, predict, registry, runs_view, serve, signing, train, ui
+    from maasctl.cli import completion, package, predict, registry, runs_view, serve, signing, train, transfer, ui
 
-    for module in (train, package, registry, signing, serve, predict, ui, completion):
+    for module in (train, package, registry, transfer, signing, serve, predict, ui, completion):
         module.attach(app)
     runs_view.attach(train.runs_app)
     _accept_global_options_late(app)

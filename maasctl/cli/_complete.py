@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from maasctl.store import ModelStore
 
 Items = list[tuple[str, str]]
 
@@ -30,13 +33,13 @@ class FileCompletion(str):
     kind = "file"
 
 
-def store_from_context(ctx: typer.Context | None):
+def store_from_context(ctx: typer.Context | None) -> ModelStore:
     """The store the command line being completed points at: --store, else $MAASCTL_HOME, else ~/.maasctl.
 
     At completion time the root callback does not run, so the parsed (resilient) --store value is read
     from the root context's params rather than from ctx.obj.
     """
-    from maasctl.store import Store
+    from maasctl.store import open_store
 
     root: Any = None
     if ctx is not None:
@@ -46,7 +49,7 @@ def store_from_context(ctx: typer.Context | None):
             root = root_ctx.params.get("store") if root_ctx.params else None
         if root is None and root_ctx.obj is not None:
             root = getattr(root_ctx.obj, "store_path", None)
-    return Store(root)
+    return open_store(root)
 
 
 def _safe(fn: Callable[[typer.Context | None, str], Items]) -> Callable[[typer.Context, str], Items]:
@@ -64,12 +67,12 @@ def _safe(fn: Callable[[typer.Context | None, str], Items]) -> Callable[[typer.C
     return wrapper
 
 
-def model_items(store, incomplete: str) -> Items:
+def model_items(store: ModelStore, incomplete: str) -> Items:
     return [(m.name, f"{m.count} version(s), latest {m.latest}") for m in store.list_models()
             if m.name.startswith(incomplete)]
 
 
-def ref_items(store, incomplete: str) -> Items:
+def ref_items(store: ModelStore, incomplete: str) -> Items:
     """NAME, NAME@ALIAS and NAME@VERSION for every model whose name matches what is typed so far."""
     name_part, at, _ = incomplete.partition("@")
     if at:
@@ -93,7 +96,7 @@ def ref_items(store, incomplete: str) -> Items:
     return [item for item in out if item[0].startswith(incomplete)]
 
 
-def run_items(store, incomplete: str) -> Items:
+def run_items(store: ModelStore, incomplete: str) -> Items:
     """Run ids, newest first (ids sort by creation time)."""
     runs_dir: Path = store.runs_dir
     if not runs_dir.is_dir():

@@ -10,23 +10,22 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from maasctl.cli._complete import complete_model, complete_ref
-from maasctl.store import Store
+from maasctl.store import ModelStore, open_store
 
 
 @dataclass
 class AppState:
-    store_path: Path | None
+    store_path: str | None
     debug: bool = False
 
     @property
-    def store(self) -> Store:
-        return Store(self.store_path)
+    def store(self) -> ModelStore:
+        return open_store(self.store_path)
 
 
 def state(ctx: typer.Context) -> AppState:
@@ -38,9 +37,9 @@ def state(ctx: typer.Context) -> AppState:
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", envvar="MAASCTL_HOME", show_envvar=True, metavar="DIR",
-                 help="Artifact store directory [default: ~/.maasctl].", file_okay=False),
+    str | None,
+    typer.Option("--store", envvar="MAASCTL_HOME", show_envvar=True, metavar="PATH|s3://BUCKET/PREFIX",
+                 help="Artifact store: a directory, or a bucket prefix (needs maasctl[s3]) [default: ~/.maasctl]."),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", envvar="MAASCTL_DEBUG", help="Show tracebacks for errors.")]
 REF_HELP = "NAME, NAME@VERSION or NAME@ALIAS."
@@ -79,7 +78,7 @@ def choice_option(*decls: str, choices: tuple[str, ...], help: str) -> Any:
 
 # --store and --debug after the subcommand too (`maasctl list --store DIR`): every command gets hidden copies
 # that update the root's AppState. Their help stays on the root (`maasctl --help`), said once.
-_LateStore = Annotated[Path | None, typer.Option("--store", hidden=True, file_okay=False, metavar="DIR",
+_LateStore = Annotated[str | None, typer.Option("--store", hidden=True, metavar="PATH|s3://BUCKET/PREFIX",
                                                      help="Artifact store directory (also before the command).")]
 _LateDebug = Annotated[bool, typer.Option("--debug", hidden=True, help="Show tracebacks (also before the command).")]
 

@@ -93,14 +93,15 @@ def list_(
     store = state(ctx).store
     unknown = store.index_mismatch()
     if unknown:
+        from maasctl.store.base import require_local
         from maasctl.store.doctor import mismatch_message
-        render.message(f"warning: {mismatch_message(store, unknown)}")
+        render.message(f"warning: {mismatch_message(require_local(store, 'doctor'), unknown)}")
     if name is None:
         models = store.list_models()
         if json_out:
             render.emit_json([m.to_json() for m in models])
         elif not models:
-            render.message(f"no models in {store.root} (see: maasctl register --help)")
+            render.message(f"no models in {store.location} (see: maasctl register --help)")
         else:
             render.table(["name", "latest", "versions", "aliases"],
                          [(m.name, m.latest, m.count, ", ".join(f"{a}->{v}" for a, v in m.aliases.items()))
@@ -137,7 +138,7 @@ def show(
                           "signing": {k: signing[k] for k in ("signed", "key_fingerprint")}})
         return
     pairs = [("ref", info.ref), ("aliases", ", ".join(info.aliases) or None), ("created", info.created_at),
-             ("sha256", info.sha256), ("size", render.human_size(info.size)), ("path", info.path),
+             ("sha256", info.sha256), ("size", render.human_size(info.size)), ("path", info.where),
              ("source", info.source or None),
              ("signed", f"yes, by key {short(signing['key_fingerprint'])} (check: maasctl verify {info.ref} --key "
                         "PUBLIC.pem)" if signing["signed"] else "no")]
@@ -159,13 +160,16 @@ def alias_set(
     ref: Annotated[str, ref_argument("The version to point at: NAME@VERSION (or NAME@ALIAS, NAME).")],
     alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias name (not all digits, not 'latest').",
                                          autocompletion=complete_alias)],
+    expect_version: Annotated[int | None, typer.Option(
+        "--expect-version", metavar="N", help="Move only if ALIAS still points at version N (exit 1 if it "
+        "changed underneath).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Point ALIAS at a version (creating or moving it).
 
-    Example: maasctl alias set iris@3 production
+    Example: maasctl alias set iris@3 production --expect-version 2
     """
-    info, old = state(ctx).store.set_alias(ref, alias)
+    info, old = state(ctx).store.set_alias(ref, alias, expect_version=expect_version)
     if json_out:
         render.emit_json({"name": info.name, "alias": alias, "version": info.version, "previous": old})
     else:
@@ -297,6 +301,8 @@ def gc(
         "--runs-older-than", metavar="DAYS", help="Also remove training runs older than DAYS that no "
         "registered version came from.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
+    lease: Annotated[float, typer.Option("--lease", metavar="SECONDS", help="s3:// stores: an unfinished upload "
+                                         "older than this is abandoned and removed.")] = 3600.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove leftovers of interrupted writes, old versions and runs.
@@ -307,7 +313,10 @@ def gc(
     """
     from maasctl.housekeeping import collect_garbage
 
-    report = collect_garbage(state(ctx).store, keep=keep, dry_run=dry_run, runs_older_than=runs_older_than)
+    if lease < 0:
+        raise InvalidInput(f"--lease cannot be negative (got {lease})")
+    report = collect_garbage(state(ctx).store, keep=keep, dry_run=dry_run, runs_older_than=runs_older_than,
+                             lease_seconds=lease)
     if json_out:
         render.emit_json(report.to_json())
         return
@@ -334,8 +343,9 @@ def doctor(
     Example: maasctl doctor --rebuild-index
     """
     from maasctl.store import doctor as store_doctor
+    from maasctl.store.base import require_local
 
-    store = state(ctx).store
+    store = require_local(state(ctx).store, "maasctl doctor")
     if rebuild_index:
         report = store_doctor.rebuild_index(store, dry_run=dry_run)
         if json_out:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,10 @@ from maasctl.cli._complete import complete_server
 from maasctl.cli._options import JsonOpt, choice_option, ref_argument, state, token_option
 from maasctl.errors import InvalidInput
 from maasctl.serving.defaults import BACKENDS, DEFAULT_MAX_BODY
+
+if TYPE_CHECKING:
+    from maasctl.refs import ModelRef
+    from maasctl.store import ModelStore
 
 
 def serve(
@@ -48,6 +52,9 @@ def serve(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
     backend: Annotated[str, choice_option("--backend", choices=BACKENDS, help="maasctl (built in) or tfserving "
                                           "(runs tensorflow_model_server).")] = "maasctl",
+    poll_seconds: Annotated[float | None, typer.Option(
+        "--poll-seconds", metavar="S", help="How often the store is read for new versions and alias moves "
+        "[default: 0.5 for a local store, 10 for s3://].")] = None,
     server_id: Annotated[str | None, typer.Option("--server-id", hidden=True)] = None,
     old_batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True,
                                                        help="Old name of --max-batch-size.")] = None,
@@ -74,6 +81,8 @@ def serve(
         store.resolve(ref)  # fail fast (exit 3) on a name, version or alias that does not exist
     if backend not in BACKENDS:
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
+    if poll_seconds is not None and poll_seconds <= 0:
+        raise InvalidInput(f"--poll-seconds must be positive (got {poll_seconds})")
     models = sorted({r.name for r in parsed})
     trusted = resolve_signing(require_signed, key, store, parsed, backend)  # unsigned: one line, exit 1
     if grpc_port is not None and backend != "maasctl":
@@ -89,7 +98,7 @@ def serve(
         _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
                 batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
                 json_out=json_out, tokens=tokens, token_file=token_file, tls=tls, trusted=trusted,
-                grpc_port=grpc_port)
+                grpc_port=grpc_port, poll_seconds=poll_seconds)
         return
     _configure_logging(store, server_id)
     if backend == "tfserving":
@@ -102,7 +111,8 @@ def serve(
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
                            max_body_bytes=max_body_bytes, token=token, tokens=tokens, tls=tls,
-                           trusted_keys=trusted)
+                           trusted_keys=trusted,
+                           poll_interval=poll_seconds if poll_seconds is not None else store.poll_seconds)
     options.check()
     sock = bind(host, port)
     url = url_of(sock, tls)
@@ -133,17 +143,17 @@ def serve(
     render.message("server stopped")
 
 
-def _configure_logging(store, server_id: str | None) -> None:
+def _configure_logging(store: ModelStore, server_id: str | None) -> None:
     from maasctl.serving import logs, records
 
     # a detached server (it has an id) writes its own log file, size-capped and rotated
     logs.configure(records.log_path(store, server_id) if server_id else None)
 
 
-def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, host: str, port: int,
+def _detach(ctx: typer.Context, store: ModelStore, refs: list[str], models: list[str], *, host: str, port: int,
             batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
             json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None,
-            grpc_port: int | None = None) -> None:
+            grpc_port: int | None = None, poll_seconds: float | None = None) -> None:
     from maasctl.serving import records
 
     server_id = records.new_id()
@@ -152,6 +162,8 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
             "--backend", backend, "--server-id", server_id]
     if grpc_port is not None:
         args += ["--grpc-port", str(grpc_port)]
+    if poll_seconds is not None:
+        args += ["--poll-seconds", str(poll_seconds)]
     if state(ctx).debug:
         args.insert(0, "--debug")
     probe = None
@@ -177,8 +189,8 @@ def _detach(ctx: typer.Context, store, refs: list[str], models: list[str], *, ho
                        f"stop it with: maasctl stop {rec.id}")
 
 
-def _tfserving(store, parsed, refs: list[str], models: list[str], *, host: str, port: int, batch_size: int,
-               batch_timeout_ms: float, server_id: str | None, json_out: bool) -> None:
+def _tfserving(store: ModelStore, parsed: list[ModelRef], refs: list[str], models: list[str], *, host: str,
+               port: int, batch_size: int, batch_timeout_ms: float, server_id: str | None, json_out: bool) -> None:
     from maasctl.serving import records, tfserving
 
     if port == 0:

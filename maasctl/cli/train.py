@@ -167,7 +167,7 @@ def runs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                            "config": (r.meta.get("lineage") or {}).get("config_path"), "metrics": r.meta.get("metrics"),
                            "register_name": r.register_name, "model_dir": str(r.model_dir)} for r in runs])
     elif not runs:
-        render.message(f"no runs in {store.root} (see: maasctl train --help)")
+        render.message(f"no runs in {store.location} (see: maasctl train --help)")
     else:
         # fits 100 columns: the primary metric only (all of them: maasctl runs show RUN)
         render.table(["run", "created", "task", "config", "metric"],

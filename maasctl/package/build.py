@@ -32,7 +32,7 @@ from maasctl.package.archive import (
     write_body,
 )
 from maasctl.refs import check_alias, check_name, parse_ref
-from maasctl.store import RegisterResult, Store
+from maasctl.store import ModelStore, RegisterResult
 from maasctl.store import manifest as mf
 from maasctl.store.hashing import FileEntry, hash_file, walk_files
 
@@ -78,7 +78,7 @@ class _Source:
     notes: dict[str, Any] = field(default_factory=dict)  # description and tags, carried to the next store
 
 
-def build_package(store: Store, source: str | Path, out_path: str | Path | None = None, name: str | None = None,
+def build_package(store: ModelStore, source: str | Path, out_path: str | Path | None = None, name: str | None = None,
                   compression: str = DEFAULT_COMPRESSION) -> PackageResult:
     """Package a run id, a SavedModel directory or a registered ref into one `.maas` file.
 
@@ -88,7 +88,12 @@ def build_package(store: Store, source: str | Path, out_path: str | Path | None 
         raise InvalidInput(f"unknown compression {compression!r} (use one of: {', '.join(COMPRESSIONS)})")
     if name is not None:
         check_name(name)
-    src = _resolve_source(store, str(source), name)
+    with contextlib.ExitStack() as opened:  # a registered version stays readable (cached) while packaging
+        src = _resolve_source(store, str(source), name, opened)
+        return _build(src, out_path, compression)
+
+
+def _build(src: _Source, out_path: str | Path | None, compression: str) -> PackageResult:
     from maasctl.store.savedmodel import read_signatures
 
     signatures = read_signatures(src.model_dir)
@@ -157,7 +162,7 @@ def _default_filename(src: _Source, manifest: dict[str, Any]) -> str:
     return f"{src.name}-{tag}{PACKAGE_SUFFIX}"
 
 
-def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
+def _resolve_source(store: ModelStore, source: str, name: str | None, opened: contextlib.ExitStack) -> _Source:
     path = Path(source)
     if path.is_dir():
         return _dir_source(path, name)
@@ -181,11 +186,13 @@ def _resolve_source(store: Store, source: str, name: str | None) -> _Source:
     if stored.get("content_sha256") != info.sha256:
         raise OperationFailed(f"{info.ref}: {mf.MANIFEST_NAME} does not match the registry "
                               f"(run: maasctl verify {info.ref})")
-    return _Source(info.path, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored),
+    # digests are checked while packaging (_check_digests), so a local version is not hashed twice
+    model_dir = opened.enter_context(store.open_version(info, verify=False))
+    return _Source(model_dir, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored),
                    _notes(stored.get("description"), stored.get("tags")))
 
 
-def _is_run_ref(store: Store, source: str) -> bool:
+def _is_run_ref(store: ModelStore, source: str) -> bool:
     try:
         from maasctl.training.runs import is_run_ref
     except ImportError:
@@ -204,7 +211,7 @@ def _dir_source(path: Path, name: str | None) -> _Source:
     return _Source(path, name, {}, str(path))
 
 
-def _run_source(store: Store, run_id: str, name: str | None) -> _Source:
+def _run_source(store: ModelStore, run_id: str, name: str | None) -> _Source:
     from maasctl.training.runs import load_run
     run = load_run(store, run_id)
     name = run.default_name(name)
@@ -261,7 +268,7 @@ def _package_aliases(path: Path, manifest: dict[str, Any]) -> list[str]:
     return list(aliases)
 
 
-def register_package(store: Store, path: str | Path, name: str | None = None, *,
+def register_package(store: ModelStore, path: str | Path, name: str | None = None, *,
                      aliases: list[str] | tuple[str, ...] = (), description: str = "",
                      tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                      source_label: str | None = None, new_version: bool = False,
@@ -333,7 +340,7 @@ def _checked_signatures(path: Path, staged: Path, manifest: dict[str, Any]) -> d
     return signatures
 
 
-def inspect_target(store: Store, target: str) -> dict[str, Any]:
+def inspect_target(store: ModelStore, target: str) -> dict[str, Any]:
     """The manifest of a package file, or of a registered version (`NAME[@VERSION|@ALIAS]`); a signed one
     gains `signing` (signed, key_fingerprint), an unsigned one stays exactly the manifest."""
     from maasctl.store.signing import bundle_summary, read_bundle

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from maasctl.predict.writers import Writer
 from maasctl.refs import ModelRef, parse_ref
 from maasctl.serving.records import ServerRecord, list_servers
 from maasctl.tensors import DEFAULT_SIGNATURE, loads, signature_from_metadata
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -131,7 +134,7 @@ def _signatures_match(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return key(a) == key(b)
 
 
-def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signature: str) -> dict[str, Any]:
+def _store_meta(store: ModelStore | None, name: str, version: Any, sig: dict[str, Any], signature: str) -> dict[str, Any]:
     """Recorded meta of NAME@VERSION when the store has it with the same signature; else {}."""
     if store is None or version in (None, ""):
         return {}
@@ -144,7 +147,7 @@ def _store_meta(store: Any, name: str, version: Any, sig: dict[str, Any], signat
 
 
 def remote_target(url: str, model: str | None, *, signature: str = DEFAULT_SIGNATURE, token: str | None = None,
-                  timeout: float = 60.0, store: Any = None, retries: int | None = None,
+                  timeout: float = 60.0, store: ModelStore | None = None, retries: int | None = None,
                   via: str | None = None, workers: int = REMOTE_WORKERS, cacert: str | None = None) -> RemoteTarget:
     from maasctl.predict.client import DEFAULT_RETRIES, TFServingClient
 
@@ -187,17 +190,17 @@ LoadVersion = Callable[[Any, str], tuple[Any, Any]]
 TensorFlow: the CLI passes `maasctl.tf.loader.load_version`."""
 
 
-def local_target(store: Any, model: str, *, load: LoadVersion, signature: str = DEFAULT_SIGNATURE) -> LocalTarget:
+def local_target(store: ModelStore, model: str, *, load: LoadVersion, signature: str = DEFAULT_SIGNATURE) -> LocalTarget:
     info, loaded = load(store, model)
     if signature not in loaded.signatures:
         raise InvalidInput(f"{info.ref} has no signature '{signature}' (available: {', '.join(loaded.signatures)})")
     schema = schema_from_signature(loaded.signatures[signature], signature, info.meta)
-    target = LocalTarget(loaded, schema, f"{info.ref} in-process from {store.root}")
+    target = LocalTarget(loaded, schema, f"{info.ref} in-process from {store.location}")
     target.model_name, target.model_version = info.name, info.version
     return target
 
 
-def live_servers(store: Any) -> list[ServerRecord]:
+def live_servers(store: ModelStore) -> list[ServerRecord]:
     """Running maasctl servers recorded in the store (what `maasctl ps` lists)."""
     return list_servers(store)
 
@@ -232,7 +235,7 @@ def _server_target(s: Any, model: str, *, cacert: str | None = None, **kw: Any) 
     return remote_target(s.url, model, via=f"server {s.id}", cacert=cacert, **kw)
 
 
-def select_target(store: Any, *, model: str | None = None, url: str | None = None, local: bool = False,
+def select_target(store: ModelStore, *, model: str | None = None, url: str | None = None, local: bool = False,
                   signature: str = DEFAULT_SIGNATURE, token: str | None = None, timeout: float = 60.0,
                   say: Callable[[str], None] = lambda text: None, load: LoadVersion,
                   cacert: str | None = None, grpc: str | None = None) -> Target:
@@ -251,7 +254,7 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
     if local:
         if not model:
             raise InvalidInput("--local needs --model NAME[@VERSION|@ALIAS] (the model to load from the store)")
-        say(f"loading {store.resolve(model).ref} in-process from the store at {store.root}")
+        say(f"loading {store.resolve(model).ref} in-process from the store at {store.location}")
         return local_target(store, model, load=load, signature=signature)
     servers = live_servers(store)
 
@@ -282,10 +285,10 @@ def select_target(store: Any, *, model: str | None = None, url: str | None = Non
             return _server_target(s, pinned, signature=signature, token=token, timeout=timeout, store=store,
                                   cacert=cacert)
         if reasons:
-            say(f"{'; '.join(reasons)}: loading {shown} in-process from the store at {store.root}")
+            say(f"{'; '.join(reasons)}: loading {shown} in-process from the store at {store.location}")
         else:
             say(f"no running server serves '{info.name}': loading {shown} in-process from the store at "
-                f"{store.root}")
+                f"{store.location}")
         return local_target(store, pinned, load=load, signature=signature)
     if not servers:
         raise InvalidInput("no --model given and no maasctl server is running (see: maasctl ps); pass --model REF "

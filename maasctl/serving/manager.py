@@ -16,13 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unavailable
 from maasctl.refs import ModelRef
 from maasctl.serving.batching import Batcher
 from maasctl.serving.source import Aspired, StoreSource
 from maasctl.tensors import DEFAULT_SIGNATURE
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 log = logging.getLogger("maasctl.serve")
 
@@ -145,7 +148,7 @@ def _warm_up(model: Any, signature: str = DEFAULT_SIGNATURE) -> None:
 
 
 class Manager:
-    def __init__(self, store: Any, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
+    def __init__(self, store: ModelStore, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
                  poll_interval: float = 0.5, on_batch: Callable[[str, int, int, float], None] | None = None,
                  loader: Loader, source: Any = None) -> None:
         self.refs = list(refs)

@@ -19,9 +19,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 
 @dataclass
@@ -60,15 +63,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def record_path(store: Any, server_id: str) -> Path:
+def record_path(store: ModelStore, server_id: str) -> Path:
     return Path(store.servers_dir) / f"{server_id}.json"
 
 
-def log_path(store: Any, server_id: str) -> Path:
+def log_path(store: ModelStore, server_id: str) -> Path:
     return Path(store.servers_dir) / f"{server_id}.log"
 
 
-def write_record(store: Any, server_id: str, *, url: str, models: list[str], refs: list[str],
+def write_record(store: ModelStore, server_id: str, *, url: str, models: list[str], refs: list[str],
                  backend: str = "maasctl", pid: int | None = None, grpc: str | None = None) -> ServerRecord:
     """Atomically write this process's record (called by the server once bound)."""
     rec = ServerRecord(server_id, pid or os.getpid(), url, models, refs, _now(), str(log_path(store, server_id)),
@@ -84,7 +87,7 @@ def write_record(store: Any, server_id: str, *, url: str, models: list[str], ref
     return rec
 
 
-def remove_record(store: Any, server_id: str, pid: int | None = None) -> None:
+def remove_record(store: ModelStore, server_id: str, pid: int | None = None) -> None:
     """Remove a record (only if it is still ours when `pid` is given)."""
     path = record_path(store, server_id)
     if pid is not None:
@@ -143,7 +146,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def list_servers(store: Any, *, prune: bool = True) -> list[ServerRecord]:
+def list_servers(store: ModelStore, *, prune: bool = True) -> list[ServerRecord]:
     """Live detached servers of this store, oldest first; records of dead ones are removed (unless not `prune`:
     read-only viewers such as `maasctl ui` leave that to `ps`)."""
     d = Path(store.servers_dir)
@@ -162,7 +165,7 @@ def list_servers(store: Any, *, prune: bool = True) -> list[ServerRecord]:
     return sorted(out, key=lambda r: r.started_at)
 
 
-def stopped_server_logs(store: Any, min_age_s: float = 300.0, now: float | None = None) -> list[Path]:
+def stopped_server_logs(store: ModelStore, min_age_s: float = 300.0, now: float | None = None) -> list[Path]:
     """Logs in servers/ of servers that are not running (stopped, crashed, or a failed `serve --detach`).
 
     A log younger than `min_age_s` is left alone: a detached server writes its record only once it listens,
@@ -183,7 +186,7 @@ def stopped_server_logs(store: Any, min_age_s: float = 300.0, now: float | None 
     return out
 
 
-def find_server(store: Any, server_id: str) -> ServerRecord:
+def find_server(store: ModelStore, server_id: str) -> ServerRecord:
     servers = list_servers(store)
     matches = [r for r in servers if r.id == server_id] or [r for r in servers if r.id.startswith(server_id)]
     if len(matches) == 1:
@@ -195,7 +198,7 @@ def find_server(store: Any, server_id: str) -> ServerRecord:
     raise InvalidInput(f"'{server_id}' matches several servers ({ids}); give more of the id")
 
 
-def stop_server(store: Any, rec: ServerRecord, timeout: float = 30.0) -> bool:
+def stop_server(store: ModelStore, rec: ServerRecord, timeout: float = 30.0) -> bool:
     """SIGTERM (graceful: in-flight requests finish), wait, SIGKILL after `timeout`. True if it stopped gracefully."""
     graceful = True
     try:
@@ -242,7 +245,7 @@ def tail(path: str | Path, lines: int = 15) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | None = None,
+def spawn_detached(store: ModelStore, server_id: str, args: list[str], *, token: str | None = None,
                    timeout: float = 120.0, ready_paths: list[str] | None = None,
                    probe_token: str | None = None, tls_cert: Path | None = None) -> ServerRecord:
     """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
@@ -256,7 +259,7 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
     if token:
         env["MAASCTL_TOKEN"] = token  # via the environment, not argv: argv is visible to every local user
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), *args],
+        proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", store.location, *args],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, close_fds=True)
     try:
@@ -268,7 +271,7 @@ def spawn_detached(store: Any, server_id: str, args: list[str], *, token: str | 
         raise
 
 
-def _wait_ready(store: Any, server_id: str, proc: subprocess.Popen, log: Path, *, token: str | None,
+def _wait_ready(store: ModelStore, server_id: str, proc: subprocess.Popen, log: Path, *, token: str | None,
                 timeout: float, ready_paths: list[str] | None, tls_cert: Path | None = None) -> ServerRecord:
     import urllib.error
     import urllib.request

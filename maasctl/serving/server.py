@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import ModelRef
@@ -22,6 +22,9 @@ from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Loader, Manager
 from maasctl.serving.metrics import Metrics
 from maasctl.serving.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 log = logging.getLogger("maasctl.serve")
 
@@ -79,7 +82,7 @@ def url_of(sock: socket.socket, tls: TlsFiles | None = None) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
-def build_app(store: Any, refs: list[ModelRef], options: ServeOptions, *, loader: Loader) -> ServingApp:
+def build_app(store: ModelStore, refs: list[ModelRef], options: ServeOptions, *, loader: Loader) -> ServingApp:
     """The ASGI app serving `refs` from `store`; `loader` loads one version (see serving.manager.Loader)."""
     options.check()
     metrics = Metrics()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maasctl.refs import ModelRef
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 log = logging.getLogger("maasctl.serve")
 
@@ -70,7 +73,7 @@ def aspired_for(refs: list[ModelRef], snap: dict[str, Any], previous: dict[str, 
 class StoreSource:
     """Reads the store and returns the aspired versions; keeps the last good answer on errors."""
 
-    def __init__(self, store: Any, refs: list[ModelRef]) -> None:
+    def __init__(self, store: ModelStore, refs: list[ModelRef]) -> None:
         self.store = store
         self.refs = list(refs)
         self.names = sorted({r.name for r in refs})
@@ -82,7 +85,7 @@ class StoreSource:
         try:
             snap = self.store.snapshot(self.names)
         except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError...: keep serving what we have
-            msg = f"cannot read the store at {self.store.root}: {exc}"
+            msg = f"cannot read the store at {self.store.location}: {exc}"
             if msg != self.last_error:
                 log.warning("%s (keeping the current versions)", msg)
             self.last_error = msg

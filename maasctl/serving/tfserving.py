@@ -15,11 +15,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maasctl.errors import InvalidInput
 from maasctl.refs import ModelRef
 from maasctl.serving.source import Aspired, StoreSource
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 BINARY = "tensorflow_model_server"
 INSTALL_HINT = (f"{BINARY} is not on PATH. It ships only in the Docker image tensorflow/serving "
@@ -77,7 +80,7 @@ def batching_text(batch_size: int, timeout_ms: float) -> str:
             "num_batch_threads { value: 2 }\n")
 
 
-def run(store: Any, refs: list[ModelRef], *, host: str, port: int, batch_size: int, batch_timeout_ms: float,
+def run(store: ModelStore, refs: list[ModelRef], *, host: str, port: int, batch_size: int, batch_timeout_ms: float,
         workdir: Path, poll_interval: float = 1.0) -> int:
     """Supervise tensorflow_model_server: write its config, keep it current, forward SIGTERM/SIGINT."""
     require_binary()

@@ -27,7 +27,7 @@ from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.store import manifest as mf
 
 if TYPE_CHECKING:
-    from maasctl.store.local import Store
+    from maasctl.store.local import LocalStore as Store
 
 EVENTS_LOG = "events.log"
 FIX = "maasctl doctor --rebuild-index"

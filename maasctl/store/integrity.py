@@ -15,7 +15,7 @@ from maasctl.store.hashing import compare_tree
 from maasctl.store.types import VerifyReport, VersionInfo
 
 if TYPE_CHECKING:
-    from maasctl.store.local import Store
+    from maasctl.store.local import LocalStore as Store
 
 
 def _live_infos(store: Store) -> list[VersionInfo]:

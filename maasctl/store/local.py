@@ -32,6 +32,7 @@ from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
 from maasctl.store import doctor
 from maasctl.store import manifest as mf
+from maasctl.store.base import StoreDefaults, check_expected
 from maasctl.store.hashing import FileEntry, copy_tree_hashed, fsync_dir
 from maasctl.store.schema import SCHEMA
 from maasctl.store.types import GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root, utcnow
@@ -39,13 +40,14 @@ from maasctl.store.types import GcReport, ModelSummary, RegisterResult, VerifyRe
 BUSY_TIMEOUT_MS = 120_000
 
 
+class LocalStore(StoreDefaults):
+    """A store rooted at a directory (a store.base.ModelStore). Cheap: nothing touches the disk until used."""
 
-
-class Store:
-    """A store rooted at a directory. Cheap to construct; nothing touches the disk until used."""
+    poll_seconds = 0.5  # serve's default: re-reading SQLite is cheap
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else default_root()
+        self.location = str(self.root)
 
     # -- paths ---------------------------------------------------------------------------------------
     @property
@@ -448,14 +450,6 @@ class Store:
                 aliases.setdefault(r["version"], []).append(r["alias"])
             return [self._row_info(r, aliases.get(r["version"], [])) for r in rows]
 
-    def alias_list(self, name: str | None = None) -> list[dict[str, Any]]:
-        """Every alias as {"name", "alias", "version"} (of one model: NotFound if it has no versions)."""
-        models = self.list_models()
-        if name is not None and name not in {m.name for m in models}:
-            self.resolve(name)  # raises NotFound with the usual message
-        return [{"name": m.name, "alias": a, "version": v} for m in models if name in (None, m.name)
-                for a, v in m.aliases.items()]
-
     def aliases(self, name: str) -> dict[str, int]:
         with self._read() as conn:
             if conn is None:
@@ -502,7 +496,8 @@ class Store:
         self._event(conn, name, "alias_set", alias=alias, from_version=old, to_version=version)
         return old
 
-    def set_alias(self, ref: str | ModelRef, alias: str) -> tuple[VersionInfo, int | None]:
+    def set_alias(self, ref: str | ModelRef, alias: str, *,
+                  expect_version: int | None = None) -> tuple[VersionInfo, int | None]:
         """Point alias at the version ref names; returns (that version, the alias's previous version)."""
         check_alias(alias)
         if isinstance(ref, str):
@@ -511,6 +506,9 @@ class Store:
             raise self._no_index(ref.name)
         with self._write() as conn:
             info = self._resolve(conn, ref)
+            row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (info.name, alias)).fetchone()
+            if expect_version is not None:
+                check_expected(info.name, alias, row[0] if row else None, expect_version)
             old = self._move_alias(conn, info.name, alias, info.version)
             return self._info(conn, info.name, info.version), old
 
@@ -579,7 +577,8 @@ class Store:
 
         return check_version(self, info)
 
-    def gc(self, *, keep: int | None = None, dry_run: bool = False) -> GcReport:
+    def gc(self, *, keep: int | None = None, dry_run: bool = False,
+           lease_seconds: float | None = None) -> GcReport:  # a lease is for remote stores: here, flocks tell
         """Sweep dead staging dirs and unregistered version dirs; with keep, old unaliased versions too."""
         report = GcReport(dry_run=dry_run)
         report.staging = self.sweep_staging(dry_run=dry_run)

@@ -33,15 +33,20 @@ class VersionInfo:
     lineage: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
+    uri: str = ""  # where a remote store keeps it (s3://bucket/prefix/models/NAME/N/); path is then unused
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def where(self) -> str:
+        return self.uri or str(self.path)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "name": self.name, "version": self.version, "aliases": self.aliases,
-            "created_at": self.created_at, "sha256": self.sha256, "size": self.size, "path": str(self.path),
+            "created_at": self.created_at, "sha256": self.sha256, "size": self.size, "path": self.where,
             "source": self.source, "description": self.description, "tags": self.tags,
             "metrics": self.metrics, "lineage": self.lineage,
             **{k: self.meta.get(k) for k in ("task", "feature_names", "class_names")},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.store.savedmodel import Signature, read_signatures
 from maasctl.tensors import DEFAULT_SIGNATURE
 from maasctl.tf import load_tensorflow
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 
 class LoadedModel:
@@ -48,7 +51,8 @@ def load_model(path: str | Path, *, check: list[str] | None = None) -> LoadedMod
     return LoadedModel(path, signatures, module)
 
 
-def load_version(store: Any, ref: str) -> tuple[Any, LoadedModel]:
+def load_version(store: ModelStore, ref: str) -> tuple[Any, LoadedModel]:
     """Resolve a ref in a store, check every file against its recorded digest, then load it."""
     info = store.resolve(ref)
-    return info, load_model(info.path, check=store.check_version(info))
+    with store.open_version(info) as path:
+        return info, load_model(path)

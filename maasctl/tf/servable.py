@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from maasctl.store.savedmodel import Signature, read_signatures
 from maasctl.tensors import DEFAULT_SIGNATURE, numpy_twin
 from maasctl.tf import load_tensorflow
 from maasctl.tf.loader import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from maasctl.store.base import ModelStore
 
 log = logging.getLogger("maasctl.serve")
 
@@ -155,13 +158,14 @@ def load_session_model(path: str | Path, *, check: list[str] | None = None) -> S
     return SessionModel(path, signatures, session, callables)
 
 
-def store_loader(store: Any) -> Callable[[str, int], tuple[Any, dict[str, Any]]]:
+def store_loader(store: ModelStore) -> Callable[[str, int], tuple[Any, dict[str, Any]]]:
     """The serving Manager's loader: resolve `name@version` in the store, check its digests, load the fastest
     way (see serving.manager.Loader)."""
 
     def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
         info = store.resolve(ModelRef(name, version=version))
-        model = load_servable(info.path, check=store.check_version(info))
+        with store.open_version(info) as path:  # digests checked (a remote version is fetched into the cache)
+            model = load_servable(path)
         return model, dict(info.meta)
 
     return load

@@ -20,7 +20,7 @@ import numpy as np
 
 from maasctl import __version__
 from maasctl.errors import InvalidInput, OperationFailed
-from maasctl.store import Store, utcnow
+from maasctl.store import ModelStore, utcnow
 from maasctl.tf import load_tensorflow
 from maasctl.training.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.training.data import Dataset
@@ -392,7 +392,7 @@ def _config_copy(cfg: TrainConfig, run_id: str) -> str:
     return head + tomli_w.dumps(cfg.values)
 
 
-def run_training(store: Store, cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *,
+def run_training(store: ModelStore, cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *,
                  started: float | None = None) -> tuple[Run, FitResult]:
     """Fit, export into a staging dir, and rename it into `runs/<run-id>/` only when complete."""
     from maasctl.tf.export import export_model

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed
-from maasctl.store import RegisterResult, Store
+from maasctl.store import ModelStore, RegisterResult
 from maasctl.store import manifest as mf
 from maasctl.store.hashing import fsync_dir
 
@@ -92,7 +92,7 @@ def _check_run_id(run_id: str) -> None:
         raise InvalidInput(f"{run_id!r} is not a run id (see: maasctl runs list)")
 
 
-def commit_run(store: Store, staged: Path, run_id: str) -> Path:
+def commit_run(store: ModelStore, staged: Path, run_id: str) -> Path:
     """Rename a complete staged run (model/ + run.json) into `runs/<run_id>/`."""
     if not (staged / RUN_FILE).is_file() or not (staged / MODEL_DIR).is_dir():
         raise OperationFailed(f"{staged}: incomplete run (needs {RUN_FILE} and {MODEL_DIR}/)")
@@ -133,7 +133,7 @@ def git_lineage(config_path: Path, data_paths: list[str]) -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
-def _run_ids(store: Store) -> list[str]:
+def _run_ids(store: ModelStore) -> list[str]:
     if not store.runs_dir.is_dir():
         return []
     return sorted(p.name for p in store.runs_dir.iterdir() if (p / RUN_FILE).is_file())
@@ -142,7 +142,7 @@ def _run_ids(store: Store) -> list[str]:
 RUN_PREFIX_RE = re.compile(r"\d{8}-[0-9a-f-]*")  # what a (prefix of a) run id looks like: 20261125-2330...
 
 
-def find_run_id(store: Store, given: str) -> str:
+def find_run_id(store: ModelStore, given: str) -> str:
     """The run id `given` names: itself, or the one run id it is a unique prefix of (several: InvalidInput)."""
     _check_run_id(given)
     if (store.runs_dir / given / RUN_FILE).is_file():
@@ -153,7 +153,7 @@ def find_run_id(store: Store, given: str) -> str:
     return matches[0] if matches else given
 
 
-def is_run_ref(store: Store, source: str) -> bool:
+def is_run_ref(store: ModelStore, source: str) -> bool:
     """Whether SOURCE (of package/register) names a run: a run id, or a unique-or-not prefix shaped like one."""
     if "@" in source or "/" in source or source.startswith("."):
         return False
@@ -162,7 +162,7 @@ def is_run_ref(store: Store, source: str) -> bool:
     return bool(RUN_PREFIX_RE.fullmatch(source)) and any(r.startswith(source) for r in _run_ids(store))
 
 
-def load_run(store: Store, run_id: str) -> Run:
+def load_run(store: ModelStore, run_id: str) -> Run:
     """Read one run (given by its id or a unique prefix of it); NotFound lists the most recent run ids."""
     run_id = find_run_id(store, run_id)
     path = store.runs_dir / run_id
@@ -182,7 +182,7 @@ def load_run(store: Store, run_id: str) -> Run:
     return Run(run_id, path, path / MODEL_DIR, meta, name, record)
 
 
-def list_runs(store: Store) -> list[Run]:
+def list_runs(store: ModelStore) -> list[Run]:
     """Every complete run, oldest first."""
     runs = []
     for run_id in _run_ids(store):
@@ -193,7 +193,7 @@ def list_runs(store: Store) -> list[Run]:
     return runs
 
 
-def runs_in_use(store: Store) -> set[str]:
+def runs_in_use(store: ModelStore) -> set[str]:
     """Run ids that a live registered version came from (lineage.run_id)."""
     used = set()
     for m in store.list_models():
@@ -216,7 +216,7 @@ def _created(run: Run) -> float:
     return time.time()
 
 
-def unused_runs_older_than(store: Store, days: float, now: float | None = None) -> list[Run]:
+def unused_runs_older_than(store: ModelStore, days: float, now: float | None = None) -> list[Run]:
     """Runs created more than `days` ago that no live version came from (what `gc --runs-older-than` removes)."""
     if days < 0:
         raise InvalidInput(f"--runs-older-than must be at least 0 days (got {days:g})")
@@ -225,7 +225,18 @@ def unused_runs_older_than(store: Store, days: float, now: float | None = None) 
     return [r for r in list_runs(store) if r.run_id not in used and _created(r) < cutoff]
 
 
-def remove_runs(store: Store, run_ids: list[str], *, dry_run: bool = False) -> list[str]:
+def _discard(store: ModelStore, path: Path) -> None:
+    """Move a run out of runs/ first (into the store's local staging, swept if we die), then delete it."""
+    import shutil
+    import uuid
+
+    store.staging_root.mkdir(parents=True, exist_ok=True)
+    trash = store.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_runs(store: ModelStore, run_ids: list[str], *, dry_run: bool = False) -> list[str]:
     """Remove runs (ids or unique prefixes); all are found first, so a typo removes nothing. Versions
     registered from a run are copies and stay."""
     found = [find_run_id(store, r) for r in run_ids]
@@ -235,12 +246,12 @@ def remove_runs(store: Store, run_ids: list[str], *, dry_run: bool = False) -> l
     removed = []
     for run_id in dict.fromkeys(found):
         if not dry_run:
-            store._discard(store.runs_dir / run_id)  # as doctor does: the store's safe removal
+            _discard(store, store.runs_dir / run_id)
         removed.append(run_id)
     return removed
 
 
-def register_run(store: Store, run_id: str, name: str | None, **options: Any) -> RegisterResult:
+def register_run(store: ModelStore, run_id: str, name: str | None, **options: Any) -> RegisterResult:
     """Register a run's model as NAME@N (name and aliases default to the config's [register] section)."""
     run = load_run(store, run_id)
     run_id = run.run_id  # the full id when a prefix was given
