@@ -256,3 +256,28 @@ def test_cli_ui_serves_and_stops(filled, store_path):
         proc.kill()
     r = run_cli("ui", "--port", "70000", store=store_path)
     assert r.returncode == 2 and r.stderr.startswith("Error: --port must be between") and not r.stdout
+
+
+def test_view_of_an_s3_store(s3_store_url, models):
+    """The same pages from an S3 store (real moto server): versions, aliases with who moved them, 404s."""
+    from maasctl.store.base import open_store
+
+    store = open_store(s3_store_url)
+    store.register(models["small"], "blobs", aliases=["production"])
+    store.register(models["small_b"], "blobs")
+    store.set_alias("blobs@2", "production")
+    server = ServerThread(UiApp(store)).start()
+    try:
+        doc = requests.get(server.url + "/api/models/blobs", timeout=30).json()
+        assert [v["ref"] for v in doc["versions"]] == ["blobs@2", "blobs@1"] and doc["aliases"] == {"production": 2}
+        moves = doc["alias_history"]["production"]
+        assert [(m["from_version"], m["to_version"]) for m in moves] == [(None, 1), (1, 2)]
+        assert all(m["who"] and "@" in m["who"] for m in moves)  # S3 events record user@host
+        page = requests.get(server.url + "/models/blobs", timeout=30).text
+        assert "1 → 2 by " in page and 'href="/models/blobs/2"' in page
+        version = requests.get(server.url + "/api/models/blobs/1", timeout=30).json()
+        assert version["registered_by"] and version["signatures"]["serving_default"]["inputs"]
+        assert requests.get(server.url + "/models/nope", timeout=30).status_code == 404
+        assert requests.get(server.url + "/models/blobs/7", timeout=30).status_code == 404
+    finally:
+        server.stop()

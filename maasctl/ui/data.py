@@ -39,7 +39,7 @@ def model(store: Any, name: str) -> dict[str, Any]:
         if ev.get("alias"):
             alias_history.setdefault(ev["alias"], []).append(
                 {"at": ev["at"], "event": ev["event"], "from_version": ev["from_version"],
-                 "to_version": ev["to_version"]})
+                 "to_version": ev["to_version"], "who": ev.get("who")})
     return {"name": name, "latest": versions[-1].version, "aliases": store.aliases(name),
             "versions": [v.to_json() for v in reversed(versions)], "alias_history": alias_history,
             "events": events}
@@ -52,8 +52,11 @@ def version(store: Any, name: str, number: str) -> dict[str, Any]:
         raise NotFound(f"model '{name}' has no version '{number}'")
     info = store.resolve(ModelRef(name, version=int(number)))
     manifest = store.manifest(info)
+    registered = [ev for ev in store.history(name) if ev.get("event") == "registered"
+                  and ev.get("version") == info.version]
     files = manifest.get("files") or []
     return {**info.to_json(), "registered_at": info.created_at, "registered_from": info.source,
+            "registered_by": registered[-1].get("who") if registered else None,  # user@host where the store keeps it
             "signatures": manifest.get("signatures") or {}, "files": len(files),
             "content_sha256": manifest.get("content_sha256"), "environment": manifest.get("environment") or {},
             "params": manifest.get("params") or {}}

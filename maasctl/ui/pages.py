@@ -148,7 +148,8 @@ def model_page(doc: dict[str, Any]) -> str:
             hist = doc["alias_history"].get(alias, [])
             moves = "<br>".join(
                 e(f'{h["at"]}  {h["event"].replace("_", " ")}: '
-                  f'{fmt(h["from_version"])} → {fmt(h["to_version"])}') for h in hist) or '<span class="muted">-</span>'
+                  f'{fmt(h["from_version"])} → {fmt(h["to_version"])}' + (f' by {h["who"]}' if h.get("who") else ""))
+                for h in hist) or '<span class="muted">-</span>'
             alias_rows.append((e(alias), f'<a href="/models/{q(name)}/{ver}">{e(name)}@{e(ver)}</a>', moves))
         body += table(["Alias", "Points at", "History (oldest first)"], alias_rows, cls="aliases")
     else:
@@ -173,7 +174,9 @@ def _signature_rows(signatures: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def version_page(doc: dict[str, Any]) -> str:
     name, lin = doc["name"], doc.get("lineage") or {}
-    items = [("Registered", e(doc["registered_at"])), ("From", e(doc["registered_from"])),
+    items = [("Registered", e(doc["registered_at"]) + (f' by {e(doc["registered_by"])}' if doc.get("registered_by")
+                                                        else "")),
+             ("From", e(doc["registered_from"])),
              ("Aliases", tags(doc["aliases"])), ("Size", f'{e(size(doc["size"]))} in {e(doc["files"])} files'),
              ("Content sha256", f'<code>{e(doc["sha256"])}</code>'), ("Path", f'<code>{e(doc["path"])}</code>'),
              ("Task", e(fmt(doc.get("task")))), ("Description", e(fmt(doc.get("description")))),
