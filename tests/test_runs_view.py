@@ -160,5 +160,5 @@ def test_show_plot_draws_train_and_validation_in_a_terminal(three, store_path):
 
 
 def test_compare_chart_in_a_terminal(three, store_path):
-    out = read_pty(["runs", "compare", A, B, "-m", "accuracy"], store_path)
+    out = read_pty(["runs", "compare", A, B, "--metric", "accuracy"], store_path)
     assert "aaaaaa accuracy" in out and "bbbbbb val_accuracy" in out and "\x1b[" in out
