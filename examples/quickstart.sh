@@ -76,7 +76,7 @@ say "4/6 serve: start a TensorFlow-Serving-compatible REST server in the backgro
 run "${maasctl[@]}" serve "$ref" --detach --port 0 --json > "$work/serve.json"
 server_id=$(json id < "$work/serve.json")
 url=$(json url < "$work/serve.json")
-printf '    server %s at %s (try: curl %s/v1/models/%s)\n' "$server_id" "$url" "$url" "$name" >&2
+printf '    server %s at %s\n' "$server_id" "$url" >&2
 
 say "5/6 predict: send $input to the server; predictions on stdout"
 run "${maasctl[@]}" predict --url "$url" --model "$ref" --input "$input" --format jsonl
@@ -86,8 +86,11 @@ run "${maasctl[@]}" stop "$server_id" >/dev/null
 server_id=""
 
 say "done: $ref trained, packaged, registered, served and queried"
+# (the server above is stopped already: a curl to it would fail, so the hint is for a server that stays up)
 if [[ $temp_store == 1 ]]; then
     printf '    the store was temporary; keep one with: MAASCTL_HOME=~/maas-demo %s\n' "$0" >&2
 else
     printf '    look around: maasctl list %s; maasctl show %s\n' "$name" "$ref" >&2
+    printf '    serve it and try the REST API: maasctl serve %s --detach --port 8501 && curl -s localhost:8501/v1/models/%s\n' \
+        "$ref" "$name" >&2
 fi
