@@ -422,7 +422,7 @@ def test_inspect_file_and_ref(base, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["name", "iris"]
-    assert ["metric", "accuracy", "0.93"] in [ln.split() for ln in lines]
+    assert ["metric", "accuracy", "0.9300"] in [ln.split() for ln in lines]
     assert ["lineage", "run_id", "r-001"] in [ln.split() for ln in lines]
     assert ["serving_default", "input", "features", "float32[-1,", "4]"] in [ln.split() for ln in lines]
     assert ["serving_default", "output", "output_0", "float32[-1,", "3]"] in [ln.split() for ln in lines]
