@@ -4,7 +4,6 @@ Runs maasctl in a tmux pane (a real pseudo-terminal with a real terminal emulato
 same terminal, as a person at a shell has them, and compares `tmux capture-pane` with the piped stdout. Raw
 bytes from a Python pty show whether a progress bar was drawn at all.
 """
-# ruff: noqa: F811  (fixtures imported from test_predict are parameters here)
 
 from __future__ import annotations
 
@@ -84,7 +83,7 @@ def pty_bytes(args: list[str], env: dict[str, str]) -> bytes:
 
 
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "json"])
-def test_the_screen_shows_what_a_pipe_gets(tmp_path, pstore, stub, data, fmt):
+def test_the_screen_shows_what_a_pipe_gets(tmp_path, pstore, stub, data, fmt):  # noqa: F811
     path = write_csv(tmp_path / "feats.csv", data[:3])
     args = ["predict", "--url", stub.url, "-m", "iris@1", "-i", str(path), "-f", fmt]
     piped = subprocess.run([sys.executable, "-m", "maasctl", *args], check=False, capture_output=True, text=True,
@@ -103,7 +102,7 @@ def test_the_screen_shows_what_a_pipe_gets(tmp_path, pstore, stub, data, fmt):
     assert tmux_screen(tmp_path, args, forced) == expected
 
 
-def test_a_bar_over_piped_output_finishes_at_100_percent(tmp_path, pstore, stub, data):
+def test_a_bar_over_piped_output_finishes_at_100_percent(tmp_path, pstore, stub, data):  # noqa: F811
     """stdout to a file, stderr on the terminal: the bar draws through both phases and ends at 100 %."""
     path = write_csv(tmp_path / "feats.csv", data)
     out = tmp_path / "out.jsonl"

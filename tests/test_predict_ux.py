@@ -1,6 +1,5 @@
 """`maasctl predict` as a new user meets it (issue 11): which model answers, extra columns, single records,
 output formats from the extension, CSV headers, --json. Real SavedModels, a real TF-Serving-protocol server."""
-# ruff: noqa: F811  (fixtures imported from test_predict are parameters here)
 
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ def two_versions(models, tmp_path_factory):
 
 
 def test_model_ref_is_resolved_in_the_store_and_a_server_used_only_if_it_serves_that_version(
-        tmp_path, two_versions, holder, tf, models, data):
+        tmp_path, two_versions, holder, tf, models, data):  # noqa: F811
     store, server = two_versions
     path = write_csv(tmp_path / "d.csv", data)
     record_server(store, server.url, holder.pid, models=("iris",))
@@ -119,13 +118,13 @@ def test_extra_columns_label_ignored_keep_passed_through_others_warned_once(
     assert stub.predicts == before
 
 
-def test_one_json_record_on_stdin_is_one_row(pstore, stub, reference, data):
+def test_one_json_record_on_stdin_is_one_row(pstore, stub, reference, data):  # noqa: F811
     record = json.dumps(dict(zip(FEATURES, map(float, data[0]))))
     proc = ok(run_cli("predict", "--url", stub.url, "-m", "iris", input=record + "\n", store=pstore.root))
     np.testing.assert_allclose(predictions(proc.stdout), reference(data[:1].astype(np.float32)), atol=1e-6)
 
 
-def test_output_format_follows_the_extension_and_an_unknown_one_fails_first(tmp_path, pstore, stub, data):
+def test_output_format_follows_the_extension_and_an_unknown_one_fails_first(tmp_path, pstore, stub, data):  # noqa: F811
     path = write_csv(tmp_path / "d.csv", data)
     args = ["predict", "--url", stub.url, "-m", "iris", "-i", str(path)]
     for name, check in (("o.csv", lambda t: t.startswith("p_setosa,p_versicolor,p_virginica,label,score\n")),
@@ -141,7 +140,7 @@ def test_output_format_follows_the_extension_and_an_unknown_one_fails_first(tmp_
     assert len((tmp_path / "o.txt").read_text().splitlines()) == len(data)
 
 
-def test_predict_json_is_one_document(tmp_path, pstore, stub, reference, data):
+def test_predict_json_is_one_document(tmp_path, pstore, stub, reference, data):  # noqa: F811
     path = write_csv(tmp_path / "d.csv", data)
     doc = json.loads(ok(run_cli("predict", "--url", stub.url, "-m", "iris", "-i", str(path), "--json",
                                 store=pstore.root)).stdout)
