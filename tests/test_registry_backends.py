@@ -120,6 +120,7 @@ def test_rm_refuses_aliased_version(populated, models):
     (["alias", "set", "iris@9", "prod"], 3, "no version 9"),
     (["alias", "rm", "iris", "prod"], 3, "has no alias 'prod'"),
     (["rm", "iris@prod"], 3, "has no alias 'prod'"),
+    (["rm", "iris"], 2, "say which version to remove: iris@2"),
     (["register", "{small}", "--name", "Iris!"], 2, "invalid model name 'Iris!'"),
 ])
 def test_bad_input_one_line_and_store_unchanged(populated, models, args, code, message):

@@ -438,6 +438,11 @@ class S3Store(StoreDefaults):
                 version += 1
 
     def remove(self, ref: str | ModelRef, *, force: bool = False) -> VersionInfo:
+        if isinstance(ref, str):
+            ref = parse_ref(ref)
+        if ref.version is None and ref.alias is None:  # never guess "latest" for a removal (as locally)
+            raise InvalidInput(f"say which version to remove: {self.resolve(ref).ref} (a bare name means the "
+                               f"latest, which rm does not assume)")
         info = self.resolve(ref)
         if info.aliases and not force:
             raise Conflict(f"{info.ref} is pointed at by alias(es) {', '.join(info.aliases)}; move them first "
