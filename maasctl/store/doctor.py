@@ -243,7 +243,7 @@ def rebuild_index(store: Store, *, dry_run: bool = False) -> RebuildReport:
         report.versions.append(f"{name}@{version}")
     events = read_events(store)
     report.events = len(events)
-    aliases: dict[tuple[str, str], int] = {}
+    aliases: dict[tuple[str, str | None], int] = {}
     for e in events:
         name = e["name"]
         for key in ("version", "from_version", "to_version"):
