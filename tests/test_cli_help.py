@@ -60,8 +60,8 @@ def test_every_metavar_is_upper_case_or_a_choice_list():
         for p in cmd.params:
             if getattr(p, "is_flag", False) or getattr(p, "hidden", False):
                 continue
-            # NAME, KEY=VALUE, PUBLIC.pem (a file of that kind), COL,... (a list), [a|b|c] (choices)
-            if not re.fullmatch(r"[A-Z][A-Z_=]*(,[A-Z]+)*(\.[a-z]+|,?\.\.\.)?|\[[a-z]+(\|[a-z]+)+\]", p.metavar or ""):
+            # NAME, KEY=VALUE, HOST:PORT, PUBLIC.pem (a file of that kind), COL,... (a list), [a|b|c] (choices)
+            if not re.fullmatch(r"[A-Z][A-Z_=:]*(,[A-Z]+)*(\.[a-z]+|,?\.\.\.)?|\[[a-z]+(\|[a-z]+)+\]", p.metavar or ""):
                 bad.append((" ".join(path), p.name, p.metavar))
     assert bad == []
 

@@ -35,7 +35,9 @@ def push(
     alias: AliasOpt = [],  # noqa: B006 - typer copies the default; never mutated
     json_out: JsonOpt = False,
 ) -> None:
-    """Copy a version from this store into another as its next version (idempotent by content).
+    """Copy a version from this store into another one.
+
+    It becomes the other store's next version (idempotent by content).
 
     Example: maasctl push iris@3 --to s3://ml-models/registry --alias production
     """
@@ -53,7 +55,9 @@ def pull(
     alias: AliasOpt = [],  # noqa: B006 - typer copies the default; never mutated
     json_out: JsonOpt = False,
 ) -> None:
-    """Copy a version from another store into this one as its next version (idempotent by content).
+    """Copy a version from another store into this one.
+
+    It becomes this store's next version (idempotent by content).
 
     Example: maasctl pull iris@production --from s3://ml-models/registry
     """

@@ -52,6 +52,7 @@ def configure(log_file: Path | None = None) -> None:
     if log_file is None:
         logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
         return
+    log_file.parent.mkdir(parents=True, exist_ok=True)  # a server started with --server-id by hand, not by --detach
     handler = CappedLog(log_file, maxBytes=_env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, 1024),
                         backupCount=_env_int(BACKUPS_ENV, DEFAULT_BACKUPS, 1), encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
