@@ -22,6 +22,7 @@ import numpy as np
 from maasctl.errors import InvalidInput, NotFound
 from maasctl.store.hashing import hash_file
 from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
+from maasctl.training.limits import check_file_lines
 
 
 @dataclass
@@ -228,6 +229,7 @@ def _select(path: Path, columns: list[str], labels: list[str], features: list[st
 
 def read_csv(path: Path, labels: list[str], features: list[str] | None, *, classify: bool,
              delimiter: str = ",") -> Table:
+    check_file_lines(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
         header_line = f.readline()
         header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter), [])]
@@ -295,6 +297,7 @@ def _scan_csv(path: Path, header: list[str], feats: list[int], labs: list[int], 
 
 
 def read_jsonl(path: Path, labels: list[str], features: list[str] | None, *, classify: bool) -> Table:
+    check_file_lines(path)
     objs: list[dict[str, Any]] = []
     lines: list[int] = []
     with open(path, encoding="utf-8-sig") as f:
