@@ -78,7 +78,7 @@ class JsonWriter(Writer):
         if not names or not len(outputs[names[0]]):
             return
         arr = outputs[names[0]]
-        if len(names) == 1 and arr.dtype != object and arr.dtype.kind in "fiub":
+        if len(names) == 1 and arr.dtype != object and arr.dtype.kind in "fiub" and finite(arr):
             # bulk path: one orjson call, a newline between rows by byte replacement (no per-row work)
             data = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
             k = arr.ndim - 1
@@ -112,10 +112,16 @@ class JsonWriter(Writer):
         super().close()
 
 
+def finite(arr: np.ndarray) -> bool:
+    """orjson writes NaN and infinities as null; arrays holding them take the stdlib path, which writes TF
+    Serving's tokens NaN, Infinity and -Infinity (the one convention, see README "Non-finite numbers")."""
+    return arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+
+
 def _row_texts(arr: np.ndarray) -> list[str]:
     """Each row of `arr` as JSON text (a number, or a nested list). Numeric arrays go through orjson in bulk,
     which also writes float32 in its shortest form."""
-    if arr.dtype != object and arr.dtype.kind in "fiub" and len(arr):
+    if arr.dtype != object and arr.dtype.kind in "fiub" and len(arr) and finite(arr):
         text = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1]
         if arr.ndim == 1:
             return text.split(",")
@@ -123,7 +129,15 @@ def _row_texts(arr: np.ndarray) -> list[str]:
         parts = text.split(sep)
         if len(parts) == len(arr):
             return [_wrap(p, i, len(parts), arr.ndim) for i, p in enumerate(parts)]
-    return [json.dumps(v) for v in to_jsonable(arr)]
+    if arr.dtype == np.float32:  # shortest float32 text, as orjson writes it, with non-finite tokens
+        return [json.dumps(v, separators=(",", ":")) for v in np.vectorize(_f32, otypes=[object])(arr).tolist()] \
+            if arr.ndim > 1 else [json.dumps(_f32(v)) for v in arr]
+    return [json.dumps(v, separators=(",", ":")) for v in to_jsonable(arr)]
+
+
+def _f32(v: Any) -> Any:
+    f = float(v)
+    return f if not np.isfinite(f) else float(str(np.float32(v)))
 
 
 def _wrap(part: str, i: int, n: int, ndim: int) -> str:

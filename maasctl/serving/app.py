@@ -223,9 +223,10 @@ class ServingApp:
         names, values = await classify_regress(verb, servable, doc)
         if names is None:
             # TF Serving's regress has one value per example; a multi-target maasctl model gives one list each
-            return tensors.dumps({"results": values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()})
+            results = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
+            return _results_body(results, values)
         results = [[[names[j], float(row[j])] for j in range(len(names))] for row in values.tolist()]
-        return tensors.dumps({"results": results})
+        return _results_body(results, values)
 
     def _metadata(self, name: str, version: int | None, label: str | None, labels: list[str]) -> bytes:
         servable = self.manager.acquire(name, version, label)
@@ -268,6 +269,15 @@ class ServingApp:
                 "model_version_status": [s.to_json(v) for v, s in sorted(st.items(), reverse=True)],
             })
         return tensors.dumps({"models": models})
+
+
+def _results_body(results: list, values: np.ndarray) -> bytes:
+    """`{"results": ...}`; non-finite values as TF Serving's NaN/Infinity tokens (orjson would write null)."""
+    if np.isfinite(values).all():
+        return tensors.dumps({"results": results})
+    import json
+
+    return json.dumps({"results": results}, allow_nan=True, separators=(",", ":")).encode()
 
 
 def _nested_ok(decode: Any, *args: Any) -> Any:
