@@ -105,3 +105,37 @@ def test_predict_client_round_trips_nonfinite_values_like_local(detached, tmp_pa
     assert local.stdout == outputs["json"]
     doc = json.loads(outputs["json"])
     assert len(doc["predictions"]) == 5
+
+
+# -- one huge request must not stall the event loop ----------------------------------------------------------
+def test_healthz_answers_while_a_million_row_request_is_in_flight(detached):
+    """/healthz polled through a 1M-row :predict: no wait may take most of the big request's time (a relative
+    bound, so machine load can't fail it; before the fix one wait spanned the whole decode, call and encode)."""
+    import threading
+    import time
+
+    import numpy as np
+
+    url, _, _ = detached
+    rows = np.random.default_rng(0).random((1_000_000, 4)).round(3).tolist()
+    body = json.dumps({"instances": rows}).encode()
+    session = requests.Session()
+    assert session.post(url + "/v1/models/iris:predict", json={"instances": rows[:2]}, timeout=30).ok  # warm
+    big: dict[str, object] = {}
+
+    def post_big() -> None:
+        t0 = time.monotonic()
+        r = requests.post(url + "/v1/models/iris:predict", data=body, timeout=600)
+        big["status"], big["rows"], big["seconds"] = r.status_code, len(r.json()["predictions"]), time.monotonic() - t0
+
+    t = threading.Thread(target=post_big)
+    t.start()
+    waits = []
+    while t.is_alive():
+        t0 = time.monotonic()
+        assert session.get(url + "/healthz", timeout=600).status_code == 200
+        waits.append(time.monotonic() - t0)
+        time.sleep(0.01)
+    t.join()
+    assert big["status"] == 200 and big["rows"] == 1_000_000
+    assert max(waits) < 0.5 * big["seconds"], (max(waits), big["seconds"], len(waits))
