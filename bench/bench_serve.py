@@ -207,7 +207,8 @@ def healthz_during_big(url: str, rows: int = 1_000_000) -> dict[str, float]:
 
     t_end = time.perf_counter() + 2
     idle = poll(lambda: time.perf_counter() > t_end)
-    body = body_for(rows, 4)
+    x = np.random.default_rng(0).random((rows, 4)).round(3)  # ~30 MB for 1M rows, as in the issue
+    body = json.dumps({"instances": x.tolist()}).encode()
     done: dict[str, float] = {}
 
     def big() -> None:

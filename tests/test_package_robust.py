@@ -45,3 +45,24 @@ def test_manifest_with_wrong_types_refused_at_register_and_inspect(case, base, t
         assert len(lines) == 1 and lines[0].startswith("Error: ") and f"manifest field '{field}" in lines[0], lines
         assert "internal error" not in r.stderr
     assert tree_snapshot(store) == before
+
+
+@pytest.mark.parametrize("junk", [b"JUNK", b"\0" * 20000 + b"x", b"PK\3\4" + bytes(range(256)) * 64])
+@pytest.mark.parametrize("gz", [True, False])
+def test_trailing_junk_after_the_tar_end_is_refused(base, tmp_path, junk, gz):  # noqa: F811
+    tar = gzip.decompress(base["pkg"].read_bytes())
+    data = tar + junk
+    pkg = tmp_path / "junk.maas"
+    pkg.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    store = tmp_path / "store"
+    r = run_cli("register", str(pkg), "--name", "iris", store=store)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"Error: {pkg}: trailing data after the tar end-of-archive marker", r.stderr
+    assert not store.exists()
+
+
+def test_zero_padding_after_the_tar_end_is_fine(base, tmp_path):  # noqa: F811
+    pkg = tmp_path / "padded.maas"
+    pkg.write_bytes(gzip.compress(gzip.decompress(base["pkg"].read_bytes()) + b"\0" * 30000, mtime=0))
+    r = run_cli("register", str(pkg), "--name", "iris", store=tmp_path / "store")
+    assert r.returncode == 0, r.stderr

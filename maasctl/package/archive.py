@@ -428,11 +428,22 @@ class _PackageReader:
         if missing:
             raise self._fail(f"{mf.MANIFEST_NAME} lists {prefix}{missing[0]}, which the archive does not hold"
                              + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
-        while self._stream.read(CHUNK):  # read to the end: checks the gzip trailer, refuses trailing junk
-            pass
+        self._refuse_trailing_data()
         parents = {str(Path(e.path).parent) for e in written} - {"."}
         fsync_tree_dirs(dest, sorted(set(made_dirs) | parents))
         return written
+
+    def _refuse_trailing_data(self) -> None:
+        """Read to the end (which checks the gzip trailer): after the end-of-archive marker only zero padding
+        may follow, also in what tarfile has already buffered."""
+        buffered = getattr(self._tar.fileobj, "buf", b"") or b""
+        chunk = bytes(buffered)
+        while True:
+            if chunk.strip(b"\0"):
+                raise self._fail("trailing data after the tar end-of-archive marker")
+            chunk = self._stream.read(CHUNK)
+            if not chunk:
+                return
 
     def _check_member(self, member: tarfile.TarInfo, seen: set[str]) -> str:
         name = member.name

@@ -46,7 +46,9 @@ class LocalStore(StoreDefaults):
     poll_seconds = 0.5  # serve's default: re-reading SQLite is cheap
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root).expanduser() if root else default_root()
+        if isinstance(root, str) and not root.strip():
+            raise InvalidInput("the store path is empty (give a directory, or None for $MAASCTL_HOME / ~/.maasctl)")
+        self.root = Path(root).expanduser() if root is not None else default_root()
         self.location = str(self.root)
 
     # -- paths ---------------------------------------------------------------------------------------
