@@ -144,6 +144,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout until the process exits
         except OSError:
             pass
+    except OSError as exc:  # the environment failed us (full disk, a path under a regular file...): name the path
+        if debug:
+            import traceback
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
+        code = 1
     except Exception as exc:  # noqa: BLE001 - the crash boundary: never a traceback unless asked for
         if debug:
             import traceback

@@ -290,6 +290,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise InvalidInput(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     for item in overrides:
         apply_override(doc, item)
     cfg = TrainConfig(path, {}, hashlib.sha256(raw).hexdigest(), list(overrides))
