@@ -66,3 +66,18 @@ def test_zero_padding_after_the_tar_end_is_fine(base, tmp_path):  # noqa: F811
     pkg.write_bytes(gzip.compress(gzip.decompress(base["pkg"].read_bytes()) + b"\0" * 30000, mtime=0))
     r = run_cli("register", str(pkg), "--name", "iris", store=tmp_path / "store")
     assert r.returncode == 0, r.stderr
+
+
+def test_inspect_says_not_verified_when_register_would_refuse(base, tmp_path):  # noqa: F811
+    members = _members(base["pkg"])
+    i = next(i for i, (m, _) in enumerate(members) if m.name.endswith("saved_model.pb"))
+    info, data = members[i]
+    members[i] = (info, bytes([data[0] ^ 1]) + data[1:])  # one flipped bit: the digest no longer matches
+    pkg = _write_tar(tmp_path / "flipped.maas", members)
+    r = run_cli("inspect", str(pkg), store=tmp_path / "store")
+    assert r.returncode == 2, r.stderr
+    assert "content_sha256" in r.stdout  # the manifest is still shown
+    assert r.stderr.strip().startswith(f"Error: not verified; register would refuse: {pkg}: sha256 mismatch in "
+                                       "saved_model/saved_model.pb"), r.stderr
+    ok = run_cli("inspect", str(base["pkg"]), "--json", store=tmp_path / "store")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["name"] == "iris"
