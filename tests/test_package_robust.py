@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 from conftest import run_cli, tree_snapshot
 from test_package import _members, _with_manifest, _write_tar, base  # noqa: F401 - base is a fixture
@@ -47,7 +50,7 @@ def test_manifest_with_wrong_types_refused_at_register_and_inspect(case, base, t
     assert tree_snapshot(store) == before
 
 
-@pytest.mark.parametrize("junk", [b"JUNK", b"\0" * 20000 + b"x", b"PK\3\4" + bytes(range(256)) * 64])
+@pytest.mark.parametrize("junk", [b"JUNK", b"\0" * 20000 + b"x", b"PK\3\4" + bytes(range(256)) * 64], ids=["text", "zeros-then-x", "zip"])
 @pytest.mark.parametrize("gz", [True, False])
 def test_trailing_junk_after_the_tar_end_is_refused(base, tmp_path, junk, gz):  # noqa: F811
     tar = gzip.decompress(base["pkg"].read_bytes())

@@ -586,11 +586,10 @@ def verify_package(path: str | Path) -> str | None:
     """Every check `register` makes on the archive (entries, sizes, digests, trailing data), writing nothing;
     the refusal `register` would give, or None."""
     try:
-        with open_package(path, Limits.from_env()) as reader:
-            reader.extract_to(None, Limits.from_env())
+        with open_package(path, limits := Limits.from_env()) as reader:
+            reader.extract_to(None, limits)
     except InvalidInput as exc:
         return str(exc)
-    return None
 
 
 def read_package_manifest(path: str | Path) -> dict[str, Any]:

@@ -21,7 +21,9 @@ def request_body(schema: ModelSchema, inputs: dict[str, np.ndarray]) -> bytes:
         doc["instances"] = prepared[schema.single_input]
     else:
         doc["inputs"] = prepared
-    return dumps(doc, finite=finite)
+    if not finite:  # orjson would write null: TF Serving's NaN/Infinity tokens, which the server reads back
+        return json.dumps(doc, allow_nan=True, separators=(",", ":")).encode()
+    return dumps(doc)
 
 
 def response_outputs(schema: ModelSchema, doc: Any, rows: int, where: str) -> dict[str, np.ndarray]:
