@@ -313,7 +313,7 @@ def test_status_map_is_bounded_per_model(tmp_path):
     """A server following a model through many versions keeps only the newest few ended ones (issue 17 #12)."""
     from maasctl.serving.manager import AVAILABLE, END, MAX_ENDED_STATUSES, Manager, VersionStatus
 
-    manager = Manager(Store(tmp_path / "store"), refs("m"))
+    manager = Manager(Store(tmp_path / "store"), refs("m"), loader=lambda name, version: None)  # never loads
     for v in range(1, 1001):
         manager._set_status("m", v, VersionStatus(AVAILABLE))
         if v > 1:
