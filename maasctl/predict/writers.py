@@ -193,7 +193,8 @@ class JsonlWriter(Writer):
         if not names or not len(outputs[names[0]]):
             return
         rows = len(outputs[names[0]])
-        if not self.keep:  # no input columns to repeat: the vectorised path (maasctl/predict/fastfmt.py)
+        # no input columns to repeat and no NaN/Infinity (written as tokens below): the vectorised path (fastfmt.py)
+        if not self.keep and all(finite(v) for v in outputs.values()):
             fast = fastfmt.jsonl_chunk(outputs, fastfmt.label_columns(outputs, self.label_output,
                                                                       self.schema.class_names, json.dumps))
             if fast is not None:
@@ -221,7 +222,8 @@ class CsvWriter(Writer):
 
     def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         rows = len(next(iter(outputs.values()))) if outputs else 0
-        if self._header is not None and rows and not self.keep:  # the vectorised path (fastfmt.py)
+        if self._header is not None and rows and not self.keep and all(finite(v) for v in outputs.values()):
+            # the vectorised path (fastfmt.py); NaN/Infinity take the one below, which writes TF Serving's tokens
             fast_labels = fastfmt.label_columns(outputs, self.label_output, self.schema.class_names, _csv_cell)
             fast = fastfmt.csv_chunk(outputs, fast_labels)
             if fast is not None:
