@@ -223,7 +223,7 @@ def healthz_during_big(url: str, rows: int = 1_000_000) -> dict[str, float]:
     t.start()
     busy = poll(lambda: not t.is_alive())
     t.join()
-    q = lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan")  # noqa: E731
+    q = lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan")
     return {"idle_p99": q(idle, 99), "p50": q(busy, 50), "p99": q(busy, 99), "max": max(busy, default=0.0),
             "big_s": done.get("seconds", float("nan")), "polls": len(busy), "body_mb": len(body) / 1e6}
 

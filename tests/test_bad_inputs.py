@@ -9,7 +9,6 @@ import os
 import tarfile
 
 import pytest
-
 from conftest import run_cli
 
 CONFIG = """

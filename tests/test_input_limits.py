@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
+
 from maasctl.errors import InvalidInput
 from maasctl.store import Store
 
@@ -43,8 +43,8 @@ def test_train_refuses_a_huge_csv_line_naming_file_and_line(tmp_path, quoted):
     cfg.write_text(CONFIG.format(name=data.name))
     r = run_cli("train", str(cfg), store=tmp_path / "store")
     assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines() == [f"Error: {data}: line 4 is longer than 4194304 bytes, the limit for "
-                                             "one line (set MAASCTL_MAX_LINE_BYTES to raise it)"]
+    assert r.stderr.strip().splitlines() == [(f"Error: {data}: line 4 is longer than 4194304 bytes, the limit for "
+                                              "one line (set MAASCTL_MAX_LINE_BYTES to raise it)")]
 
 
 def test_line_limit_is_configurable_and_counts_lines_across_chunks(tmp_path):

@@ -23,7 +23,7 @@ UNSHARE = shutil.which("unshare")
 def _can_unshare() -> bool:
     if UNSHARE is None:
         return False
-    return subprocess.run([UNSHARE, "-rm", "true"], capture_output=True).returncode == 0
+    return subprocess.run([UNSHARE, "-rm", "true"], capture_output=True, check=False).returncode == 0
 
 
 pytestmark = pytest.mark.skipif(not _can_unshare(), reason="needs unshare -rm (user + mount namespaces)")
@@ -34,7 +34,7 @@ def run_ro(store: Store, *args: str, timeout: float = 300) -> subprocess.Complet
     cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "maasctl", "--store", str(store.root), *args])
     script = f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && exec {cmd}"
     env = {k: v for k, v in os.environ.items() if k not in ("MAASCTL_HOME", "MAASCTL_DEBUG")}
-    return subprocess.run([UNSHARE, "-rm", "sh", "-c", script], capture_output=True, text=True, env=env,
+    return subprocess.run([UNSHARE, "-rm", "sh", "-c", script], capture_output=True, text=True, env=env, check=False,
                           timeout=timeout)
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from maasctl.errors import InvalidInput
 from maasctl import tensors
+from maasctl.errors import InvalidInput
 from maasctl.serving import codec
 
 _pool: ProcessPoolExecutor | None = None

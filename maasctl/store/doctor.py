@@ -71,7 +71,7 @@ def unknown_dirs(store: Store, conn: sqlite3.Connection | None) -> list[str]:
     return dirs
 
 
-def db_error(store: "Store", exc: sqlite3.Error) -> OperationFailed:
+def db_error(store: Store, exc: sqlite3.Error) -> OperationFailed:
     """An SQLite failure as one line naming the index (and the fix, when the file is damaged)."""
     text = str(exc)
     if "malformed" in text or "not a database" in text:
@@ -79,7 +79,7 @@ def db_error(store: "Store", exc: sqlite3.Error) -> OperationFailed:
     return OperationFailed(f"the index {store.db_path}: {text}")
 
 
-def discard(store: "Store", path: Path) -> None:
+def discard(store: Store, path: Path) -> None:
     """Move a directory out of the way (into staging, lock-less so it is swept) and delete it. Idempotent:
     a directory already discarded by a concurrent rm or gc is not an error."""
     trash = store.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
