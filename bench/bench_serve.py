@@ -191,6 +191,52 @@ def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path) 
             "socket_errors": errors.group(1) if errors else ""}
 
 
+def healthz_during_big(url: str, rows: int = 1_000_000) -> dict[str, float]:
+    """/healthz latency (p50, p99, max) idle, then polled while one `rows`-row :predict to "small" is in flight."""
+    import threading
+
+    def poll(until) -> list[float]:
+        waits = []
+        while not until():
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(url + "/healthz", timeout=600) as r:
+                r.read()
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        return waits
+
+    t_end = time.perf_counter() + 2
+    idle = poll(lambda: time.perf_counter() > t_end)
+    x = np.random.default_rng(0).random((rows, 4)).round(3)  # ~30 MB for 1M rows, as in the issue
+    body = json.dumps({"instances": x.tolist()}).encode()
+    done: dict[str, float] = {}
+
+    def big() -> None:
+        t0 = time.perf_counter()
+        req = urllib.request.Request(url + "/v1/models/small:predict", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            r.read()
+        done["seconds"] = time.perf_counter() - t0
+
+    t = threading.Thread(target=big)
+    t.start()
+    busy = poll(lambda: not t.is_alive())
+    t.join()
+    q = lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan")
+    return {"idle_p99": q(idle, 99), "p50": q(busy, 50), "p99": q(busy, 99), "max": max(busy, default=0.0),
+            "big_s": done.get("seconds", float("nan")), "polls": len(busy), "body_mb": len(body) / 1e6}
+
+
+def print_big(url: str) -> None:
+    h = healthz_during_big(url)
+    print(f"\n== /healthz while one 1M-row :predict ({h['body_mb']:.0f} MB) is in flight ({h['big_s']:.1f} s, "
+          f"{h['polls']:.0f} polls)")
+    print(f"  idle p99 {h['idle_p99'] * 1e3:.1f} ms; in flight p50 {h['p50'] * 1e3:.1f} ms, p99 {h['p99'] * 1e3:.1f} ms "
+          f"= {h['p99'] / h['idle_p99']:.1f}x idle, max {h['max'] * 1e3:.0f} ms (target p99 <= 50 ms) "
+          f"{verdict(h['p99'] <= 0.050)}")
+
+
 def verdict(ok: bool) -> str:
     return "ok  " if ok else "MISS"
 
@@ -200,6 +246,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
     ap.add_argument("--baseline-seconds", type=float, default=3.0, help="seconds per in-process baseline")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
+    ap.add_argument("--big-only", action="store_true", help="only the /healthz-under-a-1M-row-request phase")
     args = ap.parse_args()
 
     tf = load_tensorflow()
@@ -210,6 +257,14 @@ def main() -> None:
             store.register(build_mlp(load_tensorflow(), tmp / name, sizes, seed), name)
         print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
 
+        if args.big_only:
+            proc, url, _ = start_server(store, ["small"])
+            try:
+                print_big(url)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            return
         base = Baselines(tf, store, args.baseline_seconds)
         print("\n== in-process baselines (no HTTP, one thread)")
         for key in base.raw:
@@ -251,6 +306,7 @@ def main() -> None:
                 fails["medium c16"] = (r["non2xx"], r["socket_errors"])
                 bad = {k: v for k, v in fails.items() if v[0] or v[1]}
                 print(f"  failed responses: {bad or 'none'}")
+            print_big(url)
             server_rss = rss_kb(proc.pid)
         finally:
             proc.terminate()

@@ -156,3 +156,10 @@ def test_closed_stdout_pipe_is_not_an_error(populated):
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["--store", ""], ["--store="], ["--store", " "]])
+def test_empty_store_path_is_refused_and_nothing_written(tmp_path, args):
+    r = run_cli(*args, "gc", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("Error: --store: the store path is empty"), r.stderr
+    assert list(tmp_path.iterdir()) == []

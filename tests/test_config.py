@@ -166,6 +166,18 @@ def test_builder_found_beside_config(tmp_path):
     assert cfg.model["builder"] == "my_models:build"
 
 
+def test_builder_function_missing_found_without_running_the_module(tmp_path):
+    text = GOOD.split("[[model.layers]]")[0].replace('task = "classification"',
+                                                      'task = "classification"\nbuilder = "my_models:biuld"')
+    marker = tmp_path / "ran"
+    (tmp_path / "my_models.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                           "def build(config, n_features, n_classes):\n    pass\n")
+    msg = error_of(tmp_path, text)
+    assert "model.builder: cannot use 'my_models:biuld'" in msg and "defines no 'biuld'" in msg
+    assert "did you mean 'build'" in msg
+    assert not marker.exists()  # the module's code never ran
+
+
 def test_early_stopping_defaults_and_errors(tmp_path):
     cfg = load_config(write(tmp_path, GOOD + "early_stopping = { patience = 2 }\n"))
     assert cfg.train["early_stopping"] == {"patience": 2, "monitor": "val_loss", "min_delta": 0.0,

@@ -196,3 +196,29 @@ def test_interrupt_while_waiting_for_readiness_stops_the_server(tmp_path, models
         signal.signal(signal.SIGALRM, old)
         if "pid" in seen and not gone(seen["pid"]):
             os.kill(seen["pid"], signal.SIGKILL)
+
+
+
+@pytest.mark.tf
+def test_token_on_the_command_line_warns_and_the_env_does_not(tmp_path, models):
+    import subprocess
+    import sys
+
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small")
+    for args, env, warned in ((["--token", "s3cret"], {}, True), ([], {"MAASCTL_TOKEN": "s3cret"}, False)):
+        proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), "serve", "small",
+                                 "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **env})
+        try:
+            lines = []
+            for line in proc.stderr:
+                lines.append(line)
+                if line.startswith("serving "):
+                    break
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        text = "".join(lines)
+        assert ("--token on the command line is visible" in text) is warned, text
+        assert "s3cret" not in text

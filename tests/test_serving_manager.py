@@ -307,3 +307,17 @@ def test_versions_no_longer_aspired_are_unloaded_when_nothing_is_aspired(tf, mod
     store.remove(parse_ref("m@1"))
     manager.poll_once()  # the pinned version left the registry: it is not served any more (as in TF Serving)
     assert manager.snapshot.latest == {} and manager.status("m")[1].state == "END"
+
+
+def test_status_map_is_bounded_per_model(tmp_path):
+    """A server following a model through many versions keeps only the newest few ended ones (issue 17 #12)."""
+    from maasctl.serving.manager import AVAILABLE, END, MAX_ENDED_STATUSES, Manager, VersionStatus
+
+    manager = Manager(Store(tmp_path / "store"), refs("m"), loader=lambda name, version: None)  # never loads
+    for v in range(1, 1001):
+        manager._set_status("m", v, VersionStatus(AVAILABLE))
+        if v > 1:
+            manager._set_status("m", v - 1, VersionStatus(END))
+    statuses = manager.status("m")
+    assert len(statuses) == MAX_ENDED_STATUSES + 1
+    assert statuses[1000].state == AVAILABLE and min(statuses) == 1000 - MAX_ENDED_STATUSES

@@ -68,3 +68,74 @@ def test_detached_server_log_is_capped_and_rotated(tmp_path):
     assert all(s < 4096 + 200 for s in sizes), sizes  # stray lines between two records may overshoot a little
     text = log.read_text()
     assert "record 399" in text and "stray stderr line 399" in text  # fd 2 followed the rotation
+
+
+# -- non-finite numbers: TF Serving's NaN / Infinity / -Infinity tokens, both ways ------------------------------
+NONFINITE_CSV = "a,b,c,d\nnan,1,2,3\ninf,1,2,3\n-inf,1,2,3\n1e39,1,2,3\n1,2,3,4\n"
+
+
+def test_server_reads_and_writes_nonfinite_tokens(detached):
+    url, _, _ = detached
+    body = '{"instances": [[NaN, 1, 2, 3], [Infinity, 1, 2, 3], [-Infinity, 1, 2, 3], [1, 2, 3, 4]]}'
+    for verb, key in (("predict", "predictions"), ("classify", None)):
+        if key is None:
+            body = ('{"examples": [{"features": [Infinity, 1, 2, 3]}, {"features": [1, 2, 3, 4]}]}')
+        r = requests.post(f"{url}/v1/models/iris:{verb}", data=body, timeout=60)
+        assert r.status_code == 200, r.text
+        assert "NaN" in r.text and "null" not in r.text, r.text
+        json.loads(r.text)  # the stdlib reads the tokens
+
+
+def test_predict_client_round_trips_nonfinite_values_like_local(detached, tmp_path):
+    url, _, store = detached
+    rows = tmp_path / "rows.csv"
+    rows.write_text(NONFINITE_CSV)
+    outputs = {}
+    for fmt in ("json", "jsonl", "csv"):
+        remote = run_cli("predict", "--url", url, "--model", "iris", "--input", str(rows), "--format", fmt,
+                         store=store.root)
+        assert remote.returncode == 0, remote.stderr
+        assert "NaN" in remote.stdout and "null" not in remote.stdout, remote.stdout
+        assert "Warning" not in remote.stderr, remote.stderr
+        outputs[fmt] = remote.stdout
+    local = run_cli("predict", "--local", "--model", "iris", "--input", str(rows), "--format", "json",
+                    store=store.root)
+    assert local.returncode == 0, local.stderr
+    assert "Warning" not in local.stderr, local.stderr  # no raw numpy RuntimeWarning for the float32 overflow
+    assert local.stdout == outputs["json"]
+    doc = json.loads(outputs["json"])
+    assert len(doc["predictions"]) == 5
+
+
+# -- one huge request must not stall the event loop ----------------------------------------------------------
+def test_healthz_answers_while_a_million_row_request_is_in_flight(detached):
+    """/healthz polled through a 1M-row :predict: no wait may take most of the big request's time (a relative
+    bound, so machine load can't fail it; before the fix one wait spanned the whole decode, call and encode)."""
+    import threading
+    import time
+
+    import numpy as np
+
+    url, _, _ = detached
+    rows = np.random.default_rng(0).random((1_000_000, 4)).round(3).tolist()
+    body = json.dumps({"instances": rows}).encode()
+    session = requests.Session()
+    assert session.post(url + "/v1/models/iris:predict", json={"instances": rows[:2]}, timeout=30).ok  # warm
+    big: dict[str, object] = {}
+
+    def post_big() -> None:
+        t0 = time.monotonic()
+        r = requests.post(url + "/v1/models/iris:predict", data=body, timeout=600)
+        big["status"], big["rows"], big["seconds"] = r.status_code, len(r.json()["predictions"]), time.monotonic() - t0
+
+    t = threading.Thread(target=post_big)
+    t.start()
+    waits = []
+    while t.is_alive():
+        t0 = time.monotonic()
+        assert session.get(url + "/healthz", timeout=600).status_code == 200
+        waits.append(time.monotonic() - t0)
+        time.sleep(0.01)
+    t.join()
+    assert big["status"] == 200 and big["rows"] == 1_000_000
+    assert max(waits) < 0.5 * big["seconds"], (max(waits), big["seconds"], len(waits))

@@ -90,10 +90,23 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("MAASCTL_DEBUG", "").lower() in ("1", "true", "yes")
 
 
+def _empty_store(args: list[str]) -> bool:
+    for i, a in enumerate(args):
+        if a == "--":
+            return False
+        if a == "--store=" or (a == "--store" and i + 1 < len(args) and not args[i + 1].strip()):
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become `Error: ...` lines and exit codes."""
     args = sys.argv[1:] if argv is None else argv
     debug = _debug_requested(args)
+    if _empty_store(args):  # click turns '' into Path('.'): the current directory would become a store
+        print("Error: --store: the store path is empty (give a directory, or leave --store out for "
+              "$MAASCTL_HOME or ~/.maasctl)", file=sys.stderr)
+        sys.exit(2)
     try:
         rv = command().main(args=args, prog_name="maasctl", standalone_mode=False)
         code: int | str | None = rv if isinstance(rv, int) else 0
@@ -131,6 +144,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout until the process exits
         except OSError:
             pass
+    except OSError as exc:  # the environment failed us (full disk, a path under a regular file...): name the path
+        if debug:
+            import traceback
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
+        code = 1
     except Exception as exc:  # noqa: BLE001 - the crash boundary: never a traceback unless asked for
         if debug:
             import traceback

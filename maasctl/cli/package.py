@@ -11,6 +11,7 @@ import typer
 from maasctl.cli import render
 from maasctl.cli._complete import complete_ref_or_file, complete_run_or_ref
 from maasctl.cli._options import JsonOpt, name_option, state
+from maasctl.errors import InvalidInput
 
 
 class Compression(str, Enum):
@@ -63,13 +64,16 @@ def inspect(
 
     Example: maasctl inspect iris-3.maas
     """
-    from maasctl.package.build import inspect_target
+    from maasctl.package.build import inspect_target, refusal
 
     manifest = inspect_target(state(ctx).store, target)
     if json_out:
         render.emit_json(manifest)
-        return
-    _render(manifest)
+    else:
+        _render(manifest)
+    problem = refusal(target)
+    if problem:
+        raise InvalidInput(f"not verified; register would refuse: {problem}")
 
 
 def _render(manifest: dict[str, Any]) -> None:

@@ -387,8 +387,9 @@ class _PackageReader:
         _check_manifest_paths(manifest, f"{self.path}:{mf.MANIFEST_NAME}")
         return manifest
 
-    def extract_to(self, dest: Path, limits: Limits) -> list[FileEntry]:
-        """Stream every remaining entry into `dest`, checking it against the manifest as it goes."""
+    def extract_to(self, dest: Path | None, limits: Limits) -> list[FileEntry]:
+        """Stream every remaining entry into `dest`, checking it against the manifest as it goes (dest None:
+        check only, writing nothing)."""
         expected = {f.path: f for f in mf.file_entries(self.manifest)}
         seen = {mf.MANIFEST_NAME}
         written: list[FileEntry] = []
@@ -407,7 +408,7 @@ class _PackageReader:
                 bad = [p for p in _ancestors(rel) if p in expected]
                 if bad:
                     raise self._fail(f"entry {name}/ is a directory but the manifest lists {prefix}{bad[0]} as a file")
-                if rel:
+                if rel and dest is not None:
                     (dest / rel).mkdir(parents=True, exist_ok=True)
                     made_dirs.append(rel)
                 continue
@@ -421,18 +422,31 @@ class _PackageReader:
             if total > limits.max_bytes:
                 raise self._fail(f"the model would extract to more than {limits.max_bytes} bytes (limit "
                                  f"{ENV_MAX_BYTES}={limits.max_bytes}); refusing a possible decompression bomb")
-            with contextlib.suppress(AttributeError):
-                tarfile.data_filter(member, str(dest))  # defence in depth; our own checks came first
-            written.append(self._extract_file(member, dest / rel, rel, exp))
+            if dest is not None:
+                with contextlib.suppress(AttributeError):
+                    tarfile.data_filter(member, str(dest))  # defence in depth; our own checks came first
+            written.append(self._extract_file(member, None if dest is None else dest / rel, rel, exp))
         missing = sorted(set(expected) - {e.path for e in written})
         if missing:
             raise self._fail(f"{mf.MANIFEST_NAME} lists {prefix}{missing[0]}, which the archive does not hold"
                              + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
-        while self._stream.read(CHUNK):  # read to the end: checks the gzip trailer, refuses trailing junk
-            pass
-        parents = {str(Path(e.path).parent) for e in written} - {"."}
-        fsync_tree_dirs(dest, sorted(set(made_dirs) | parents))
+        self._refuse_trailing_data()
+        if dest is not None:
+            parents = {str(Path(e.path).parent) for e in written} - {"."}
+            fsync_tree_dirs(dest, sorted(set(made_dirs) | parents))
         return written
+
+    def _refuse_trailing_data(self) -> None:
+        """Read to the end (which checks the gzip trailer): after the end-of-archive marker only zero padding
+        may follow, also in what tarfile has already buffered."""
+        buffered = getattr(self._tar.fileobj, "buf", b"") or b""
+        chunk = bytes(buffered)
+        while True:
+            if chunk.strip(b"\0"):
+                raise self._fail("trailing data after the tar end-of-archive marker")
+            chunk = self._stream.read(CHUNK)
+            if not chunk:
+                return
 
     def _check_member(self, member: tarfile.TarInfo, seen: set[str]) -> str:
         name = member.name
@@ -458,26 +472,29 @@ class _PackageReader:
         seen.add(name)
         return name
 
-    def _extract_file(self, member: tarfile.TarInfo, target: Path, rel: str, exp: FileEntry) -> FileEntry:
+    def _extract_file(self, member: tarfile.TarInfo, target: Path | None, rel: str, exp: FileEntry) -> FileEntry:
         # Read the data straight from the tar stream (positioned at it in stream mode): extractfile() would add
         # two more buffer copies per chunk, which is a third of the time of an uncompressed register.
         stream = self._tar.fileobj
         stream.seek(member.offset_data)  # a no-op here; refuses to go backwards
-        target.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
         size = 0
         remaining = member.size
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with open(fd, "wb", buffering=0) as out:
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with (open(fd, "wb", buffering=0) if target is not None else contextlib.nullcontext()) as out:
             while remaining:
                 chunk = stream.read(min(_READ_CHUNK, remaining))
                 if not chunk:
                     break
                 h.update(chunk)
-                out.write(chunk)
+                if out is not None:
+                    out.write(chunk)
                 size += len(chunk)
                 remaining -= len(chunk)
-            os.fsync(out.fileno())
+            if out is not None:
+                os.fsync(out.fileno())
         digest = h.hexdigest()
         if size != exp.size:
             raise self._fail(f"truncated archive: {MODEL_DIR}/{rel} holds {size} of {exp.size} bytes")
@@ -563,6 +580,16 @@ def open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_Pa
         finally:
             if decompressed is not raw:
                 decompressed.close()
+
+
+def verify_package(path: str | Path) -> str | None:
+    """Every check `register` makes on the archive (entries, sizes, digests, trailing data), writing nothing;
+    the refusal `register` would give, or None."""
+    try:
+        with open_package(path, limits := Limits.from_env()) as reader:
+            reader.extract_to(None, limits)
+    except InvalidInput as exc:
+        return str(exc)
 
 
 def read_package_manifest(path: str | Path) -> dict[str, Any]:

@@ -340,6 +340,14 @@ def _checked_signatures(path: Path, staged: Path, manifest: dict[str, Any]) -> d
     return signatures
 
 
+def refusal(target: str) -> str | None:
+    """For a package file: why `register` would refuse it (entries, sizes, digests, trailing data), or None."""
+    from maasctl.package.archive import verify_package
+
+    path = Path(target)
+    return verify_package(path) if path.is_file() else None
+
+
 def inspect_target(store: ModelStore, target: str) -> dict[str, Any]:
     """The manifest of a package file, or of a registered version (`NAME[@VERSION|@ALIAS]`); a signed one
     gains `signing` (signed, key_fingerprint), an unsigned one stays exactly the manifest."""

@@ -338,7 +338,8 @@ class Encoder:
                 row = int(np.argwhere((arr < info.min) | (arr > info.max))[0][0])
                 raise InvalidInput(f"{self.where}: input '{name}': a value in row {row + 1} of its batch is out of "
                                    f"range for {spec['dtype']}")
-        return np.ascontiguousarray(arr, dtype=target)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range is +-Infinity, as in TF
+            return np.ascontiguousarray(arr, dtype=target)
 
     # structured (non-tabular) values -------------------------------------------------------------------------
     def _encode_structured(self, records: list[dict[str, Any]], start: int) -> dict[str, np.ndarray]:

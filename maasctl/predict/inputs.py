@@ -17,6 +17,7 @@ import orjson
 
 from maasctl.errors import InvalidInput, NotFound
 from maasctl.predict.schema import _EXTENSIONS, FORMATS
+from maasctl.training.limits import max_line_bytes, too_long
 
 
 # -- reading -------------------------------------------------------------------------------------------------
@@ -73,6 +74,10 @@ class InputSource:
             self._regular = stat.S_ISREG(st.st_mode)
             self.size = st.st_size if self._regular else 0
         self._pushback: list[str] = []
+        self._limit = max_line_bytes()
+        if csv.field_size_limit() < self._limit:
+            csv.field_size_limit(self._limit)  # else the csv module's own 128 KiB cap fails first, unhelpfully
+        self._lines_read = 0  # lines taken from the file so far (for the line number in a too-long error)
         self._header_len = 0
         self._has_bool = True
         if fmt is None:
@@ -98,17 +103,26 @@ class InputSource:
             return
         self._file.seek(0)
         self._pushback = []
+        self._lines_read = 0
 
     def _readline(self) -> str:
         if self._pushback:
             return self._pushback.pop(0)
-        return self._file.readline()
+        return self._read_bounded()
+
+    def _read_bounded(self) -> str:
+        """One line from the file, never more than the line cap in memory (see training/limits.py)."""
+        line = self._file.readline(self._limit + 2)
+        self._lines_read += 1
+        if len(line) > self._limit and len(line.rstrip("\r\n")) > self._limit:
+            raise too_long(self.where, self._lines_read, self._limit)
+        return line
 
     def _sniff(self) -> str:
         """stdin without --input-format: JSON Lines if the first line is a whole JSON value and more follow."""
-        first = self._file.readline()
+        first = self._read_bounded()
         while first and not first.strip():
-            first = self._file.readline()
+            first = self._read_bounded()
         self._pushback = [first]
         if not first.lstrip().startswith(("{", "[")):
             return "csv"
@@ -116,10 +130,10 @@ class InputSource:
             json.loads(first)
         except ValueError:
             return "json"
-        second = self._file.readline()
+        second = self._read_bounded()
         self._pushback.append(second)
         while second and not second.strip():
-            second = self._file.readline()
+            second = self._read_bounded()
             self._pushback.append(second)
         return "jsonl" if second.strip() else "json"
 
@@ -200,7 +214,7 @@ class InputSource:
         # The header line was consumed by header(); chunks are raw lines so numeric CSVs parse in bulk.
         # (A quoted field spanning lines is not supported: a chunk boundary may cut it.)
         row, line_no, consumed = 0, 2, self._header_len
-        read = self._file.readline
+        read = self._read_bounded
         while True:
             lines, self._pushback = self._pushback[:batch_size], self._pushback[batch_size:]
             lines = [ln for ln in lines if ln]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,15 @@ from maasctl.tensors import dumps, response_doc, to_jsonable
 
 def request_body(schema: ModelSchema, inputs: dict[str, np.ndarray]) -> bytes:
     """A TF Serving predict body: row format for one input, columnar for several (cheaper to build)."""
-    prepared = {k: (to_jsonable(v) if v.dtype == object else v) for k, v in inputs.items()}
+    finite = all(v.dtype.kind != "f" or bool(np.isfinite(v).all()) for v in inputs.values())
+    prepared = {k: (to_jsonable(v) if v.dtype == object or not finite else v) for k, v in inputs.items()}
     doc: dict[str, Any] = {"signature_name": schema.signature_name}
     if schema.single_input:
         doc["instances"] = prepared[schema.single_input]
     else:
         doc["inputs"] = prepared
+    if not finite:  # orjson would write null: TF Serving's NaN/Infinity tokens, which the server reads back
+        return json.dumps(doc, allow_nan=True, separators=(",", ":")).encode()
     return dumps(doc)
 
 

@@ -78,7 +78,7 @@ class JsonWriter(Writer):
         if not names or not len(outputs[names[0]]):
             return
         arr = outputs[names[0]]
-        if len(names) == 1 and arr.dtype != object and arr.dtype.kind in "fiub":
+        if len(names) == 1 and arr.dtype != object and arr.dtype.kind in "fiub" and finite(arr):
             # bulk path: one orjson call, a newline between rows by byte replacement (no per-row work)
             data = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
             k = arr.ndim - 1
@@ -112,10 +112,16 @@ class JsonWriter(Writer):
         super().close()
 
 
+def finite(arr: np.ndarray) -> bool:
+    """orjson writes NaN and infinities as null; arrays holding them take the stdlib path, which writes TF
+    Serving's tokens NaN, Infinity and -Infinity (the one convention, see README "Non-finite numbers")."""
+    return arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+
+
 def _row_texts(arr: np.ndarray) -> list[str]:
     """Each row of `arr` as JSON text (a number, or a nested list). Numeric arrays go through orjson in bulk,
     which also writes float32 in its shortest form."""
-    if arr.dtype != object and arr.dtype.kind in "fiub" and len(arr):
+    if arr.dtype != object and arr.dtype.kind in "fiub" and len(arr) and finite(arr):
         text = orjson.dumps(np.ascontiguousarray(arr), option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1]
         if arr.ndim == 1:
             return text.split(",")
@@ -123,7 +129,15 @@ def _row_texts(arr: np.ndarray) -> list[str]:
         parts = text.split(sep)
         if len(parts) == len(arr):
             return [_wrap(p, i, len(parts), arr.ndim) for i, p in enumerate(parts)]
-    return [json.dumps(v) for v in to_jsonable(arr)]
+    if arr.dtype == np.float32:  # shortest float32 text, as orjson writes it, with non-finite tokens
+        return [json.dumps(v, separators=(",", ":")) for v in np.vectorize(_f32, otypes=[object])(arr).tolist()] \
+            if arr.ndim > 1 else [json.dumps(_f32(v)) for v in arr]
+    return [json.dumps(v, separators=(",", ":")) for v in to_jsonable(arr)]
+
+
+def _f32(v: Any) -> Any:
+    f = float(v)
+    return f if not np.isfinite(f) else float(str(np.float32(v)))
 
 
 def _wrap(part: str, i: int, n: int, ndim: int) -> str:
@@ -179,7 +193,8 @@ class JsonlWriter(Writer):
         if not names or not len(outputs[names[0]]):
             return
         rows = len(outputs[names[0]])
-        if not self.keep:  # no input columns to repeat: the vectorised path (maasctl/predict/fastfmt.py)
+        # no input columns to repeat and no NaN/Infinity (written as tokens below): the vectorised path (fastfmt.py)
+        if not self.keep and all(finite(v) for v in outputs.values()):
             fast = fastfmt.jsonl_chunk(outputs, fastfmt.label_columns(outputs, self.label_output,
                                                                       self.schema.class_names, json.dumps))
             if fast is not None:
@@ -207,7 +222,8 @@ class CsvWriter(Writer):
 
     def write(self, outputs: dict[str, np.ndarray], kept: dict[str, list[Any]] | None = None) -> None:
         rows = len(next(iter(outputs.values()))) if outputs else 0
-        if self._header is not None and rows and not self.keep:  # the vectorised path (fastfmt.py)
+        if self._header is not None and rows and not self.keep and all(finite(v) for v in outputs.values()):
+            # the vectorised path (fastfmt.py); NaN/Infinity take the one below, which writes TF Serving's tokens
             fast_labels = fastfmt.label_columns(outputs, self.label_output, self.schema.class_names, _csv_cell)
             fast = fastfmt.csv_chunk(outputs, fast_labels)
             if fast is not None:

@@ -7,6 +7,7 @@ a client (unexpected exceptions are logged and answered with 500).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 
 from maasctl import tensors
 from maasctl.errors import InvalidInput, MaasError, NotFound, Unimplemented
-from maasctl.serving import codec
+from maasctl.serving import codec, offload
 from maasctl.serving.auth import TokenTable
 from maasctl.serving.defaults import DEFAULT_MAX_BODY
 from maasctl.serving.manager import Manager, Servable
@@ -23,6 +24,7 @@ from maasctl.serving.metrics import Metrics
 
 log = logging.getLogger("maasctl.serve")
 
+OFFLOAD_BODY_BYTES = 256 * 1024  # bodies above this are decoded (and answered) off the event loop
 _JSON = [(b"content-type", b"application/json")]
 _PREFIX = "/v1/models/"
 
@@ -75,6 +77,7 @@ class ServingApp:
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 self.manager.stop()
+                offload.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -207,14 +210,25 @@ class ServingApp:
     # -- handlers --------------------------------------------------------------------------------------
     async def _infer(self, verb: str, name: str, version: int | None, label: str | None, body: bytes,
                      labels: list[str]) -> bytes:
-        doc = tensors.loads(body)
+        # A large body is decoded and its answer encoded in a helper process (offload.py), so the event loop
+        # keeps answering /healthz and small requests meanwhile; small ones stay inline, where a hop would cost
+        # more than the work.
+        big = len(body) > OFFLOAD_BODY_BYTES
+        doc = None if big else tensors.loads(body)
         servable = self.manager.acquire(name, version, label)
         labels[1] = str(servable.version)
         try:
             if verb == "predict":
-                req = _nested_ok(codec.parse_predict, doc, servable.signatures)
+                if big:
+                    req = await offload.run(offload.decode_predict, body, servable.signatures)
+                else:
+                    req = _nested_ok(codec.parse_predict, doc, servable.signatures)
                 outputs = await servable.batcher(req.signature_name).submit(req.inputs, req.rows)
+                if big:
+                    return await offload.run(offload.encode_predict, outputs, req.row_format)
                 return tensors.encode_predict(outputs, req.row_format)
+            if big:
+                doc = await asyncio.to_thread(tensors.loads, body)
             return await self._classify_regress(verb, servable, doc)
         finally:
             servable.release()
@@ -223,9 +237,10 @@ class ServingApp:
         names, values = await classify_regress(verb, servable, doc)
         if names is None:
             # TF Serving's regress has one value per example; a multi-target maasctl model gives one list each
-            return tensors.dumps({"results": values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()})
+            results = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
+            return _results_body(results, values)
         results = [[[names[j], float(row[j])] for j in range(len(names))] for row in values.tolist()]
-        return tensors.dumps({"results": results})
+        return _results_body(results, values)
 
     def _metadata(self, name: str, version: int | None, label: str | None, labels: list[str]) -> bytes:
         servable = self.manager.acquire(name, version, label)
@@ -268,6 +283,15 @@ class ServingApp:
                 "model_version_status": [s.to_json(v) for v, s in sorted(st.items(), reverse=True)],
             })
         return tensors.dumps({"models": models})
+
+
+def _results_body(results: list, values: np.ndarray) -> bytes:
+    """`{"results": ...}`; non-finite values as TF Serving's NaN/Infinity tokens (orjson would write null)."""
+    if np.isfinite(values).all():
+        return tensors.dumps({"results": results})
+    import json
+
+    return json.dumps({"results": results}, allow_nan=True, separators=(",", ":")).encode()
 
 
 def _nested_ok(decode: Any, *args: Any) -> Any:

@@ -10,7 +10,8 @@ each request is retried alone, so a bad request fails only itself.
 One shortcut: handing a request to the worker thread and back costs two thread wake-ups, which for a tiny
 model is more than the model call itself. So when exactly one request is ready in an event-loop iteration,
 the worker is idle, no batch timeout is set and the model's recent calls took under INLINE_MAX_S, the call
-runs right there on the event loop (blocking it for at most about that long). Whenever requests arrive
+runs right there on the event loop (blocking it for at most about that long) — unless the request holds more
+than INLINE_MAX_VALUES values. Whenever requests arrive
 together or the worker is busy, they go to the worker and are batched as above.
 """
 
@@ -35,10 +36,13 @@ Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 _STOP = object()
 INLINE_MAX_S = 0.002
+# A request this large never runs inline, however fast the model's recent calls were: a 1M-row request would
+# hold the event loop (and /healthz) for seconds.
+INLINE_MAX_VALUES = 16384
 
 
 class _Item:
-    __slots__ = ("future", "inputs", "key", "loop", "rows")
+    __slots__ = ("future", "inputs", "key", "loop", "rows", "size")
 
     def __init__(self, inputs: Inputs, rows: int | None, future: asyncio.Future, loop: asyncio.AbstractEventLoop):
         self.inputs = inputs
@@ -47,6 +51,7 @@ class _Item:
         self.key = None if rows is None else tuple((k, v.shape[1:], v.dtype.str) for k, v in inputs.items())
         self.future = future
         self.loop = loop
+        self.size = sum(v.size for v in inputs.values())
 
 
 def _deliver(results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
@@ -105,7 +110,7 @@ class Batcher:
             _deliver([(item.future, None, err) for item in items])
             return
         if (len(items) == 1 and not self._busy and self._queue.empty()
-                and self._recent_s < INLINE_MAX_S):
+                and self._recent_s < INLINE_MAX_S and items[0].size <= INLINE_MAX_VALUES):
             _deliver([self._call_one(items[0])])
             return
         for item in items:

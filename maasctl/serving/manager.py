@@ -147,6 +147,9 @@ def _warm_up(model: Any, signature: str = DEFAULT_SIGNATURE) -> None:
         log.debug("warm-up call failed: %s", exc)
 
 
+MAX_ENDED_STATUSES = 16  # unloaded or failed versions remembered per model for the status routes
+
+
 class Manager:
     def __init__(self, store: ModelStore, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
                  poll_interval: float = 0.5, on_batch: Callable[[str, int, int, float], None] | None = None,
@@ -201,7 +204,13 @@ class Manager:
     # -- reconciliation ---------------------------------------------------------------------------------
     def _set_status(self, name: str, version: int, status: VersionStatus) -> None:
         with self._status_lock:
-            self._status.setdefault(name, {})[version] = status
+            versions = self._status.setdefault(name, {})
+            versions[version] = status
+            # versions that are gone (END) are kept for TF Serving's status routes, but only the newest few:
+            # a server that follows a model through thousands of versions must not grow without bound
+            ended = sorted(v for v, st in versions.items() if st.state == END)
+            for v in ended[:max(0, len(ended) - MAX_ENDED_STATUSES)]:
+                del versions[v]
 
     def _reconcile(self, name: str, want: Aspired) -> None:
         loaded = {v for (n, v) in self.snapshot.servables if n == name}

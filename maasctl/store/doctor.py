@@ -17,8 +17,10 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +69,30 @@ def unknown_dirs(store: Store, conn: sqlite3.Connection | None) -> list[str]:
         intents = _dead_intents(store)
         dirs = [d for d in dirs if d not in intents]
     return dirs
+
+
+def db_error(store: Store, exc: sqlite3.Error) -> OperationFailed:
+    """An SQLite failure as one line naming the index (and the fix, when the file is damaged)."""
+    text = str(exc)
+    if "malformed" in text or "not a database" in text:
+        return OperationFailed(f"the index {store.db_path} is corrupt ({text}); run: {FIX}")
+    return OperationFailed(f"the index {store.db_path}: {text}")
+
+
+def discard(store: Store, path: Path) -> None:
+    """Move a directory out of the way (into staging, lock-less so it is swept) and delete it. Idempotent:
+    a directory already discarded by a concurrent rm or gc is not an error."""
+    trash = store.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
+    for _ in range(3):
+        store.staging_root.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, trash)
+            break
+        except FileNotFoundError:
+            if not path.exists():
+                return  # already gone
+            # else staging/ itself vanished (a refused package cleaning up after itself): make it again
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def mismatch_message(store: Store, unknown: list[str]) -> str:

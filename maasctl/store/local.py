@@ -46,7 +46,9 @@ class LocalStore(StoreDefaults):
     poll_seconds = 0.5  # serve's default: re-reading SQLite is cheap
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root).expanduser() if root else default_root()
+        if isinstance(root, str) and not root.strip():
+            raise InvalidInput("the store path is empty (give a directory, or None for $MAASCTL_HOME / ~/.maasctl)")
+        self.root = Path(root).expanduser() if root is not None else default_root()
         self.location = str(self.root)
 
     # -- paths ---------------------------------------------------------------------------------------
@@ -96,22 +98,16 @@ class LocalStore(StoreDefaults):
             return None
         return conn
 
-    def _db_error(self, exc: sqlite3.Error) -> OperationFailed:
-        text = str(exc)
-        if "malformed" in text or "not a database" in text:
-            return OperationFailed(f"the index {self.db_path} is corrupt ({text}); run: {doctor.FIX}")
-        return OperationFailed(f"the index {self.db_path}: {text}")
-
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
         try:
             conn = self._connect(create=False)
         except sqlite3.Error as exc:
-            raise self._db_error(exc) from None
+            raise doctor.db_error(self, exc) from None
         try:
             yield conn
         except sqlite3.Error as exc:
-            raise self._db_error(exc) from None
+            raise doctor.db_error(self, exc) from None
         finally:
             if conn is not None:
                 conn.close()
@@ -130,7 +126,7 @@ class LocalStore(StoreDefaults):
             conn = self._connect(create=True)
             assert conn is not None
         except sqlite3.Error as exc:
-            raise self._db_error(exc) from None
+            raise doctor.db_error(self, exc) from None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -142,7 +138,7 @@ class LocalStore(StoreDefaults):
                 raise
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise self._db_error(exc) from None
+            raise doctor.db_error(self, exc) from None
         finally:
             conn.close()
 
@@ -329,19 +325,7 @@ class LocalStore(StoreDefaults):
             raise
 
     def _discard(self, path: Path) -> None:
-        """Move a directory out of the way (into staging, lock-less so it is swept) and delete it. Idempotent:
-        a directory already discarded by a concurrent rm or gc is not an error."""
-        trash = self.staging_root / f"trash-{uuid.uuid4().hex[:12]}"
-        for _ in range(3):
-            self.staging_root.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(path, trash)
-                break
-            except FileNotFoundError:
-                if not path.exists():
-                    return  # already gone
-                # else staging/ itself vanished (a refused package cleaning up after itself): make it again
-        shutil.rmtree(trash, ignore_errors=True)
+        doctor.discard(self, path)
 
     # -- reading -------------------------------------------------------------------------------------
     def _info(self, conn: sqlite3.Connection, name: str, version: int) -> VersionInfo:
@@ -583,9 +567,8 @@ class LocalStore(StoreDefaults):
         report = GcReport(dry_run=dry_run)
         report.staging = self.sweep_staging(dry_run=dry_run)
         if not self.db_path.exists():
-            unknown = doctor.unknown_dirs(self, None)
-            if unknown:
-                raise doctor.IndexMismatch(doctor.mismatch_message(self, unknown))
+            if doctor.unknown_dirs(self, None):
+                raise self._no_index("")  # the mismatch: a lost index must not make gc delete versions
             return report
         if keep is not None:
             if keep < 1:
@@ -594,7 +577,7 @@ class LocalStore(StoreDefaults):
                 try:
                     versions = self.list_versions(m.name)
                 except NotFound:  # every version removed meanwhile by someone else
-                    continue
+                    versions = []
                 for v in versions[:-keep]:
                     if v.aliases:
                         continue

@@ -128,6 +128,10 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         if not (isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
                 and isinstance(f.get("sha256"), str) and len(f["sha256"]) == 64):
             raise InvalidInput(f"{where}: manifest field files[{i}] must have path, size and a sha256 hex digest")
+        try:
+            f["path"].encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{where}: manifest field files[{i}].path is not valid UTF-8 text") from None
     if content_sha256(file_entries(doc)) != doc.get("content_sha256"):
         raise InvalidInput(f"{where}: manifest content_sha256 does not match its file list")
     check_schema(doc, where)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import importlib.machinery
 import math
 import re
 import sys
@@ -290,10 +289,14 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise InvalidInput(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     for item in overrides:
         apply_override(doc, item)
     cfg = TrainConfig(path, {}, hashlib.sha256(raw).hexdigest(), list(overrides))
     cfg.values = validate(doc, cfg)
+    from maasctl.training.builders import check_builder_importable
+
     check_builder_importable(cfg)
     return cfg
 
@@ -569,14 +572,3 @@ def check_against_data(cfg: TrainConfig, n_features: int, n_outputs: int, class_
         raise cfg.error(f"{where}.activation", f'expected "softmax" on the output layer of a classifier '
                         f"(the model outputs class probabilities), got {got}")
 
-
-def check_builder_importable(cfg: TrainConfig) -> None:
-    """Find (without importing) the builder's module in the config's directory or on sys.path."""
-    builder = cfg.model.get("builder")
-    if not builder:
-        return
-    module = builder.split(":")[0].split(".")[0]
-    search = [str(cfg.base_dir)] + [p for p in sys.path if p]
-    if importlib.machinery.PathFinder.find_spec(module, search) is None and module not in sys.builtin_module_names:
-        raise cfg.error("model.builder", f"cannot import '{builder}': no module '{module}' in {cfg.base_dir} "
-                        f"(expected {cfg.base_dir / (module + '.py')}) or on sys.path")

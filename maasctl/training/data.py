@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from maasctl.errors import InvalidInput, NotFound
 from maasctl.store.hashing import hash_file
 from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
+from maasctl.training.limits import check_file_lines
 
 
 @dataclass
@@ -134,6 +136,9 @@ def _existing(cfg: TrainConfig, key: str, value: str) -> Path:
     path = cfg.resolve(value)
     if path.is_dir():
         raise InvalidInput(f"{cfg.path}: {key}: is a directory: {path}")
+    if path.exists() and not path.is_file():
+        raise InvalidInput(f"{cfg.path}: {key}: not a regular file (a FIFO or device can't be read twice; copy it "
+                           f"to a file): {path}")
     if not path.is_file():  # a missing file is "not found" (exit 3) everywhere, as a missing config is
         raise NotFound(f"{cfg.path}: {key}: file not found: {path}")
     return path
@@ -193,6 +198,15 @@ def read_table(path: Path, cfg: TrainConfig, *, features: list[str] | None) -> T
     label = cfg.data.get("label")
     labels = [label] if isinstance(label, str) else list(label or [])
     classify = cfg.task == "classification"
+    try:
+        return _read_table(path, cfg, suffix, labels, features, classify)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} in byte {exc.object[exc.start:exc.start + 1]!r})") \
+            from None
+
+
+def _read_table(path: Path, cfg: TrainConfig, suffix: str, labels: list[str], features: list[str] | None,
+                classify: bool) -> Table:
     if suffix == ".csv":
         return read_csv(path, labels, features, classify=classify, delimiter=cfg.data.get("delimiter", ","))
     if suffix == ".jsonl":
@@ -228,6 +242,7 @@ def _select(path: Path, columns: list[str], labels: list[str], features: list[st
 
 def read_csv(path: Path, labels: list[str], features: list[str] | None, *, classify: bool,
              delimiter: str = ",") -> Table:
+    check_file_lines(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
         header_line = f.readline()
         header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter), [])]
@@ -295,6 +310,7 @@ def _scan_csv(path: Path, header: list[str], feats: list[int], labs: list[int], 
 
 
 def read_jsonl(path: Path, labels: list[str], features: list[str] | None, *, classify: bool) -> Table:
+    check_file_lines(path)
     objs: list[dict[str, Any]] = []
     lines: list[int] = []
     with open(path, encoding="utf-8-sig") as f:
@@ -364,7 +380,7 @@ def _scan_jsonl(path: Path, objs: list[dict[str, Any]], lines: list[int], keys: 
 def read_npz(path: Path, label: str, features: list[str] | None, *, classify: bool) -> Table:
     try:
         z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InvalidInput(f"{path}: not a readable .npz file ({exc})") from None
     with z:
         found = ", ".join(z.files) or "none"
