@@ -82,7 +82,7 @@ def test_detached_grpc_server_ps_and_graceful_stop(tmp_path, models, tf):
         auto = run_cli("predict", "--model", "small", "-i", str(data), "--format", "jsonl",
                        env={"MAASCTL_TOKEN": "tok"}, store=store.root)
         assert auto.returncode == 0, auto.stderr
-        assert f"at {address}: all requests go to small@1 (gRPC)" in auto.stderr
+        assert f"predicting with small (= small@1) on server {doc['id']} at grpc://{address}" in auto.stderr
         np.testing.assert_allclose([json.loads(line)["output_0"] for line in auto.stdout.splitlines()], want,
                                    atol=1e-6)
 

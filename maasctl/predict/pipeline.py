@@ -225,13 +225,25 @@ def _server_lacks(rec: Any, name: str, version: int, *, token: str | None, timeo
     return f"does not serve {name}@{version} (it serves {have})"
 
 
-def _server_target(s: Any, model: str, *, cacert: str | None = None, **kw: Any) -> Target:
-    """A recorded server: over gRPC when it serves gRPC too (binary tensors) and grpcio is installed."""
-    if getattr(s, "grpc", None):
-        from maasctl.predict.grpc_client import available, grpc_target
+def _uses_grpc(s: Any) -> bool:
+    """Whether a recorded server is reached over gRPC: it serves gRPC too and grpcio is installed."""
+    if not getattr(s, "grpc", None):
+        return False
+    from maasctl.predict.grpc_client import available
 
-        if available():
-            return grpc_target(s.grpc, model, via=f"server {s.id}", **kw)
+    return available()
+
+
+def _server_address(s: Any) -> str:
+    return f"grpc://{s.grpc}" if _uses_grpc(s) else s.url
+
+
+def _server_target(s: Any, model: str, *, cacert: str | None = None, **kw: Any) -> Target:
+    """A recorded server: over gRPC (binary tensors) when it serves gRPC, else REST."""
+    if _uses_grpc(s):
+        from maasctl.predict.grpc_client import grpc_target
+
+        return grpc_target(s.grpc, model, via=f"server {s.id}", **kw)
     return remote_target(s.url, model, via=f"server {s.id}", cacert=cacert, **kw)
 
 
@@ -281,7 +293,7 @@ def select_target(store: ModelStore, *, model: str | None = None, url: str | Non
                                f"pass --url URL to pick one, or --local")
         if usable:
             s = usable[0]
-            say(f"predicting with {shown} on server {s.id} at {s.url}")
+            say(f"predicting with {shown} on server {s.id} at {_server_address(s)}")
             return _server_target(s, pinned, signature=signature, token=token, timeout=timeout, store=store,
                                   cacert=cacert)
         if reasons:
