@@ -582,16 +582,6 @@ def open_package(path: str | Path, limits: Limits | None = None) -> Iterator[_Pa
                 decompressed.close()
 
 
-def verify_package(path: str | Path) -> str | None:
-    """Every check `register` makes on the archive (entries, sizes, digests, trailing data), writing nothing;
-    the refusal `register` would give, or None."""
-    try:
-        with open_package(path, limits := Limits.from_env()) as reader:
-            reader.extract_to(None, limits)
-    except InvalidInput as exc:
-        return str(exc)
-
-
 def read_package_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of a package file, read from its first entry (nothing is extracted)."""
     with open_package(path) as reader:

@@ -342,8 +342,6 @@ def _checked_signatures(path: Path, staged: Path, manifest: dict[str, Any]) -> d
 
 def refusal(target: str) -> str | None:
     """For a package file: why `register` would refuse it (entries, sizes, digests, trailing data), or None."""
-    from maasctl.package.archive import verify_package
-
     path = Path(target)
     return verify_package(path) if path.is_file() else None
 
@@ -373,3 +371,14 @@ def _with_signing(manifest: dict[str, Any], summary: dict[str, Any]) -> dict[str
     if not summary["signed"]:
         return manifest
     return {**manifest, "signing": {k: summary[k] for k in ("signed", "key_fingerprint")}}
+
+
+def verify_package(path: str | Path) -> str | None:
+    """Every check `register` makes on the archive (entries, sizes, digests, trailing data), writing nothing;
+    the refusal `register` would give, or None."""
+    try:
+        with open_package(path, limits := Limits.from_env()) as reader:
+            reader.extract_to(None, limits)
+    except InvalidInput as exc:
+        return str(exc)
+    return None

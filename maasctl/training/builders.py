@@ -21,7 +21,7 @@ def check_builder_importable(cfg: TrainConfig) -> None:
     if spec is None and module not in sys.builtin_module_names:
         raise cfg.error("model.builder", f"cannot import '{builder}': no module '{module}' in {cfg.base_dir} "
                         f"(expected {cfg.base_dir / (module + '.py')}) or on sys.path")
-    if spec is not None and modname == module and fname and str(spec.origin or "").endswith(".py"):
+    if spec is not None and spec.origin and modname == module and fname and spec.origin.endswith(".py"):
         _check_builder_defined(cfg, builder, Path(spec.origin), fname)
 
 
