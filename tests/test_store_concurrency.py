@@ -62,7 +62,7 @@ def test_sigkill_at_random_moments_never_exposes_a_half_version(store_path, big_
         start = time.monotonic()
         assert _popen_register(big_model, "big", store_path).wait(timeout=120) == 0
         durations.append(time.monotonic() - start)
-        store.remove("big@latest")
+        store.remove(store.resolve("big").ref)  # rm takes an explicit version
     full = min(durations)
     rounds = 0
     while kills < 20 and rounds < 60:
