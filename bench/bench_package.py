@@ -141,7 +141,7 @@ def main() -> None:
         for name, base in rows:
             print(f"{name:<{width}}  {wall[name]:6.2f} s  vs  {base:<{bwidth}} {wall[base]:6.2f} s   wall ratio "
                   f"{wall[name] / wall[base]:4.2f}   CPU {cpu[name]:5.2f} s vs {cpu[base]:5.2f} s, ratio "
-                  f"{cpu[name] / cpu[base]:4.2f}")
+                  f"{cpu[name] / cpu[base]:4.2f}   (target <= 2) {'ok' if cpu[name] / cpu[base] <= 2 else 'MISSED'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -238,7 +238,7 @@ def print_big(url: str) -> None:
 
 
 def verdict(ok: bool) -> str:
-    return "ok  " if ok else "MISS"
+    return "ok" if ok else "MISSED"
 
 
 def main() -> None:
