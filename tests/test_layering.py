@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "maasctl": 0, "errors": 0, "refs": 0, "tensors": 0,
     "store": 1, "training": 1,
     "package": 2, "registration": 2, "predict": 2, "serving": 2, "ui": 2, "housekeeping": 2,
+    "deploy": 2,
     "tf": 3,
     "cli": 4, "__main__": 4,
 }

@@ -52,9 +52,21 @@ def root(
 
 
 def _load_commands() -> None:
-    from maasctl.cli import completion, package, predict, registry, runs_view, serve, signing, train, transfer, ui
+    from maasctl.cli import (
+        completion,
+        deploy,
+        package,
+        predict,
+        registry,
+        runs_view,
+        serve,
+        signing,
+        train,
+        transfer,
+        ui,
+    )
 
-    for module in (train, package, registry, transfer, signing, serve, predict, ui, completion):
+    for module in (train, package, registry, transfer, signing, serve, predict, deploy, ui, completion):
         module.attach(app)
     runs_view.attach(train.runs_app)
     _accept_global_options_late(app)

@@ -178,6 +178,17 @@ class S3:
                     raise NotFound(f"s3://{self.bucket}/{key} is missing") from None
                 raise
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Server-side copy inside the bucket (CopyObject; multipart UploadPartCopy above 16 MiB): no bytes
+        pass through this machine."""
+        with self.errors(f"copying {src_key}"):
+            try:
+                self.client.copy({"Bucket": self.bucket, "Key": src_key}, self.bucket, dst_key, Config=self.transfer)
+            except ClientError as exc:
+                if _code(exc) in MISSING_KEY:
+                    raise NotFound(f"s3://{self.bucket}/{src_key} is missing") from None
+                raise
+
     def stale_uploads(self, prefix: str, older_than: float) -> list[tuple[str, str]]:
         """(key, upload id) of multipart uploads under prefix started before `older_than` (epoch seconds)."""
         out = []
