@@ -201,3 +201,29 @@ def test_unknown_ref_is_exit_3_and_copies_nothing(kind, s3_models):
         assert r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
     bucket, prefix = bucket_of(s3_models)
     assert boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix + "deployments/").get("KeyCount") == 0
+
+
+def test_dockerfile_matches_the_generated_deployment():
+    """The image the fleet runs: slim Python 3.11, the s3 extra, `maasctl` as entrypoint, the non-root user and
+    the paths the Deployment mounts (an image change that breaks the manifests fails here)."""
+    from maasctl.deploy.manifests import SERVE_PORT, FleetSpec, S3Settings, fleet_objects
+
+    root = Path(__file__).resolve().parent.parent
+    lines = [ln.strip() for ln in (root / "Dockerfile").read_text().splitlines() if ln.strip()
+             and not ln.startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    text = "\n".join(lines)
+    assert "pip install '.[s3]'" in text
+    assert 'ENTRYPOINT ["maasctl"]' in text and f"EXPOSE {SERVE_PORT}" in text
+    user = next(ln.split()[1] for ln in lines if ln.startswith("USER "))
+    pod = fleet_objects("iris", "iris", FleetSpec("iris", "s3://b/p"), S3Settings(None, "us-east-1"))[0]
+    pod_spec = pod["spec"]["template"]["spec"]
+    assert user == f"{pod_spec['securityContext']['runAsUser']}:{pod_spec['securityContext']['runAsGroup']}"
+    (c,) = pod_spec["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    for var in ("MAASCTL_CACHE", "MAASCTL_LOCAL_HOME", "HOME"):
+        assert f"{var}={env[var]}" in text, var
+    mounts = [m["mountPath"] for m in c["volumeMounts"]]
+    assert env["MAASCTL_CACHE"] in mounts and env["HOME"] in mounts  # writable under a read-only root
+    ignored = (root / ".dockerignore").read_text().split()
+    assert ".git" in ignored and "tests" in ignored
