@@ -11,7 +11,7 @@ from maasctl.cli import render
 from maasctl.cli._options import JsonOpt, ref_argument, state
 
 if TYPE_CHECKING:
-    from maasctl.deploy import Plan
+    from maasctl.deploy import Plan, S3Settings
 
 deploy_app = typer.Typer(help="Kubernetes / KServe manifests serving a version of an S3 store.",
                          no_args_is_help=True)
@@ -29,10 +29,10 @@ RegionOpt = Annotated[str | None, typer.Option(
     "--s3-region", metavar="REGION", help="S3 region [default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1].")]
 
 
-def _settings(endpoint: str | None, region: str | None, verify_ssl: bool = True):
-    from maasctl.deploy import S3Settings
+def _settings(endpoint: str | None, region: str | None, verify_ssl: bool = True) -> S3Settings:
+    from maasctl import deploy
 
-    return S3Settings.from_env(endpoint, region, verify_ssl)
+    return deploy.S3Settings.from_env(endpoint, region, verify_ssl)
 
 
 def _emit(plan: Plan, out: Path | None, json_out: bool, next_step: str) -> None:
