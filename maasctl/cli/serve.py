@@ -155,28 +155,22 @@ def _detach(ctx: typer.Context, store: ModelStore, refs: list[str], models: list
             json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None,
             grpc_port: int | None = None, poll_seconds: float | None = None) -> None:
     from maasctl.serving import records
+    from maasctl.serving.launch import DetachedServe
 
     server_id = records.new_id()
-    args = ["serve", *refs, "--host", host, "--port", str(port), "--max-batch-size", str(batch_size),
-            "--batch-timeout-ms", str(batch_timeout_ms), "--max-body-bytes", str(max_body_bytes),
-            "--backend", backend, "--server-id", server_id]
-    if grpc_port is not None:
-        args += ["--grpc-port", str(grpc_port)]
-    if poll_seconds is not None:
-        args += ["--poll-seconds", str(poll_seconds)]
-    if state(ctx).debug:
-        args.insert(0, "--debug")
+    launch = DetachedServe(tuple(refs), server_id, host=host, port=port, max_batch_size=batch_size,
+                           batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, backend=backend,
+                           grpc_port=grpc_port, poll_seconds=poll_seconds, token_file=token_file,
+                           tls_cert=tls.cert if tls is not None else None,
+                           tls_key=tls.key if tls is not None else None,
+                           trusted_keys=tuple(k.path for k in trusted or ()), debug=state(ctx).debug)
     probe = None
     if token_file:  # the child reads the file itself: only its path is in argv, never a token
-        args += ["--token-file", str(token_file.resolve())]
         probe = tokens.token_with("read")
         if probe is None:
             raise InvalidInput(f"--token-file {token_file}: --detach checks readiness at /readyz, which needs a "
                                "token with the 'read' scope; add one")
-    if tls is not None:  # paths only: the child loads the files itself
-        args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
-    if trusted:
-        args += ["--require-signed", *[a for k in trusted for a in ("--key", str(k.path))]]
+    args = launch.to_argv()
     ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
     rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
                                  ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
