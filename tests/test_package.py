@@ -300,6 +300,7 @@ def test_parallel_gzip_independent_of_thread_count(saved_models, tmp_path, monke
 
     src = tmp_path / "model"
     shutil.copytree(saved_models["small"], src)
+    (src / "assets").mkdir(exist_ok=True)  # the committed test models have no assets/
     (src / "assets" / "blob.bin").write_bytes(np.random.default_rng(0).normal(size=900_000).astype("float32").tobytes())
     store = Store(tmp_path / "store")
     outs = []

@@ -356,13 +356,17 @@ def test_builder_import_errors(tf, tmp_path, train_store, blob_dir):
     text = CLASSIFIER.format(path="train.csv").split("[[model.layers]]")[0]
     (tmp_path / "b.toml").write_text(text.replace('task = "classification"',
                                                   'task = "classification"\nbuilder = "broken_models:build"'))
-    (tmp_path / "broken_models.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "broken_models.py").write_text("import no_such_dependency_xyz\n\n\n"
+                                               "def build(config, n_features, n_classes):\n    pass\n")
     msg = fit_error(train_store, tmp_path / "b.toml", ())
     assert "model.builder: cannot import 'broken_models:build'" in msg and "no_such_dependency_xyz" in msg
-    (tmp_path / "broken_models.py").write_text("def buld(config, n_features, n_classes):\n    pass\n")
+    # a plainly missing function is found in the source, before the module's code runs
+    (tmp_path / "broken_models.py").write_text("import no_such_dependency_xyz\n\n\n"
+                                               "def buld(config, n_features, n_classes):\n    pass\n")
     sys.modules.pop("broken_models", None)
-    msg = fit_error(train_store, tmp_path / "b.toml", ())
-    assert "has no function 'build' (did you mean 'buld'?)" in msg
+    with pytest.raises(InvalidInput) as exc:  # refused while the config is checked, before TensorFlow loads
+        prepare(tmp_path / "b.toml", ())
+    assert "defines no 'build' (did you mean 'buld'?) (checked without importing it)" in str(exc.value)
     (tmp_path / "broken_models.py").write_text("def build(config, n_features, n_classes):\n    return 3\n")
     sys.modules.pop("broken_models", None)
     assert "returned int, expected a keras.Model" in fit_error(train_store, tmp_path / "b.toml", ())

@@ -45,13 +45,14 @@ class CappedLog(logging.handlers.RotatingFileHandler):
         os.dup2(fd, 2)
 
 
-def configure(log_file: Path | None = None) -> None:
+def configure(log_file: str | Path | None = None) -> None:
     """Log INFO and up to stderr, or (detached) to `log_file`, capped and rotated (see the module doc)."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if log_file is None:
         logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
         return
+    log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)  # a server started with --server-id by hand, not by --detach
     handler = CappedLog(log_file, maxBytes=_env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, 1024),
                         backupCount=_env_int(BACKUPS_ENV, DEFAULT_BACKUPS, 1), encoding="utf-8")
