@@ -72,25 +72,30 @@ def maasctl(store: Store, *args: str) -> None:
 
 def churn(store: Store, model_dirs: list[Path], stop: threading.Event, alias_every: float, write_every: float,
           log: list[str]) -> None:
-    """Move small@prod between versions 1 and 2, and register + gc, until `stop` is set."""
-    t0, moves, writes = time.monotonic(), 0, 0
+    """Move small@prod between the two newest versions, and register + `gc --keep 3`, until `stop` is set.
+
+    The two newest versions always survive `gc --keep 3`, so every move names a version that exists."""
+    t0, moves, writes, failures = time.monotonic(), 0, 0, 0
+    newest = [1, 2]
     next_move, next_write = alias_every, write_every
     while not stop.wait(0.5):
         now = time.monotonic() - t0
         try:
             if now >= next_move:
-                moves += 1
-                maasctl(store, "alias", "set", f"small@{1 + moves % 2}", "prod")
                 next_move += alias_every
+                moves += 1
+                maasctl(store, "alias", "set", f"small@{newest[moves % 2]}", "prod")
             if now >= next_write:
+                next_write += write_every
                 writes += 1
                 maasctl(store, "register", str(model_dirs[writes % len(model_dirs)]), "--name", "small",
                         "--new-version")
+                newest = [newest[1], store.resolve("small").version]
                 maasctl(store, "gc", "--keep", "3")
-                next_write += write_every
         except subprocess.CalledProcessError as exc:
+            failures += 1
             log.append(f"{exc.cmd[4:]} failed: {exc.stderr.decode()[-300:]}")
-    log.append(f"{moves} alias moves, {writes} register + gc rounds")
+    log.append(f"{moves} alias moves, {writes} register + gc rounds, {failures} failed commands")
 
 
 def main() -> None:
