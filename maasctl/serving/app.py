@@ -253,22 +253,7 @@ class ServingApp:
             servable.release()
 
     def _status(self, name: str, version: int | None, label: str | None) -> bytes:
-        if not self.manager.serves(name):
-            raise NotFound(f"Could not find any versions of model {name} (this server serves: "
-                           f"{', '.join(self.manager.names)})")
-        statuses = self.manager.status(name)
-        if label is not None:
-            v = self.manager.snapshot.labels.get(name, {}).get(label)
-            if v is None:
-                raise InvalidInput(f"Unrecognized servable version label: {label}")
-            version = v
-        if version is not None:
-            if version not in statuses:
-                raise NotFound(f"Could not find version {version} of model {name} "
-                               f"(known versions: {', '.join(map(str, sorted(statuses))) or 'none'})")
-            statuses = {version: statuses[version]}
-        if not statuses:
-            raise NotFound(f"Could not find any versions of model {name}")
+        statuses = self.manager.status_of(name, version, label)
         return tensors.dumps({"model_version_status": [s.to_json(v) for v, s in sorted(statuses.items(), reverse=True)]})
 
     def _list(self) -> bytes:

@@ -349,21 +349,7 @@ class _Servicer:
 
     async def _status(self, request: Any, labels: list[str]) -> Any:
         name, version, label = _spec_ref(request.model_spec)
-        if not self.manager.serves(name):
-            raise NotFound(f"Could not find any versions of model {name} (this server serves: "
-                           f"{', '.join(self.manager.names)})")
-        statuses = self.manager.status(name)
-        if label is not None:
-            version = self.manager.snapshot.labels.get(name, {}).get(label)
-            if version is None:
-                raise InvalidInput(f"Unrecognized servable version label: {label}")
-        if version is not None:
-            if version not in statuses:
-                raise NotFound(f"Could not find version {version} of model {name} "
-                               f"(known versions: {', '.join(map(str, sorted(statuses))) or 'none'})")
-            statuses = {version: statuses[version]}
-        if not statuses:
-            raise NotFound(f"Could not find any versions of model {name}")
+        statuses = self.manager.status_of(name, version, label)
         response = self.P.get_model_status_pb2.GetModelStatusResponse()
         for v, st in sorted(statuses.items(), reverse=True):
             entry = response.model_version_status.add()

@@ -341,6 +341,27 @@ class Manager:
                               f"{s.error_message}")
         raise NotFound(f"Servable not found for request: Latest({name}) (no version is loaded)")
 
+    def status_of(self, name: str, version: int | None = None, label: str | None = None) -> dict[int, VersionStatus]:
+        """TF Serving's GetModelStatus: every version of `name`, or the one `version`/`label` names, with
+        TF Serving's NotFound/InvalidInput wording (shared by the REST and gRPC APIs)."""
+        if not self.serves(name):
+            raise NotFound(f"Could not find any versions of model {name} (this server serves: "
+                           f"{', '.join(self.names)})")
+        statuses = self.status(name)
+        if label is not None:
+            labelled = self.snapshot.labels.get(name, {}).get(label)
+            if labelled is None:
+                raise InvalidInput(f"Unrecognized servable version label: {label}")
+            version = labelled
+        if version is not None:
+            if version not in statuses:
+                raise NotFound(f"Could not find version {version} of model {name} "
+                               f"(known versions: {', '.join(map(str, sorted(statuses))) or 'none'})")
+            statuses = {version: statuses[version]}
+        if not statuses:
+            raise NotFound(f"Could not find any versions of model {name}")
+        return statuses
+
     def status(self, name: str) -> dict[int, VersionStatus]:
         with self._status_lock:
             return dict(self._status.get(name, {}))
