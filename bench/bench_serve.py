@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -165,6 +166,7 @@ local f = io.open("{body}", "rb")
 wrk.body = f:read("*all")
 f:close()
 """
+PACING_LUA = "function delay() return {delay_ms} end\n"  # each connection pauses this long between requests
 
 
 def _seconds(text: str) -> float:
@@ -173,11 +175,12 @@ def _seconds(text: str) -> float:
     return value * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path) -> dict[str, float]:
+def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path, delay_ms: int | None = None
+        ) -> dict[str, Any]:
     body_path = workdir / f"body-{len(body)}.json"
     body_path.write_bytes(body)
     script = workdir / f"post-{len(body)}.lua"
-    script.write_text(WRK_LUA.format(body=body_path))
+    script.write_text(WRK_LUA.format(body=body_path) + ("" if delay_ms is None else PACING_LUA.format(delay_ms=delay_ms)))
     threads = 1  # one wrk thread is plenty for these rates and leaves the second core to the server
     run = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60, check=False)
@@ -187,8 +190,10 @@ def wrk(url: str, body: bytes, connections: int, seconds: float, workdir: Path) 
     p50 = _seconds(re.search(r"\s50%\s+(\S+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    counts = re.findall(r"\d+", errors.group(1)) if errors else []
+    failed = (int(non2xx.group(1)) if non2xx else 0) + sum(map(int, counts))
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1) if errors else ""}
+            "socket_errors": errors.group(1) if errors else "", "errors": failed}
 
 
 def healthz_during_big(url: str, rows: int = 1_000_000) -> dict[str, float]:

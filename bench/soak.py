@@ -29,40 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import REPO, _seconds, body_for, rss_kb, start_server, verdict, wrk
+from bench_serve import REPO, body_for, rss_kb, start_server, verdict, wrk
 
 from maasctl.store import Store
 from maasctl.tf import load_tensorflow
 from maasctl.tf.testing import build_mlp
 
 WINDOW_S = 10
-PACED_LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("{body}", "rb")
-wrk.body = f:read("*all")
-f:close()
-function delay() return {delay_ms} end
-"""
-
-
-def paced_wrk(url: str, body: bytes, connections: int, delay_ms: int, seconds: int, workdir: Path) -> dict:
-    """wrk with a fixed pause per connection between requests (wrk's Lua `delay()`), one window."""
-    body_path = workdir / "soak-body.json"
-    body_path.write_bytes(body)
-    script = workdir / "soak.lua"
-    script.write_text(PACED_LUA.format(body=body_path, delay_ms=delay_ms))
-    run = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=seconds + 60, check=False)
-    import re
-
-    out = run.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = _seconds(re.search(r"\s99%\s+(\S+)", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return {"rps": rps, "p99": p99, "errors": errors}
 
 
 def maasctl(store: Store, *args: str) -> None:
@@ -135,7 +108,7 @@ def main() -> None:
         end = time.monotonic() + args.minutes * 60
         try:
             while time.monotonic() < end:
-                r = paced_wrk(target, body, conns, delay_ms, WINDOW_S, tmp)
+                r = wrk(target, body, conns, WINDOW_S, tmp, delay_ms=delay_ms)
                 windows.append(r)
                 rss.append(rss_kb(proc.pid))
                 print(f"  window {len(windows):3d}: {r['rps']:6.0f} req/s  p99 {r['p99'] * 1e3:7.1f} ms  "
