@@ -29,6 +29,21 @@ SAVEDMODELS = REPO / "tests" / "data" / "savedmodels"
 GUARD_DIR = REPO / "tests" / "notf_guard"  # holds a sitecustomize.py that refuses to import TensorFlow
 FORBID_ENV = "MAASCTL_TEST_FORBID_TF"
 
+# the smallest valid training config: a CSV named by {name} with label column y, one softmax layer
+TINY_CSV_CONFIG = """
+[data]
+path = "{name}"
+label = "y"
+validation_split = 0.0
+
+[model]
+task = "classification"
+[[model.layers]]
+type = "Dense"
+units = 2
+activation = "softmax"
+"""
+
 
 def _tf_deselected(config: pytest.Config) -> bool:
     """True when the mark expression leaves out `tf` tests (e.g. -m "not tf"), or MAASCTL_TEST_FORBID_TF=1."""

@@ -9,21 +9,8 @@ import os
 import tarfile
 
 import pytest
+from conftest import TINY_CSV_CONFIG as CONFIG
 from conftest import run_cli
-
-CONFIG = """
-[data]
-path = "{name}"
-label = "y"
-validation_split = 0.0
-
-[model]
-task = "classification"
-[[model.layers]]
-type = "Dense"
-units = 2
-activation = "softmax"
-"""
 
 
 def _one_line(r, code: int, *needles: str) -> None:

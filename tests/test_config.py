@@ -66,49 +66,36 @@ def test_regression_defaults(tmp_path):
     assert cfg.train["metrics"] == ["mean_absolute_error"]
 
 
-def test_unknown_top_level_key_suggests(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace("[train]", "[trian]"))
-    assert "config.toml: trian: unknown top-level key" in msg and "did you mean 'train'" in msg
-
-
 def test_top_level_key_that_belongs_in_a_section(tmp_path):
     msg = error_of(tmp_path, "epochs = 3\n" + GOOD.replace("epochs = 3", ""))
     assert "epochs" in msg and "train.epochs" in msg
 
 
-def test_unknown_section_key_suggests(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace("epochs = 3", "epoch = 3"))
-    assert "config.toml: train.epoch: unknown key in [train] (did you mean 'epochs'?)" in msg
+# (what to replace in GOOD, with what) -> the pieces the one-line message must contain
+MISTAKES = [
+    pytest.param("[train]", "[trian]", ["config.toml: trian: unknown top-level key", "did you mean 'train'"],
+                 id="unknown-top-level-key"),
+    pytest.param("epochs = 3", "epoch = 3", ["config.toml: train.epoch: unknown key in [train] (did you mean 'epochs'?)"],
+                 id="unknown-section-key"),
+    pytest.param("epochs = 3", 'epochs = "ten"',
+                 ['config.toml: train.epochs: expected an integer >= 1, got the string "ten"'], id="wrong-type"),
+    pytest.param('label = "species"', 'label = "species"\nvalidation_split = 1.5',
+                 ["data.validation_split: expected a number >= 0.0 and < 1.0, got the float 1.5"],
+                 id="validation-split-range"),
+    pytest.param('"classification"', '"clasification"', ["model.task", "did you mean 'classification'"],
+                 id="bad-task"),
+    pytest.param('path = "train.csv"', "", ["config.toml: data.path: required key is missing"], id="missing-path"),
+    pytest.param('label = "species"', "", ["data.label: required key is missing"], id="missing-label"),
+    pytest.param("train.csv", "train.txt", ["data.path: expected a .csv, .jsonl or .npz file"],
+                 id="unsupported-suffix"),
+]
 
 
-def test_wrong_type_names_key_and_expectation(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace("epochs = 3", 'epochs = "ten"'))
-    assert 'config.toml: train.epochs: expected an integer >= 1, got the string "ten"' in msg
-
-
-def test_validation_split_range(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace('label = "species"', 'label = "species"\nvalidation_split = 1.5'))
-    assert "data.validation_split: expected a number >= 0.0 and < 1.0, got the float 1.5" in msg
-
-
-def test_bad_task_suggests(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace('"classification"', '"clasification"'))
-    assert "model.task" in msg and "did you mean 'classification'" in msg
-
-
-def test_missing_required_key(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace('path = "train.csv"', ""))
-    assert "config.toml: data.path: required key is missing" in msg
-
-
-def test_missing_label(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace('label = "species"', ""))
-    assert "data.label: required key is missing" in msg
-
-
-def test_unsupported_data_suffix(tmp_path):
-    msg = error_of(tmp_path, GOOD.replace("train.csv", "train.txt"))
-    assert "data.path: expected a .csv, .jsonl or .npz file" in msg
+@pytest.mark.parametrize(("old", "new", "needles"), MISTAKES)
+def test_a_mistake_is_one_line_naming_the_key(tmp_path, old: str, new: str, needles: list[str]):
+    msg = error_of(tmp_path, GOOD.replace(old, new))
+    for needle in needles:
+        assert needle in msg
 
 
 def test_invalid_toml_names_file_and_line(tmp_path):

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TINY_CSV_CONFIG as CONFIG
 from conftest import run_cli
 
 from maasctl.errors import InvalidInput
 from maasctl.store import Store
-
-CONFIG = """
-[data]
-path = "{name}"
-label = "y"
-validation_split = 0.0
-
-[model]
-task = "classification"
-[[model.layers]]
-type = "Dense"
-units = 2
-activation = "softmax"
-"""
 
 HEAD = "a,b,c,d,y\n1,2,3,4,p\n5,6,7,8,q\n"
 
