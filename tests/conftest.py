@@ -98,6 +98,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def drain_pty(leader: int, timeout: float = 60) -> bytes:
+    """Read a pseudo-terminal's leader side until the child closes it (or `timeout` s pass with no output)."""
+    import select
+
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], timeout)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the follower side was closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return b"".join(chunks)
+
+
 def run_cli(*args: str, store: Path | None = None, input: str | bytes | None = None,
             env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
             ) -> subprocess.CompletedProcess:

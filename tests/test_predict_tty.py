@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pty
 import re
-import select
 import shlex
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, drain_pty
 from test_predict import FEATURES, data, pstore, reference, stub, write_csv  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.tf, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -65,21 +64,9 @@ def pty_bytes(args: list[str], env: dict[str, str]) -> bytes:
     proc = subprocess.Popen([sys.executable, "-m", "maasctl", *args], stdin=subprocess.DEVNULL, stdout=follower,
                             stderr=follower, env=env, close_fds=True)
     os.close(follower)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
+    output = drain_pty(leader)
     assert proc.wait(timeout=60) == 0
-    return b"".join(chunks)
+    return output
 
 
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "json"])

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import run_cli
+from conftest import drain_pty, run_cli
 from test_runs import make_run
 
 from maasctl.cli.render import number, value
@@ -59,18 +59,9 @@ def _pty_stdout(args: list[str], store, cols: int = 100) -> str:
     proc = subprocess.Popen([sys.executable, "-m", "maasctl", *args], stdout=follower, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=env)
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
+    output = drain_pty(leader)
     assert proc.wait(60) == 0, proc.stderr.read()
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode()).replace("\r", "")
 
 
 def test_runs_list_fits_100_columns_rich_on_a_terminal_plain_in_a_pipe(store):
