@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, tree_snapshot
 
+from maasctl.store.types import who
+
 VERSION_KEYS = {"ref", "name", "version", "aliases", "created_at", "sha256", "size", "path", "source",
                 "description", "tags", "metrics", "lineage", "task", "feature_names", "class_names"}
-EVENT_KEYS = {"at", "event", "version", "alias", "from_version", "to_version"}
+EVENT_KEYS = {"at", "event", "version", "alias", "from_version", "to_version", "who"}
 DATA_FILE = "variables/variables.data-00000-of-00001"
 pytestmark = pytest.mark.tf  # real SavedModels (the `models` fixture)
 
@@ -94,6 +96,7 @@ def test_alias_moves_history_and_expect_version(populated):
     hist = json.loads(run_cli("alias", "history", "iris", "candidate", "--json", store=populated).stdout)
     assert [(e["from_version"], e["to_version"]) for e in hist] == [(None, 1), (1, 2), (2, 1)]
     assert all(EVENT_KEYS <= set(e) for e in hist)
+    assert {e["who"] for e in hist} == {who()}  # user@host, on both store kinds
     assert run_cli("alias", "rm", "iris", "candidate", store=populated).returncode == 0
     r = run_cli("show", "iris@candidate", store=populated)
     assert r.returncode == 3

@@ -119,3 +119,22 @@ def test_corrupt_index_is_one_line_naming_it(store, models):
         assert r.stderr.count("\n") == 1 and str(store.db_path) in r.stderr and "internal error" not in r.stderr
     assert run_cli("doctor", "--rebuild-index", store=store.root).returncode == 0
     assert store.resolve("iris").version == 1
+
+
+def test_an_index_from_before_who_is_read_migrated_and_rebuilt(store, saved_models):
+    """Events gained a `who` column: an older index.db is read as is, migrated by the next writer, and a
+    rebuild takes `who` from events.log."""
+    import sqlite3
+
+    from maasctl.store.types import who
+
+    store.register(saved_models["small"], "iris", aliases=["production"])
+    conn = sqlite3.connect(store.db_path)
+    conn.execute("ALTER TABLE events DROP COLUMN who")  # the table as maasctl 0.x wrote it
+    conn.close()
+    assert [e["who"] for e in store.history("iris")] == [None, None]
+    store.set_alias("iris@1", "candidate")  # a writer adds the column
+    assert [e["who"] for e in store.history("iris")] == [None, None, who()]
+    _lose_index(store, "moved")
+    assert run_cli("doctor", "--rebuild-index", store=store.root).returncode == 0
+    assert [e["who"] for e in store.history("iris")][:3] == [who()] * 3  # events.log always had it

@@ -228,9 +228,9 @@ def alias_history(
     if json_out:
         render.emit_json(events)
         return
-    render.table(["at", "event", "alias", "version", "from", "to"],
+    render.table(["at", "event", "alias", "version", "from", "to", "by"],
                  [(e["at"], e["event"], e["alias"] or "", e["version"] or "", e["from_version"] or "",
-                   e["to_version"] or "") for e in events])
+                   e["to_version"] or "", e.get("who") or "") for e in events])
 
 
 def rm(

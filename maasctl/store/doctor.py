@@ -310,9 +310,9 @@ def rebuild_index(store: Store, *, dry_run: bool = False) -> RebuildReport:
             conn.execute("INSERT INTO aliases(name, alias, version, updated_at) VALUES (?,?,?,?)",
                          (name, alias, version, now))
         for e in events:
-            conn.execute("INSERT INTO events(at, name, event, version, alias, from_version, to_version) "
-                         "VALUES (?,?,?,?,?,?,?)", tuple(e.get(k) for k in (
-                             "at", "name", "event", "version", "alias", "from_version", "to_version")))
+            conn.execute("INSERT INTO events(at, name, event, version, alias, from_version, to_version, who) "
+                         "VALUES (?,?,?,?,?,?,?,?)", tuple(e.get(k) for k in (
+                             "at", "name", "event", "version", "alias", "from_version", "to_version", "who")))
         conn.execute("INSERT INTO events(at, name, event) VALUES (?, '*', 'index_rebuilt')", (now,))
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode=WAL")

@@ -17,25 +17,32 @@ leaves a complete but unregistered directory that the next writer (or `gc`) remo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import sqlite3
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
-from maasctl.store import doctor
+from maasctl.store import doctor, staging
 from maasctl.store import manifest as mf
 from maasctl.store.base import StoreDefaults, check_expected
 from maasctl.store.hashing import FileEntry, copy_tree_hashed, fsync_dir
-from maasctl.store.schema import SCHEMA
-from maasctl.store.types import GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, default_root, utcnow
+from maasctl.store.schema import SCHEMA, migrate
+from maasctl.store.types import (
+    EVENT_FIELDS,
+    GcReport,
+    ModelSummary,
+    RegisterResult,
+    VerifyReport,
+    VersionInfo,
+    default_root,
+    utcnow,
+    who,
+)
 
 BUSY_TIMEOUT_MS = 120_000
 
@@ -93,6 +100,7 @@ class LocalStore(StoreDefaults):
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(SCHEMA)
+            migrate(conn)
         elif conn.execute("SELECT count(*) FROM sqlite_master WHERE name='versions'").fetchone()[0] == 0:
             conn.close()  # an empty (e.g. truncated) index: nothing registered as far as it knows
             return None
@@ -148,83 +156,13 @@ class LocalStore(StoreDefaults):
             return doctor.unknown_dirs(self, conn)
 
     # -- staging -------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def staging(self) -> Iterator[Path]:
-        """A fresh directory inside the store, removed on exit unless it was renamed away.
-
-        A `<id>.lock` file beside it is held with flock while the owner lives, so `sweep_staging`
-        can tell a live writer's directory from a dead one's without trusting PIDs.
-        """
-        self.staging_root.mkdir(parents=True, exist_ok=True)
-        sid = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        lock_path = self.staging_root / f"{sid}.lock"
-        # The lock file appears under its final name already locked (made under a temporary name, locked,
-        # then renamed), so a sweeper can never take the lock of a writer that is just starting.
-        tmp_lock = self.staging_root / f"{sid}.lock.tmp"
-        lock_fd = os.open(tmp_lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        os.rename(tmp_lock, lock_path)
-        path = self.staging_root / sid
-        path.mkdir()
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
-                lock_path.unlink()
-            os.close(lock_fd)
+    def staging(self) -> contextlib.AbstractContextManager[Path]:
+        """A fresh directory inside the store, removed on exit unless it was renamed away (see store/staging.py)."""
+        return staging.staging_dir(self.staging_root)
 
     def sweep_staging(self, *, dry_run: bool = False) -> list[str]:
         """Remove staging directories whose owner died (their lock file is no longer held)."""
-        if not self.staging_root.is_dir():
-            return []
-        removed = []
-        for entry in sorted(self.staging_root.iterdir()):
-            if entry.suffix == ".lock":
-                continue
-            if entry.suffix == ".tmp":  # a lock being created, or left by a writer killed in that instant
-                with contextlib.suppress(FileNotFoundError):
-                    if time.time() - entry.stat().st_mtime > 3600 and not dry_run:
-                        entry.unlink()
-                continue
-            lock_path = self.staging_root / f"{entry.name}.lock"
-            try:
-                fd = os.open(lock_path, os.O_RDWR)
-            except FileNotFoundError:
-                fd = None  # the owner never had a lock, or already gave it up: the dir is dead
-            try:
-                if fd is not None:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a live writer
-                removed.append(entry.name)
-                if not dry_run:
-                    with contextlib.suppress(FileNotFoundError):  # its owner may have just finished
-                        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
-                    if fd is not None:
-                        with contextlib.suppress(FileNotFoundError):
-                            lock_path.unlink()
-            finally:
-                if fd is not None:
-                    os.close(fd)
-        # lock files whose directory is gone and whose owner is dead
-        for lock_path in self.staging_root.glob("*.lock"):
-            if (self.staging_root / lock_path.stem).exists() or doctor.read_intent(lock_path):
-                continue  # a publish intent is settled by doctor.check_models under the write lock
-            try:
-                fd = os.open(lock_path, os.O_RDWR)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if not dry_run:
-                    lock_path.unlink()
-            except (BlockingIOError, FileNotFoundError):
-                pass
-            finally:
-                os.close(fd)
-        return removed
+        return staging.sweep(self.staging_root, dry_run=dry_run)
 
     # -- registering ---------------------------------------------------------------------------------
     def register(self, source: str | Path, name: str, *, aliases: list[str] | tuple[str, ...] = (),
@@ -464,11 +402,11 @@ class LocalStore(StoreDefaults):
     # -- aliases -------------------------------------------------------------------------------------
     def _event(self, conn: sqlite3.Connection, name: str, event: str, *, version: int | None = None,
                alias: str | None = None, from_version: int | None = None, to_version: int | None = None) -> None:
-        at = utcnow()
+        at, by = utcnow(), who()
         doctor.append_event(self, {"at": at, "name": name, "event": event, "version": version, "alias": alias,
-                                   "from_version": from_version, "to_version": to_version})
-        conn.execute("INSERT INTO events(at, name, event, version, alias, from_version, to_version) "
-                     "VALUES (?,?,?,?,?,?,?)", (at, name, event, version, alias, from_version, to_version))
+                                   "from_version": from_version, "to_version": to_version, "who": by})
+        conn.execute("INSERT INTO events(at, name, event, version, alias, from_version, to_version, who) "
+                     "VALUES (?,?,?,?,?,?,?,?)", (at, name, event, version, alias, from_version, to_version, by))
 
     def _move_alias(self, conn: sqlite3.Connection, name: str, alias: str, version: int) -> int | None:
         row = conn.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)).fetchone()
@@ -514,12 +452,12 @@ class LocalStore(StoreDefaults):
         with self._read() as conn:
             if conn is None or not conn.execute("SELECT 1 FROM models WHERE name=?", (name,)).fetchone():
                 raise NotFound(self._missing_model_message(conn, name))
-            sql = "SELECT at, event, version, alias, from_version, to_version FROM events WHERE name=?"
+            sql = "SELECT * FROM events WHERE name=?"  # an old read-only index may lack the `who` column
             args: list[Any] = [name]
             if alias is not None:
                 sql += " AND alias=?"
                 args.append(alias)
-            return [dict(r) for r in conn.execute(sql + " ORDER BY id", args)]
+            return [{f: dict(r).get(f) for f in EVENT_FIELDS} for r in conn.execute(sql + " ORDER BY id", args)]
 
     # -- removal ------------------------------------------------------------------------------------
     def remove(self, ref: str | ModelRef, *, force: bool = False) -> VersionInfo:

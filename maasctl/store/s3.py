@@ -17,10 +17,8 @@ its claim right before committing, so a slow writer cannot commit files gc is de
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import random
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,7 +35,16 @@ from maasctl.store.cache import VersionCache, cache_root
 from maasctl.store.hashing import FileEntry, content_sha256, hash_file, hash_tree
 from maasctl.store.local import LocalStore
 from maasctl.store.s3io import S3, Location, LostRace
-from maasctl.store.types import GcReport, ModelSummary, RegisterResult, VerifyReport, VersionInfo, utcnow
+from maasctl.store.types import (
+    EVENT_FIELDS,
+    GcReport,
+    ModelSummary,
+    RegisterResult,
+    VerifyReport,
+    VersionInfo,
+    utcnow,
+    who,
+)
 
 WORKERS = 8
 ALIAS_ATTEMPTS = 200
@@ -50,14 +57,6 @@ def open_s3_store(spec: str) -> S3Store:
     if boto3 is None:
         raise OperationFailed(EXTRA_HINT)
     return S3Store(spec)
-
-
-def who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def local_home() -> Path:
@@ -292,8 +291,7 @@ class S3Store(StoreDefaults):
             if ev and ev["key"] not in events:
                 events[ev["key"]] = {k: v for k, v in ev.items() if k != "key"}
         out = [events[k] for k in sorted(events)]
-        fields = ("at", "event", "version", "alias", "from_version", "to_version", "who")
-        return [{f: e.get(f) for f in fields} for e in out if alias is None or e.get("alias") == alias]
+        return [{f: e.get(f) for f in EVENT_FIELDS} for e in out if alias is None or e.get("alias") == alias]
 
     # -- aliases -------------------------------------------------------------------------------------
     def _move_alias(self, name: str, alias: str, version: int | None, *, expect: int | None = None) -> int | None:

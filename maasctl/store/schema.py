@@ -1,5 +1,7 @@
 """The index's SQLite schema (index.db, WAL mode)."""
 
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     name TEXT PRIMARY KEY,
@@ -37,6 +39,14 @@ CREATE TABLE IF NOT EXISTS events (
     version INTEGER,
     alias TEXT,
     from_version INTEGER,
-    to_version INTEGER
+    to_version INTEGER,
+    who TEXT
 );
 """
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring an index written by an older maasctl up to SCHEMA (columns added since are nullable)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "who" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN who TEXT")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +13,19 @@ from typing import Any
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+# the keys of one registry event, as `history` returns them from either store kind
+EVENT_FIELDS = ("at", "event", "version", "alias", "from_version", "to_version", "who")
+
+
+def who() -> str:
+    """user@host, recorded with each registry event (both store kinds)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def default_root() -> Path:
