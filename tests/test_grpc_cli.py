@@ -45,7 +45,7 @@ def test_grpc_port_in_use_exits_1(tmp_path, models):
                                 "choose another with --grpc-port, or --grpc-port 0 for a free one. See: maasctl ps")
 
 
-def test_grpc_with_tls_is_refused(tmp_path, models):
+def test_grpc_with_a_bad_tls_certificate_fails_in_one_line(tmp_path, models):
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"

@@ -30,7 +30,8 @@ def predict(
     url: Annotated[str | None, typer.Option("--url", help="A TF-Serving-compatible REST server, "
                                                "e.g. http://127.0.0.1:8501.")] = None,
     grpc_address: Annotated[str | None, typer.Option("--grpc", metavar="HOST:PORT", help="A TF Serving gRPC API, e.g. "
-                                                        "127.0.0.1:8500 (binary tensors; needs --model).")] = None,
+                                                        "127.0.0.1:8500 (binary tensors; needs --model; TLS with "
+                                                        "--cacert or grpcs://).")] = None,
     local: Annotated[bool, typer.Option("--local", help="Load the model in this process, even if a server "
                                         "serves it.")] = False,
     signature: Annotated[str, typer.Option("--signature", metavar="NAME", help="Signature to call.")]
@@ -47,8 +48,8 @@ def predict(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 60.0,
     token: Annotated[str | None, token_option("Bearer token for the server.")] = None,
     cacert: Annotated[str | None, typer.Option("--cacert", metavar="FILE",
-                                               help="Verify an https:// server against this PEM CA file "
-                                               "instead of the system's CA store.",
+                                               help="Verify an https:// (or gRPC TLS) server against this PEM "
+                                               "CA file instead of the system's CA store.",
                                                autocompletion=complete_file)] = None,
     input_format: Annotated[str | None, choice_option("--input-format", choices=INPUT_FORMATS,
                                                       help="Input format [default: from the extension; "

@@ -87,9 +87,6 @@ def serve(
     trusted = resolve_signing(require_signed, key, store, parsed, backend)  # unsigned: one line, exit 1
     if grpc_port is not None and backend != "maasctl":
         raise InvalidInput("--grpc-port works with --backend maasctl only")
-    if grpc_port is not None and tls is not None:
-        raise InvalidInput("--grpc-port cannot be combined with --tls-cert yet: the gRPC API has no TLS, so it "
-                           "would carry tokens and data in plain text")
     if backend == "tfserving":
         from maasctl.serving.tfserving import require_binary
 
@@ -127,7 +124,7 @@ def serve(
 
         load_tensorflow()  # quietly, before TF Serving's message modules import it
 
-        grpc_server = GrpcServer(app, host, grpc_port).start()  # the app's tokens and scopes
+        grpc_server = GrpcServer(app, host, grpc_port, tls=tls).start()  # the app's tokens, scopes and TLS
     grpc_address = grpc_server.address if grpc_server else None
     app.start()  # load models while uvicorn starts
     with records.published(store, server_id, url=url, models=models, refs=list(refs), grpc=grpc_address):

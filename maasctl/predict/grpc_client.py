@@ -8,11 +8,13 @@ idempotent); other status codes map to maasctl's errors (NOT_FOUND -> exit 3, IN
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,8 @@ BACKOFF = 0.2
 
 def available() -> bool:
     """Whether grpcio is installed (the `grpc` extra)."""
+    # grpc's C core logs handshake failures to stderr at INFO; the client says what failed in one line itself
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         import grpc  # noqa: F401
     except ImportError:
@@ -49,27 +53,60 @@ def _loopback(address: str) -> bool:
 
 
 def check_address(address: str) -> str:
+    """HOST:PORT (a `grpcs://` or `grpc://` prefix is taken off: TLS is chosen by `GrpcClient`)."""
+    for scheme in ("grpcs://", "grpc://"):
+        address = address.removeprefix(scheme)
     host, sep, port = address.rpartition(":")
     if "://" in address or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidInput(f"--grpc {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8500")
     return address
 
 
+def _speaks_tls(address: str, timeout: float = 2.0) -> bool:
+    """Whether the server at HOST:PORT completes a TLS handshake (certificate not checked: this only explains
+    why a plaintext call failed, nothing is sent over it)."""
+    import socket
+    import ssl
+
+    host, _, port = address.rpartition(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw, \
+                ctx.wrap_socket(raw, server_hostname=None):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 class GrpcClient:
-    """Raw-bytes unary calls to one server, with retries and error mapping."""
+    """Raw-bytes unary calls to one server, with retries and error mapping.
+
+    TLS when `cacert` is given (the server is verified against exactly that CA file) or `tls` is set or the
+    address starts with `grpcs://` (verified against the system's CAs); plaintext otherwise."""
 
     def __init__(self, address: str, *, token: str | None = None, timeout: float = 60.0,
-                 retries: int = DEFAULT_RETRIES, backoff: float = BACKOFF) -> None:
+                 retries: int = DEFAULT_RETRIES, backoff: float = BACKOFF, cacert: str | None = None,
+                 tls: bool = False) -> None:
         if not available():
             raise InvalidInput("--grpc needs grpcio: pip install 'maasctl[grpc]'")
         import grpc
 
-        self.address = check_address(address)
+        self.tls = tls or cacert is not None or address.startswith("grpcs://")
+        self.cacert = cacert
+        self.address = address = check_address(address)
         self.timeout, self.retries, self.backoff = timeout, max(0, retries), backoff
         options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
         if _loopback(address):  # a server on this machine is reached directly, never through http_proxy
             options.append(("grpc.enable_http_proxy", 0))
-        self._channel = grpc.insecure_channel(address, options=options)
+        if self.tls:
+            from maasctl.predict.client import _checked_cacert
+
+            roots = Path(_checked_cacert(cacert)).read_bytes() if cacert else None  # None: the system's CAs
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(roots), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._methods: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -90,9 +127,22 @@ class GrpcClient:
                 return fn(body, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
                 last = exc
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if not self._retryable(exc, attempt):
                     break
         raise self._error(method, last, time.monotonic() - start)
+
+    def _retryable(self, exc: Any, attempt: int) -> bool:
+        """UNAVAILABLE and DEADLINE_EXCEEDED, but not a TLS mismatch (retrying cannot fix a certificate)."""
+        import grpc
+
+        code, details = exc.code(), (exc.details() or "").lower()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return True
+        if code != grpc.StatusCode.UNAVAILABLE:
+            return False
+        if self.tls:
+            return "ssl" not in details and "handshake" not in details
+        return attempt > 0 or not _speaks_tls(self.address)
 
     def _error(self, method: str, exc: Any, waited: float) -> MaasError:
         import grpc
@@ -110,6 +160,12 @@ class GrpcClient:
                     grpc.StatusCode.OUT_OF_RANGE):
             return InvalidInput(msg)
         tries = f"{self.retries + 1} attempts over {waited:.1f} s"
+        if code == grpc.StatusCode.UNAVAILABLE and self.tls and ("ssl" in details.lower() or "handshake" in details.lower()):
+            hint = "" if self.cacert else " (pass --cacert FILE for a private CA)"
+            return OperationFailed(f"TLS with grpcs://{self.address} failed: {_tls_detail(details)}{hint}")
+        if code == grpc.StatusCode.UNAVAILABLE and not self.tls and _speaks_tls(self.address):
+            return OperationFailed(f"{self.address} serves gRPC over TLS and this call was plaintext: pass "
+                                   "--cacert FILE (the CA of its certificate), or grpcs://HOST:PORT")
         if code == grpc.StatusCode.UNAVAILABLE:
             if "connect" in details.lower() or "unreachable" in details.lower():
                 return OperationFailed(f"cannot reach {self.address}: {details} ({tries})")
@@ -133,12 +189,22 @@ class GrpcClient:
         try:
             return future.result()
         except grpc.RpcError as exc:
-            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if not self._retryable(exc, 0):
                 raise self._error(method, exc, 0.0) from None
         return self.call(method, body)
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _tls_detail(details: str) -> str:
+    """The telling part of grpc's handshake error (e.g. CERTIFICATE_VERIFY_FAILED), not its address prefix."""
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "Ssl handshake failed", "handshake"):
+        i = details.find(marker)
+        if i >= 0:
+            details = details[i:]
+            break
+    return details.removesuffix(": OK")[:160]
 
 
 class GrpcTarget(Target):
@@ -212,11 +278,12 @@ class GrpcTarget(Target):
 
 def grpc_target(address: str, model: str | None, *, signature: str = "serving_default", token: str | None = None,
                 timeout: float = 60.0, store: Any = None, via: str | None = None,
-                retries: int | None = None) -> GrpcTarget:
+                retries: int | None = None, cacert: str | None = None, tls: bool = False) -> GrpcTarget:
     if not model:
         raise InvalidInput(f"--model is required with --grpc {address} (TF Serving's gRPC API cannot list models)")
-    client = GrpcClient(address, token=token, timeout=timeout,
+    client = GrpcClient(address, token=token, timeout=timeout, cacert=cacert, tls=tls,
                         retries=DEFAULT_RETRIES if retries is None else retries)
+    address = client.address
     try:
         ref = parse_ref(model)
         sigs, spec = grpc_wire.metadata_response(client.call(grpc_wire.METADATA, grpc_wire.metadata_request(ref)))
@@ -232,7 +299,8 @@ def grpc_target(address: str, model: str | None, *, signature: str = "serving_de
             # pin every request to the version whose signature was just read (see pipeline.remote_target)
             notice = f"{ref} is version {version} at {address}: all requests go to {label} (gRPC)"
             ref = ModelRef(ref.name, version=int(version))
-        target = GrpcTarget(client, ref, schema, f"{label} at grpc://{address}" + (f" ({via})" if via else ""))
+        scheme = "grpcs" if client.tls else "grpc"
+        target = GrpcTarget(client, ref, schema, f"{label} at {scheme}://{address}" + (f" ({via})" if via else ""))
     except BaseException:
         client.close()
         raise

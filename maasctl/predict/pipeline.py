@@ -235,7 +235,9 @@ def _uses_grpc(s: Any) -> bool:
 
 
 def _server_address(s: Any) -> str:
-    return f"grpc://{s.grpc}" if _uses_grpc(s) else s.url
+    if _uses_grpc(s):
+        return f"{'grpcs' if s.url.startswith('https://') else 'grpc'}://{s.grpc}"
+    return s.url
 
 
 def _server_target(s: Any, model: str, *, cacert: str | None = None, **kw: Any) -> Target:
@@ -243,7 +245,9 @@ def _server_target(s: Any, model: str, *, cacert: str | None = None, **kw: Any) 
     if _uses_grpc(s):
         from maasctl.predict.grpc_client import grpc_target
 
-        return grpc_target(s.grpc, model, via=f"server {s.id}", **kw)
+        # over TLS when its REST port is (one certificate serves both)
+        return grpc_target(s.grpc, model, via=f"server {s.id}", cacert=cacert, tls=s.url.startswith("https://"),
+                           **kw)
     return remote_target(s.url, model, via=f"server {s.id}", cacert=cacert, **kw)
 
 
@@ -259,7 +263,8 @@ def select_target(store: ModelStore, *, model: str | None = None, url: str | Non
             raise InvalidInput(f"--grpc excludes {'--url' if url else '--local'}")
         from maasctl.predict.grpc_client import grpc_target
 
-        return grpc_target(grpc, model, signature=signature, token=token, timeout=timeout, store=store)
+        return grpc_target(grpc, model, signature=signature, token=token, timeout=timeout, store=store,
+                           cacert=cacert)
     if url:
         return remote_target(url, model, signature=signature, token=token, timeout=timeout, store=store,
                              cacert=cacert)

@@ -6,6 +6,8 @@ Batcher as REST requests (it keeps one ready-list per event loop) and the model 
 
 Messages are TF Serving's own (`tensorflow-serving-api`); their modules import TensorFlow's protos, which
 a server has loaded anyway. Tensors go through `tensor_proto.py` (`tensor_content`, no TensorFlow call).
+With `--tls-cert/--tls-key` the port speaks TLS only, with REST's certificate and key; the bearer token
+(metadata `authorization`) is checked against the REST app's token table and scopes.
 Errors carry TF Serving's status codes: INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE (loading), UNAUTHENTICATED,
 UNIMPLEMENTED, and RESOURCE_EXHAUSTED from grpcio itself for a message over the size limit.
 """
@@ -31,6 +33,7 @@ from maasctl.serving import tensor_proto
 from maasctl.serving.app import ServingApp, classify_regress
 from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Servable
+from maasctl.serving.tls import TlsFiles
 from maasctl.tensors import DEFAULT_SIGNATURE
 
 log = logging.getLogger("maasctl.serve")
@@ -399,7 +402,7 @@ class GrpcServer:
 
     def __init__(self, app: ServingApp, host: str = "127.0.0.1", port: int = DEFAULT_GRPC_PORT, *,
                  tokens: TokenTable | None = None, max_message_bytes: int | None = None,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, tls: TlsFiles | None = None) -> None:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"--grpc-port must be between 0 and 65535 (got {port})")
         self.app = app
@@ -409,6 +412,7 @@ class GrpcServer:
         self.tokens = tokens if tokens is not None else getattr(app, "_tokens", None)
         self.max_message_bytes = max_message_bytes or app.max_body_bytes
         self.reuse_port = reuse_port
+        self.tls = tls  # serve --tls-cert/--tls-key: the same certificate and key as REST, TLS only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -439,7 +443,11 @@ class GrpcServer:
         servicer.P.model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
         try:
             with _quiet_fd2():  # grpc's C core logs a failed bind on fd 2; we say it in one line below
-                port = server.add_insecure_port(_address(self.host, self.port))
+                if self.tls is not None:
+                    credentials = grpc.ssl_server_credentials([(self.tls.key.read_bytes(), self.tls.cert.read_bytes())])
+                    port = server.add_secure_port(_address(self.host, self.port), credentials)
+                else:
+                    port = server.add_insecure_port(_address(self.host, self.port))
         except RuntimeError:
             port = 0
         if port == 0:

@@ -225,7 +225,7 @@ class ServerThread:
         if grpc_port is not None:
             from maasctl.serving.grpc_api import GrpcServer
 
-            self.grpc = GrpcServer(app, host, grpc_port)
+            self.grpc = GrpcServer(app, host, grpc_port, tls=tls)
         self.server = _uvicorn_server(app, tls, self.grpc)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="uvicorn", daemon=True)
