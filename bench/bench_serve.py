@@ -1,6 +1,7 @@
 """Benchmark `maasctl serve` with wrk against in-process baselines measured in the same run.
 
     python bench/bench_serve.py [--duration 10] [--keep]
+    python bench/bench_serve.py --workers-only [--max-workers N]   # req/s of `serve --workers N`, N = 1, 2, ...
 
 Needs wrk (`apt-get install -y wrk`); without it only the baselines, startup time and memory are measured.
 All traffic is on 127.0.0.1; every load phase is bounded by --duration.
@@ -242,6 +243,49 @@ def print_big(url: str) -> None:
           f"{verdict(h['p99'] <= 0.050)}")
 
 
+def worker_pids(url: str, want: int, timeout: float = 120.0) -> set[int]:
+    """Predict on fresh connections until `want` distinct workers (x-maasctl-worker) have answered."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < want and time.monotonic() < deadline:
+        req = urllib.request.Request(url + "/v1/models/small:predict", data=body_for(1, 4))
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                seen.add(int(r.headers.get("x-maasctl-worker") or 0))
+        except OSError:
+            time.sleep(0.05)
+    return seen
+
+
+def print_workers(store: Store, duration: float, max_workers: int, tmp: Path) -> None:
+    """req/s of `serve --workers N` for N = 1 .. max_workers, each against N = 1 in this run."""
+    cores = os.cpu_count() or 1
+    print(f"\n== serve --workers N (this machine: {cores} cores; wrk uses 1 thread, i.e. up to one of them)")
+    small1, medium32 = body_for(1, 4), body_for(32, 784)
+    base: dict[str, float] = {}
+    for n in range(1, max_workers + 1):
+        proc, url, _ = start_server(store, ["small", "medium"], ["--workers", str(n)] if n > 1 else [])
+        try:
+            if n > 1 and len(worker_pids(url, n)) < n:
+                print(f"  N={n}: not every worker answered; skipped")
+                continue
+            wrk(url + "/v1/models/small:predict", small1, 16, 1, tmp)  # warm-up
+            wrk(url + "/v1/models/medium:predict", medium32, 16, 1, tmp)
+            for key, path, body, conns in (("small 1 row", "small", small1, 16),
+                                           ("medium 32 rows", "medium", medium32, 16)):
+                r = wrk(f"{url}/v1/models/{path}:predict", body, conns, duration, tmp)
+                base.setdefault(key, r["rps"])
+                ratio = r["rps"] / base[key]
+                note = "" if n == 1 else (f"(target >= {0.8 * n:.1f}x where the load generator has its own cores: "
+                                          f"{verdict(ratio >= 0.8 * n)})" if cores > n else
+                                          f"(target not applicable: {cores} cores for {n} workers and wrk)")
+                print(f"  N={n}, {key:14s}, {conns} conns: {r['rps']:7.0f} req/s = {ratio:4.2f}x N=1; "
+                      f"p99 {r['p99'] * 1e3:.1f} ms; failed {r['errors']} {note}")
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -252,6 +296,8 @@ def main() -> None:
     ap.add_argument("--baseline-seconds", type=float, default=3.0, help="seconds per in-process baseline")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     ap.add_argument("--big-only", action="store_true", help="only the /healthz-under-a-1M-row-request phase")
+    ap.add_argument("--workers-only", action="store_true", help="only the `serve --workers N` phase")
+    ap.add_argument("--max-workers", type=int, default=0, help="largest N for the workers phase (default: cores)")
     args = ap.parse_args()
 
     tf = load_tensorflow()
@@ -262,6 +308,11 @@ def main() -> None:
             store.register(build_mlp(load_tensorflow(), tmp / name, sizes, seed), name)
         print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
 
+        if args.workers_only:
+            if shutil.which("wrk") is None:
+                raise SystemExit("the workers phase needs wrk (apt-get install -y wrk)")
+            print_workers(store, args.duration, args.max_workers or os.cpu_count() or 1, tmp)
+            return
         if args.big_only:
             proc, url, _ = start_server(store, ["small"])
             try:

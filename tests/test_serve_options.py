@@ -56,7 +56,8 @@ def test_detached_argv_round_trips_through_the_real_parser(tmp_path):
     launch = DetachedServe(("iris@prod", "wine"), "feed0001", host="127.0.0.1", port=0, max_batch_size=7,
                            batch_timeout_ms=1.5, max_body_bytes=1234, backend="maasctl", grpc_port=0,
                            poll_seconds=2.0, token_file=tmp_path / "tokens", tls_cert=Path("/c.pem"),
-                           tls_key=Path("/k.pem"), trusted_keys=(Path("/a.pub"), Path("/b.pub")), debug=True)
+                           tls_key=Path("/k.pem"), trusted_keys=(Path("/a.pub"), Path("/b.pub")), workers=3,
+                           worker_dir=tmp_path / "w", debug=True)
     argv = launch.to_argv()
     root = command()
     root_ctx = root.make_context("maasctl", list(argv), **root.context_settings)
@@ -71,4 +72,5 @@ def test_detached_argv_round_trips_through_the_real_parser(tmp_path):
     assert params["token_file"] == (tmp_path / "tokens").resolve()
     assert (params["tls_cert"], params["tls_key"]) == (Path("/c.pem"), Path("/k.pem"))
     assert params["require_signed"] is True and params["key"] == [Path("/a.pub"), Path("/b.pub")]
+    assert (params["workers"], params["worker_dir"]) == (3, tmp_path / "w")
     assert "--token" not in argv  # a token never travels in argv (the child gets it by environment)

@@ -50,6 +50,10 @@ def serve(
                                                      "on this port (TF Serving uses 8500; 0 picks a free one). "
                                                      "Off by default.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; return once ready.")] = False,
+    workers: Annotated[int, typer.Option("--workers", metavar="N", help="Server processes sharing the port(s) "
+                                         "(SO_REUSEPORT, Linux), each holding the models; crashed ones are "
+                                         "restarted.")] = 1,
+    worker_dir: Annotated[Path | None, typer.Option("--worker-dir", hidden=True)] = None,
     backend: Annotated[str, choice_option("--backend", choices=BACKENDS, help="maasctl (built in) or tfserving "
                                           "(runs tensorflow_model_server).")] = "maasctl",
     poll_seconds: Annotated[float | None, typer.Option(
@@ -91,13 +95,30 @@ def serve(
         from maasctl.serving.tfserving import require_binary
 
         require_binary()
+    from maasctl.serving.launch import DetachedServe
+    from maasctl.serving.workers import check_supported
+
+    check_supported(workers)
+    if workers > 1 and backend != "maasctl":
+        raise InvalidInput("--workers works with --backend maasctl only (tensorflow_model_server uses every core "
+                           "itself)")
+    launch = DetachedServe(tuple(refs), server_id, host=host, port=port, max_batch_size=batch_size,
+                           batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, backend=backend,
+                           grpc_port=grpc_port, poll_seconds=poll_seconds, token_file=token_file,
+                           tls_cert=tls.cert if tls is not None else None,
+                           tls_key=tls.key if tls is not None else None,
+                           trusted_keys=tuple(k.path for k in trusted or ()), workers=workers,
+                           debug=state(ctx).debug)
     if detach:
-        _detach(ctx, store, refs, models, host=host, port=port, batch_size=batch_size,
-                batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, token=token, backend=backend,
-                json_out=json_out, tokens=tokens, token_file=token_file, tls=tls, trusted=trusted,
-                grpc_port=grpc_port, poll_seconds=poll_seconds)
+        _detach(store, launch, models, token=token, json_out=json_out, tokens=tokens, tls=tls)
         return
-    _configure_logging(store, server_id)
+    _configure_logging(store, server_id, worker=worker_dir is not None)
+    if not tokens and host not in ("127.0.0.1", "localhost", "::1") and worker_dir is None:
+        render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
+                       "the models")
+    if workers > 1:
+        _supervise(store, launch, models, tls=tls, token=token, json_out=json_out)
+        return
     if backend == "tfserving":
         _tfserving(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
                    batch_timeout_ms=batch_timeout_ms, server_id=server_id, json_out=json_out)
@@ -111,12 +132,14 @@ def serve(
                            trusted_keys=trusted,
                            poll_interval=poll_seconds if poll_seconds is not None else store.poll_seconds)
     options.check()
-    sock = bind(host, port)
+    sock = bind(host, port, reuse_port=worker_dir is not None, listen=worker_dir is None)
     url = url_of(sock, tls)
-    if not tokens and host not in ("127.0.0.1", "localhost", "::1"):
-        render.message(f"warning: serving on {host} without --token: anyone who can reach this port can call "
-                       "the models")
     app = build_app(store, parsed, options, loader=store_loader(store))
+    reporter = None
+    if worker_dir is not None:  # one of `serve --workers N`'s processes: listens once its models are loaded
+        from maasctl.serving.workers import become_worker
+
+        reporter = become_worker(app, sock, worker_dir)
     grpc_server = None
     if grpc_port is not None:
         from maasctl.serving.grpc_api import GrpcServer
@@ -124,60 +147,80 @@ def serve(
 
         load_tensorflow()  # quietly, before TF Serving's message modules import it
 
-        grpc_server = GrpcServer(app, host, grpc_port, tls=tls).start()  # the app's tokens, scopes and TLS
+        grpc_server = GrpcServer(app, host, grpc_port, tls=tls,  # the app's tokens, scopes and TLS
+                                 reuse_port=worker_dir is not None).start()
     grpc_address = grpc_server.address if grpc_server else None
     app.start()  # load models while uvicorn starts
+    if reporter is not None:  # a worker: its supervisor publishes the server and says where it is
+        try:
+            run(app, sock, tls, grpc_server)
+        finally:
+            reporter.stop()
+        return
     with records.published(store, server_id, url=url, models=models, refs=list(refs), grpc=grpc_address):
-        if json_out:
-            render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id,
-                              "grpc": grpc_address})
-        else:
-            print(url)
-        sys.stdout.flush()
-        render.message(f"serving {', '.join(refs)} at {url}" + (f" and gRPC {grpc_address}" if grpc_address else "")
-                       + " (Ctrl-C or SIGTERM stops)")
+        _announce(url, grpc_address, refs, models, server_id, json_out)
         run(app, sock, tls, grpc_server)
     render.message("server stopped")
 
 
-def _configure_logging(store: ModelStore, server_id: str | None) -> None:
+def _announce(url: str, grpc_address: str | None, refs: list[str], models: list[str], server_id: str | None,
+              json_out: bool, workers: int = 1) -> None:
+    if json_out:
+        render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id,
+                          "grpc": grpc_address, "workers": workers})
+    else:
+        print(url)
+    sys.stdout.flush()
+    render.message(f"serving {', '.join(refs)} at {url}" + (f" and gRPC {grpc_address}" if grpc_address else "")
+                   + (f" with {workers} workers" if workers > 1 else "") + " (Ctrl-C or SIGTERM stops)")
+
+
+def _supervise(store: ModelStore, launch, models: list[str], *, tls, token: str | None, json_out: bool) -> None:
+    from maasctl.serving import workers
+
+    refs = list(launch.refs)
+    workers.serve(store, launch, workers=launch.workers, tls=tls, token=token, server_id=launch.server_id,
+                  models=models, refs=refs,
+                  announce=lambda url, grpc: _announce(url, grpc, refs, models, launch.server_id, json_out,
+                                                       launch.workers))
+    render.message("server stopped")
+
+
+def _configure_logging(store: ModelStore, server_id: str | None, worker: bool = False) -> None:
     from maasctl.serving import logs, records
 
-    # a detached server (it has an id) writes its own log file, size-capped and rotated
-    logs.configure(records.log_path(store, server_id) if server_id else None)
+    # a detached server (it has an id) writes its own log file, size-capped and rotated; a worker of
+    # `--workers` writes to stderr, which is its supervisor's log (lines tagged with the worker's pid)
+    logs.configure(records.log_path(store, server_id) if server_id else None,
+                   tag=f"worker {os.getpid()} " if worker else "")
 
 
-def _detach(ctx: typer.Context, store: ModelStore, refs: list[str], models: list[str], *, host: str, port: int,
-            batch_size: int, batch_timeout_ms: float, max_body_bytes: int, token: str | None, backend: str,
-            json_out: bool, tokens=None, token_file: Path | None = None, tls=None, trusted=None,
-            grpc_port: int | None = None, poll_seconds: float | None = None) -> None:
+def _detach(store: ModelStore, launch, models: list[str], *, token: str | None, json_out: bool, tokens=None,
+            tls=None) -> None:
+    import dataclasses
+
     from maasctl.serving import records
-    from maasctl.serving.launch import DetachedServe
 
     server_id = records.new_id()
-    launch = DetachedServe(tuple(refs), server_id, host=host, port=port, max_batch_size=batch_size,
-                           batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, backend=backend,
-                           grpc_port=grpc_port, poll_seconds=poll_seconds, token_file=token_file,
-                           tls_cert=tls.cert if tls is not None else None,
-                           tls_key=tls.key if tls is not None else None,
-                           trusted_keys=tuple(k.path for k in trusted or ()), debug=state(ctx).debug)
+    launch = dataclasses.replace(launch, server_id=server_id)
     probe = None
-    if token_file:  # the child reads the file itself: only its path is in argv, never a token
+    if launch.token_file:  # the child reads the file itself: only its path is in argv, never a token
         probe = tokens.token_with("read")
         if probe is None:
-            raise InvalidInput(f"--token-file {token_file}: --detach checks readiness at /readyz, which needs a "
-                               "token with the 'read' scope; add one")
+            raise InvalidInput(f"--token-file {launch.token_file}: --detach checks readiness at /readyz, which "
+                               "needs a token with the 'read' scope; add one")
     args = launch.to_argv()
-    ready = None if backend == "maasctl" else [f"/v1/models/{m}" for m in models]
-    rec = records.spawn_detached(store, server_id, args, token=token if not token_file else None,
+    ready = None if launch.backend == "maasctl" else [f"/v1/models/{m}" for m in models]
+    rec = records.spawn_detached(store, server_id, args, token=token if not launch.token_file else None,
                                  ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
+    refs = ", ".join(launch.refs)
     if json_out:
         render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log,
-                          "grpc": rec.grpc})
+                          "grpc": rec.grpc, "workers": rec.workers})
     else:
         print(rec.url)
-        render.message(f"server {rec.id} (pid {rec.pid}) serving {', '.join(refs)}; log: {rec.log}; "
-                       f"stop it with: maasctl stop {rec.id}")
+        render.message(f"server {rec.id} (pid {rec.pid}{f', {rec.workers} workers' if rec.workers > 1 else ''}) "
+                       f"serving {refs}; log: {rec.log}; stop it with: maasctl stop {rec.id}")
 
 
 def _tfserving(store: ModelStore, parsed: list[ModelRef], refs: list[str], models: list[str], *, host: str,
@@ -218,8 +261,9 @@ def ps(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if not recs:
         render.message("no running servers (start one with: maasctl serve NAME --detach)")
         return
-    render.table(["id", "pid", "url", "models", "uptime"],
-                 [(r.id, r.pid, r.url, ", ".join(r.refs or r.models), _duration(r.uptime)) for r in recs])
+    render.table(["id", "pid", "url", "grpc", "workers", "models", "uptime"],
+                 [(r.id, r.pid, r.url, r.grpc or "-", r.workers, ", ".join(r.refs or r.models), _duration(r.uptime))
+                  for r in recs])
 
 
 def _duration(seconds: float) -> str:

@@ -54,6 +54,8 @@ class ServingApp:
         # scoped tokens (serving/auth.py); a single token holds every scope
         self._tokens = tokens if tokens is not None else (TokenTable.single(token) if token else None)
         self._started = False
+        # headers on every response (serve --workers: x-maasctl-worker: PID, so a client can tell who answered)
+        self.response_headers: list[tuple[bytes, bytes]] = []
 
     def start(self) -> None:
         """Start loading models (idempotent; the lifespan startup calls it too)."""
@@ -101,7 +103,8 @@ class ServingApp:
             status = 500
             body = tensors.error_body(f"internal error: {type(exc).__name__} (see the server log)")
         await send({"type": "http.response.start", "status": status,
-                    "headers": [*content_type, (b"content-length", str(len(body)).encode()), *extra_headers]})
+                    "headers": [*content_type, (b"content-length", str(len(body)).encode()), *extra_headers,
+                                *self.response_headers]})
         await send({"type": "http.response.body", "body": body})
         model, version, api = labels
         if model:

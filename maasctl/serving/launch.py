@@ -17,7 +17,7 @@ class DetachedServe:
     """The options a detached server's child process is started with (never a token)."""
 
     refs: tuple[str, ...]
-    server_id: str
+    server_id: str | None  # None: no record (a worker of `serve --workers`; its supervisor has the record)
     host: str = "127.0.0.1"
     port: int = 8501
     max_batch_size: int = 64
@@ -30,14 +30,21 @@ class DetachedServe:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     trusted_keys: tuple[Path, ...] = ()  # --require-signed with these public keys
+    workers: int = 1  # serve --workers N: the child supervises N worker processes
+    worker_dir: Path | None = None  # a worker's reports (readiness, metrics) for its supervisor and peers
     debug: bool = False
 
     def to_argv(self) -> list[str]:
         """`maasctl` arguments that start this server in the foreground (what the detached child runs)."""
         args = ["serve", *self.refs, "--host", self.host, "--port", str(self.port),
                 "--max-batch-size", str(self.max_batch_size), "--batch-timeout-ms", str(self.batch_timeout_ms),
-                "--max-body-bytes", str(self.max_body_bytes), "--backend", self.backend,
-                "--server-id", self.server_id]
+                "--max-body-bytes", str(self.max_body_bytes), "--backend", self.backend]
+        if self.server_id is not None:
+            args += ["--server-id", self.server_id]
+        if self.workers != 1:
+            args += ["--workers", str(self.workers)]
+        if self.worker_dir is not None:
+            args += ["--worker-dir", str(self.worker_dir)]
         if self.grpc_port is not None:
             args += ["--grpc-port", str(self.grpc_port)]
         if self.poll_seconds is not None:

@@ -45,12 +45,14 @@ class CappedLog(logging.handlers.RotatingFileHandler):
         os.dup2(fd, 2)
 
 
-def configure(log_file: str | Path | None = None) -> None:
-    """Log INFO and up to stderr, or (detached) to `log_file`, capped and rotated (see the module doc)."""
+def configure(log_file: str | Path | None = None, tag: str = "") -> None:
+    """Log INFO and up to stderr, or (detached) to `log_file`, capped and rotated (see the module doc).
+    `tag` starts each message (a worker of `serve --workers` says which one it is)."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if log_file is None:
-        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
+        logging.basicConfig(level=logging.INFO, format=FORMAT.replace("%(message)s", tag + "%(message)s"),
+                            stream=sys.stderr)
         return
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)  # a server started with --server-id by hand, not by --detach

@@ -44,6 +44,15 @@ class Counter:
     def value(self, *labelvalues: str) -> float:
         return self._values.get(labelvalues, 0)
 
+    def state(self) -> list[list]:
+        """[[label values, value], ...]: JSON for another worker to add (`absorb`)."""
+        with self._lock:
+            return [[list(k), v] for k, v in self._values.items()]
+
+    def absorb(self, state: list[list]) -> None:
+        for labelvalues, v in state:
+            self.inc(*labelvalues, amount=v)
+
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
@@ -68,6 +77,18 @@ class Histogram:
             row[i] += 1
             row[-1] += value
 
+    def state(self) -> list[list]:
+        with self._lock:
+            return [[list(k), list(v)] for k, v in self._data.items()]
+
+    def absorb(self, state: list[list]) -> None:
+        with self._lock:
+            for labelvalues, row in state:
+                mine = self._data.setdefault(tuple(labelvalues), [0] * (len(self.buckets) + 1) + [0.0])
+                if len(row) == len(mine):
+                    for i, v in enumerate(row):
+                        mine[i] += v
+
     def count(self, *labelvalues: str) -> int:
         row = self._data.get(labelvalues)
         return sum(row[:-1]) if row else 0
@@ -91,7 +112,11 @@ class Histogram:
 
 
 class Metrics:
-    """The server's metrics. `loaded` is called at scrape time: {model: number of AVAILABLE versions}."""
+    """The server's metrics. `loaded` is called at scrape time: {model: number of AVAILABLE versions}.
+
+    `serve --workers N`: each worker publishes `state()` (serving/workers.py) and `peers` returns the other
+    workers' states, so any worker's scrape renders the sum over all of them (the `loaded` gauge stays the
+    scraping worker's own: every worker follows the same refs)."""
 
     def __init__(self, loaded: Callable[[], dict[str, int]] | None = None) -> None:
         self.requests = Counter("maasctl_requests_total", "Requests by model, version, API and HTTP status.",
@@ -104,10 +129,25 @@ class Metrics:
         self.batch_size = Histogram("maasctl_batch_size_rows", "Rows per model call after dynamic batching.",
                                     ("model", "version"), BATCH_BUCKETS)
         self.loaded = loaded
+        self.peers: Callable[[], list[dict]] | None = None
+
+    def _all(self) -> tuple[Counter, Histogram, Histogram, Histogram]:
+        return self.requests, self.request_latency, self.model_latency, self.batch_size
+
+    def state(self) -> dict[str, list[list]]:
+        """This process's counters and histograms as JSON (what a worker publishes for the others)."""
+        return {m.name: m.state() for m in self._all()}
 
     def render(self) -> bytes:
         lines: list[str] = []
-        for m in (self.requests, self.request_latency, self.model_latency, self.batch_size):
+        metrics = self._all()
+        if self.peers is not None:  # a worker of several: the sum over all of them
+            total = Metrics()
+            for state in [self.state(), *self.peers()]:
+                for m in total._all():
+                    m.absorb(state.get(m.name, []))
+            metrics = total._all()
+        for m in metrics:
             lines.extend(m.render())
         lines.append("# HELP maasctl_loaded_versions Versions of each model that are AVAILABLE.")
         lines.append("# TYPE maasctl_loaded_versions gauge")

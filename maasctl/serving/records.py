@@ -38,6 +38,7 @@ class ServerRecord:
     log: str
     backend: str = "maasctl"
     grpc: str | None = None  # host:port of the gRPC API (serve --grpc-port), None when off
+    workers: int = 1  # serve --workers N: processes sharing the port(s); `pid` is their supervisor's
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -72,10 +73,11 @@ def log_path(store: ModelStore, server_id: str) -> Path:
 
 
 def write_record(store: ModelStore, server_id: str, *, url: str, models: list[str], refs: list[str],
-                 backend: str = "maasctl", pid: int | None = None, grpc: str | None = None) -> ServerRecord:
+                 backend: str = "maasctl", pid: int | None = None, grpc: str | None = None,
+                 workers: int = 1) -> ServerRecord:
     """Atomically write this process's record (called by the server once bound)."""
     rec = ServerRecord(server_id, pid or os.getpid(), url, models, refs, _now(), str(log_path(store, server_id)),
-                       backend, grpc)
+                       backend, grpc, workers)
     path = record_path(store, server_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -119,7 +121,7 @@ def _read(path: Path) -> ServerRecord | None:
         return ServerRecord(id=doc["id"], pid=int(doc["pid"]), url=doc["url"], models=list(doc["models"]),
                             refs=list(doc.get("refs", [])), started_at=doc.get("started_at", ""),
                             log=doc.get("log", ""), backend=doc.get("backend", "maasctl"),
-                            grpc=doc.get("grpc"), path=path)
+                            grpc=doc.get("grpc"), workers=int(doc.get("workers", 1)), path=path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -49,10 +49,15 @@ class ServeOptions:
             raise InvalidInput(f"--max-body-bytes must be positive (got {self.max_body_bytes})")
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; OperationFailed with a clear message when the port is taken."""
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True, option: str = "--port"
+         ) -> socket.socket:
+    """A listening TCP socket; OperationFailed with a clear message when the port is taken.
+
+    `reuse_port` (serve --workers): SO_REUSEPORT, so every worker listens on the port and the kernel spreads
+    connections over them; `listen=False` only reserves the port (the supervisor's socket: bound, never
+    accepting, so no connection is queued on it)."""
     if not 0 <= port <= 65535:
-        raise InvalidInput(f"--port must be between 0 and 65535 (got {port})")
+        raise InvalidInput(f"{option} must be between 0 and 65535 (got {port})")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -60,16 +65,20 @@ def bind(host: str, port: int) -> socket.socket:
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(addr)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise OperationFailed(f"port {port} on {host} is already in use (another server?); choose another "
-                                  "with --port, or --port 0 for a free one. See: maasctl ps") from None
+                                  f"with {option}, or {option} 0 for a free one. See: maasctl ps") from None
         if exc.errno == errno.EACCES:
             raise OperationFailed(f"not allowed to bind {host}:{port} (ports below 1024 need privileges)") from None
         raise OperationFailed(f"cannot bind {host}:{port}: {exc.strerror}") from None
+    if not listen:
+        return sock
     sock.listen(2048)
     sock.setblocking(False)
     return sock
