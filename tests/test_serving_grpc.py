@@ -45,12 +45,12 @@ def apis(tf):
             "predict": predict_pb2, "prediction_service": prediction_service_pb2_grpc, "regression": regression_pb2}
 
 
-def build_linear(path):
+def build_linear(path, targets: int = 1):
     import keras
 
     keras.utils.set_random_seed(5)
     inp = keras.Input(shape=(4,), name="features")
-    keras.Model(inp, keras.layers.Dense(1)(inp)).export(str(path), verbose=False)
+    keras.Model(inp, keras.layers.Dense(targets)(inp)).export(str(path), verbose=False)
     return path
 
 
@@ -65,7 +65,9 @@ def served(tf, models, tmp_path_factory):
     store.register(models["small"], "iris", meta={"task": "classification", "class_names": CLASSES,
                                                   "feature_names": FEATURES})
     store.register(build_linear(root / "linear"), "reg", meta={"task": "regression", "feature_names": FEATURES})
-    refs = [parse_ref(r) for r in ("small", "multi", "iris@1", "reg")]
+    store.register(build_linear(root / "linear2", targets=2), "reg2",
+                   meta={"task": "regression", "feature_names": FEATURES})
+    refs = [parse_ref(r) for r in ("small", "multi", "iris@1", "reg", "reg2")]
     server = ServerThread(build_app(store, refs, ServeOptions(max_body_bytes=MAX_BODY, poll_interval=0.05),
                                     loader=store_loader(store)),
                           grpc_port=0).start()
@@ -272,6 +274,30 @@ def test_classify_and_regress(stub, apis, reference):
         with pytest.raises(grpc.RpcError) as err:
             method(bad, timeout=30)
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "use :predict" in err.value.details()
+
+
+def test_multi_target_regress_is_refused_as_tf_serving_does(served, stub, apis, reference):
+    """TF Serving's Regression has one float per example: its regressor answers a [batch, 2] output with this
+    INVALID_ARGUMENT (regressor.cc), for Regress and for a regress task of MultiInference. Predict serves it."""
+    rows = [dict(zip(FEATURES, r)) for r in X.tolist()]
+    rreq = apis["regression"].RegressionRequest()
+    rreq.model_spec.name = "reg2"
+    rreq.input.CopyFrom(_input(apis, rows))
+    mreq = apis["inference"].MultiInferenceRequest()
+    task = mreq.tasks.add()
+    task.model_spec.name = "reg2"
+    task.method_name = "tensorflow/serving/regress"
+    mreq.input.CopyFrom(_input(apis, rows))
+    for call, req in ((stub.Regress, rreq), (stub.MultiInference, mreq)):
+        with pytest.raises(grpc.RpcError) as err:
+            call(req, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == ("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                                       "but got [3,2]")
+    server = served[0]
+    rest = requests.post(server.url + "/v1/models/reg2:regress", json={"examples": rows}, timeout=30)
+    assert rest.status_code == 200  # REST's extension: a list per example
+    np.testing.assert_allclose(rest.json()["results"], expected(reference, "reg2", 1, X), atol=1e-6)
 
 
 # -- errors --------------------------------------------------------------------------------------------

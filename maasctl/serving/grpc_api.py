@@ -261,10 +261,13 @@ class _Servicer:
                 c.label, c.score = label, score
 
     @staticmethod
-    def _fill_regression(result: Any, servable: Servable, values: np.ndarray) -> None:
+    def _fill_regression(result: Any, values: np.ndarray) -> None:
+        """TF Serving's Regression holds one float per example, and its regressor refuses any other output
+        shape with exactly this INVALID_ARGUMENT (servables/tensorflow/regressor.cc); a model with several
+        targets is served by Predict (REST's :regress gives such a model a list per example)."""
         if values.shape[1] != 1:
-            raise Unimplemented(f"regress answers one value per example; model '{servable.name}' version "
-                                f"{servable.version} has {values.shape[1]} targets: use Predict")
+            raise InvalidInput("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+                               f"[{values.shape[0]},{values.shape[1]}]")
         for v in values[:, 0].tolist():
             result.regressions.add().value = v
 
@@ -279,7 +282,7 @@ class _Servicer:
         servable, _, values = await self._examples("regress", request.model_spec, request.input, labels)
         response = self.P.regression_pb2.RegressionResponse()
         _set_spec(response.model_spec, servable, request.model_spec.signature_name or DEFAULT_SIGNATURE)
-        self._fill_regression(response.result, servable, values)
+        self._fill_regression(response.result, values)
         return response
 
     async def _multi_inference(self, request: Any, labels: list[str]) -> Any:
@@ -300,7 +303,7 @@ class _Servicer:
             if verb == "classify":
                 self._fill_classification(result.classification_result, class_names, values)
             else:
-                self._fill_regression(result.regression_result, servable, values)
+                self._fill_regression(result.regression_result, values)
         return response
 
     async def _metadata(self, request: Any, labels: list[str]) -> Any:
