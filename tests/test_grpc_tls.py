@@ -11,8 +11,8 @@ import json
 import grpc
 import numpy as np
 import pytest
+import test_security_tls
 from conftest import run_cli
-from test_security_tls import make_ca, make_server_cert
 
 from maasctl.refs import parse_ref
 from maasctl.serving.server import ServeOptions, ServerThread, build_app
@@ -21,17 +21,9 @@ from maasctl.store import Store
 from maasctl.tf.servable import store_loader
 
 pytestmark = pytest.mark.tf
+pki = test_security_tls.pki  # the same fixture: a CA, a server certificate for 127.0.0.1/localhost, another CA
 X = np.array([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]], dtype=np.float32)
 TOKEN = "tok-grpc-tls-7d1c"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key, ca_path = make_ca(d)
-    cert, key = make_server_cert(d, ca_cert, ca_key)
-    _, _, other_ca = make_ca(d, "other CA")
-    return {"ca": ca_path, "cert": cert, "key": key, "other_ca": other_ca}
 
 
 @pytest.fixture(scope="module")

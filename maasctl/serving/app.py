@@ -343,10 +343,7 @@ def _examples_to_inputs(doc: Any, servable: Servable) -> tuple[str, dict[str, np
     if not isinstance(context, dict):
         raise InvalidInput("'context' must be an object (feature name -> value)")
     sig_name = doc.get("signature_name") or tensors.DEFAULT_SIGNATURE
-    if not isinstance(sig_name, str) or sig_name not in servable.signatures:
-        raise InvalidInput(f"Serving signature name: '{sig_name}' not found in signature def "
-                           f"(available: {', '.join(sorted(servable.signatures))})")
-    specs = servable.signatures[sig_name]["inputs"]
+    specs = codec.signature(servable.signatures, str(sig_name))["inputs"]
     merged = []
     for i, ex in enumerate(examples):
         if not isinstance(ex, dict):

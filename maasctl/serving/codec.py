@@ -35,10 +35,7 @@ def parse_predict(doc: Any, signatures: dict[str, dict[str, Any]]) -> PredictReq
     if not isinstance(sig_name, str):
         raise InvalidInput(f"'signature_name' must be a string; got {describe(sig_name)}")
     sig_name = sig_name or DEFAULT_SIGNATURE
-    sig = signatures.get(sig_name)
-    if sig is None:
-        raise InvalidInput(f"Serving signature name: '{sig_name}' not found in signature def "
-                           f"(available: {', '.join(sorted(signatures)) or 'none'})")
+    sig = signature(signatures, sig_name)
     has_instances, has_inputs = "instances" in doc, "inputs" in doc
     if has_instances and has_inputs:
         raise InvalidInput("Not allowed to have both 'inputs' and 'instances' keys in a request (use one)")
@@ -52,11 +49,24 @@ def parse_predict(doc: Any, signatures: dict[str, dict[str, Any]]) -> PredictReq
         inputs = _parse_instances(doc["instances"], specs)
     else:
         inputs = _parse_columnar(doc["inputs"], specs)
-    # batchable only when every input has a free leading (batch) dimension and all agree on its size
+    return PredictRequest(sig_name, inputs, has_instances, batch_rows(inputs, specs))
+
+
+def signature(signatures: dict[str, dict[str, Any]], name: str, quote: str = "'") -> dict[str, Any]:
+    """The signature called `name`; InvalidInput in TF Serving's words (its gRPC API quotes with `"`)."""
+    sig = signatures.get(name)
+    if sig is None:
+        raise InvalidInput(f"Serving signature name: {quote}{name}{quote} not found in signature def "
+                           f"(available: {', '.join(sorted(signatures)) or 'none'})")
+    return sig
+
+
+def batch_rows(inputs: dict[str, np.ndarray], specs: dict[str, dict[str, Any]]) -> int | None:
+    """The rows the batcher may merge: the common leading size when every input has a free leading (batch)
+    dimension and all agree on its size, else None (the request is run on its own)."""
     free = all(specs[n]["shape"] and specs[n]["shape"][0] == -1 for n in inputs)
     leading = {a.shape[0] if a.ndim else None for a in inputs.values()}
-    rows = leading.pop() if free and len(leading) == 1 else None
-    return PredictRequest(sig_name, inputs, has_instances, rows)
+    return leading.pop() if free and len(leading) == 1 else None
 
 
 def _parse_instances(instances: Any, specs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:

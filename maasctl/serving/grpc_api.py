@@ -29,7 +29,7 @@ import grpc
 import numpy as np
 
 from maasctl.errors import Conflict, InvalidInput, MaasError, NotFound, OperationFailed, Unavailable, Unimplemented
-from maasctl.serving import tensor_proto
+from maasctl.serving import codec, tensor_proto
 from maasctl.serving.app import ServingApp, classify_regress
 from maasctl.serving.auth import TokenTable
 from maasctl.serving.manager import Servable
@@ -120,6 +120,15 @@ def _examples_doc(inp: Any, signature: str) -> dict[str, Any]:
     return doc
 
 
+def _rpc(api: str, handler: str) -> Callable[..., Awaitable[Any]]:
+    """A servicer method (what grpcio calls) that runs `handler` through `_call` under the metrics label `api`."""
+    async def method(self: _Servicer, request: Any, context: Any) -> Any:
+        return await self._call(api, request, context, getattr(self, handler))
+
+    method.__name__ = handler.lstrip("_")
+    return method
+
+
 class _Servicer:
     """PredictionService and ModelService, with every call wrapped by `_call` (auth, errors, metrics)."""
 
@@ -171,32 +180,18 @@ class _Servicer:
                 return
         raise _Unauthenticated("missing 'authorization: Bearer <token>' metadata (this server requires a token)")
 
-    # -- PredictionService ----------------------------------------------------------------------------
-    async def Predict(self, request: Any, context: Any) -> Any:
-        return await self._call("grpc_predict", request, context, self._predict)
+    # -- PredictionService and ModelService: each RPC is `_call(api label, request, context, handler)` ----
+    Predict = _rpc("grpc_predict", "_predict")
+    Classify = _rpc("grpc_classify", "_classify")
+    Regress = _rpc("grpc_regress", "_regress")
+    MultiInference = _rpc("grpc_multi_inference", "_multi_inference")
+    GetModelMetadata = _rpc("grpc_metadata", "_metadata")
+    GetModelStatus = _rpc("grpc_status", "_status")
+    HandleReloadConfigRequest = _rpc("grpc_reload_config", "_reload_config")
 
-    async def Classify(self, request: Any, context: Any) -> Any:
-        return await self._call("grpc_classify", request, context, self._classify)
-
-    async def Regress(self, request: Any, context: Any) -> Any:
-        return await self._call("grpc_regress", request, context, self._regress)
-
-    async def MultiInference(self, request: Any, context: Any) -> Any:
-        return await self._call("grpc_multi_inference", request, context, self._multi_inference)
-
-    async def GetModelMetadata(self, request: Any, context: Any) -> Any:
-        return await self._call("grpc_metadata", request, context, self._metadata)
-
-    # -- ModelService ---------------------------------------------------------------------------------
-    async def GetModelStatus(self, request: Any, context: Any) -> Any:
-        return await self._call("grpc_status", request, context, self._status)
-
-    async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:
-        async def refuse(_: Any, __: list[str]) -> Any:
-            raise Unimplemented("HandleReloadConfigRequest is not supported: maasctl follows the store "
-                                "(move an alias or register a version to change what is served)")
-
-        return await self._call("grpc_reload_config", request, context, refuse)
+    async def _reload_config(self, request: Any, labels: list[str]) -> Any:
+        raise Unimplemented("HandleReloadConfigRequest is not supported: maasctl follows the store "
+                            "(move an alias or register a version to change what is served)")
 
     # -- handlers -------------------------------------------------------------------------------------
     def _acquire(self, spec: Any, labels: list[str]) -> Servable:
@@ -209,11 +204,7 @@ class _Servicer:
         servable = self._acquire(request.model_spec, labels)
         try:
             sig_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            sig = servable.signatures.get(sig_name)
-            if sig is None:
-                raise InvalidInput(f"Serving signature name: \"{sig_name}\" not found in signature def "
-                                   f"(available: {', '.join(sorted(servable.signatures))})")
-            specs = sig["inputs"]
+            specs = codec.signature(servable.signatures, sig_name, quote='"')["inputs"]
             given = set(request.inputs)
             if given != set(specs):
                 missing, extra = sorted(set(specs) - given), sorted(given - set(specs))
@@ -226,11 +217,8 @@ class _Servicer:
                 arr = tensor_proto.to_array(proto, f"inputs['{name}']")
                 tensor_proto.check(arr, tensor_proto.ENUM_NAME[proto.dtype], name, spec)
                 inputs[name] = arr
-            free = all(specs[n]["shape"] and specs[n]["shape"][0] == -1 for n in inputs)
-            leading = {a.shape[0] if a.ndim else None for a in inputs.values()}
-            rows = leading.pop() if free and len(leading) == 1 else None
             wanted = list(request.output_filter)
-            outputs = await servable.batcher(sig_name).submit(inputs, rows)
+            outputs = await servable.batcher(sig_name).submit(inputs, codec.batch_rows(inputs, specs))
             if wanted:
                 unknown = [k for k in wanted if k not in outputs]
                 if unknown:
