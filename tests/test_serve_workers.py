@@ -2,8 +2,9 @@
 
 One detached `--workers 2` server (real subprocesses, real sockets): both workers answer (their pids in the
 `x-maasctl-worker` header), one scrape sees every worker's requests, a worker killed with SIGKILL is
-restarted while requests keep succeeding, `ps` shows one server with its worker count and gRPC address, and
-`stop` ends the supervisor and every worker. The supervisor's crash policy is checked with tiny stand-in
+restarted while requests keep succeeding, an alias move reloads every worker, `ps` shows one server with its
+worker count and gRPC address, and `stop` ends the supervisor and every worker after the request in flight
+was answered. The supervisor's crash policy is checked with tiny stand-in
 workers (no TensorFlow)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,19 +27,21 @@ from conftest import run_cli
 from maasctl.predict.grpc_client import grpc_target
 from maasctl.serving.metrics import Metrics
 from maasctl.serving.workers import Supervisor
+from maasctl.store import Store
 
-BODY = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode()
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.0, 3.4, 1.5, 0.2]]
+FULL = json.dumps({"instances": ROWS}).encode()  # = --max-batch-size: run at once
+ONE = json.dumps({"instances": ROWS[:1]}).encode()  # waits --batch-timeout-ms for company: a request in flight
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _post(url: str, retries: int = 0) -> int:
-    """One predict on a fresh connection (so the kernel may pick either worker); the answering worker's pid."""
+def _open(url: str, body: bytes | None = None, retries: int = 0):
+    """A fresh connection each time (so the kernel may pick either worker): (status, worker pid, document)."""
     for attempt in range(retries + 1):
         try:
-            req = urllib.request.Request(url + "/v1/models/small:predict", data=BODY, method="POST")
+            req = urllib.request.Request(url, data=body, method="POST" if body else "GET")
             with _NO_PROXY.open(req, timeout=30) as resp:
-                assert resp.status == 200 and len(json.loads(resp.read())["predictions"][0]) == 3
-                return int(resp.headers["x-maasctl-worker"])
+                return resp.status, int(resp.headers["x-maasctl-worker"]), json.loads(resp.read())
         except (urllib.error.URLError, ConnectionError):
             if attempt == retries:
                 raise
@@ -45,10 +49,16 @@ def _post(url: str, retries: int = 0) -> int:
     raise AssertionError("unreachable")
 
 
+def _post(url: str, retries: int = 0) -> int:
+    status, pid, doc = _open(url + "/v1/models/small:predict", FULL, retries)
+    assert status == 200 and np.shape(doc["predictions"]) == (4, 3)
+    return pid
+
+
 def _predict_count(url: str) -> float:
     with _NO_PROXY.open(url + "/monitoring/prometheus/metrics", timeout=30) as resp:
         text = resp.read().decode()
-    return sum(float(v) for v in re.findall(r'^maasctl_requests_total\{model="small",version="1",api="predict",'
+    return sum(float(v) for v in re.findall(r'^maasctl_requests_total\{model="small",version="\d+",api="predict",'
                                             r'code="200"\} (\S+)$', text, re.MULTILINE))
 
 
@@ -64,22 +74,23 @@ def _alive(pid: int) -> bool:
 @pytest.mark.tf
 @pytest.mark.slow
 def test_two_workers_share_the_port(models, tmp_path):
-    store_root = tmp_path / "store"
-    assert run_cli("register", str(models["small"]), "--name", "small", store=store_root).returncode == 0
-    r = run_cli("serve", "small", "--port", "0", "--grpc-port", "0", "--workers", "2", "--detach", "--json",
-                store=store_root)
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "small", aliases=["stable"])
+    store.register(models["small_b"], "small")
+    r = run_cli("serve", "small@stable", "--port", "0", "--grpc-port", "0", "--workers", "2", "--detach", "--json",
+                "--max-batch-size", "4", "--batch-timeout-ms", "2000", store=store.root)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     url, supervisor = doc["url"], doc["pid"]
     seen: set[int] = set()
     try:
         assert doc["workers"] == 2 and doc["grpc"].startswith("127.0.0.1:")
-        listed = json.loads(run_cli("ps", "--json", store=store_root).stdout)
+        listed = json.loads(run_cli("ps", "--json", store=store.root).stdout)
         assert [(s["id"], s["pid"], s["workers"], s["grpc"]) for s in listed] == [(doc["id"], supervisor, 2,
                                                                                    doc["grpc"])]
-        table = run_cli("ps", store=store_root).stdout
+        table = run_cli("ps", store=store.root).stdout
         assert doc["grpc"] in table and re.search(rf"{doc['id']}\s+{supervisor}\s+{re.escape(url)}\s+"
-                                                  rf"{re.escape(doc['grpc'])}\s+2\s+small", table), table
+                                                  rf"{re.escape(doc['grpc'])}\s+2\s+small@stable", table), table
 
         sent = 0
         while len(seen) < 2 and sent < 200:  # new connections are spread over both workers' sockets
@@ -88,12 +99,21 @@ def test_two_workers_share_the_port(models, tmp_path):
         assert len(seen) == 2 and supervisor not in seen, seen
         target = grpc_target(doc["grpc"], "small")  # the gRPC port is shared the same way
         try:
-            assert target.predict({"features": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)}, 1)["output_0"].shape \
-                == (1, 3)
+            assert target.predict({"features": np.array(ROWS, np.float32)}, 4)["output_0"].shape == (4, 3)
         finally:
             target.close()
         time.sleep(1.0)  # each worker publishes its counts every 0.2 s; then any worker's scrape sees them all
         assert [_predict_count(url) for _ in range(6)] == [sent] * 6  # 6 fresh connections: either worker
+
+        store.set_alias("small@2", "stable")  # every worker follows the alias
+        versions: dict[int, list] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (set(versions) == seen and all(v == ["2"] for v in
+                                                                                  versions.values())):
+            _, pid, status = _open(url + "/v1/models/small")
+            versions[pid] = [v["version"] for v in status["model_version_status"] if v["state"] == "AVAILABLE"]
+            time.sleep(0.05)
+        assert versions == {pid: ["2"] for pid in seen}, versions
 
         victim = min(seen)
         os.kill(victim, signal.SIGKILL)
@@ -106,15 +126,24 @@ def test_two_workers_share_the_port(models, tmp_path):
             time.sleep(0.05)
         assert victim not in answered and answered - seen, answered
         seen |= answered
-        assert len(json.loads(run_cli("ps", "--json", store=store_root).stdout)) == 1
+        assert len(json.loads(run_cli("ps", "--json", store=store.root).stdout)) == 1
+
+        in_flight: dict[str, object] = {}
+        thread = threading.Thread(target=lambda: in_flight.update(r=_open(url + "/v1/models/small:predict", ONE)))
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive()  # waiting in its worker's batch queue (--batch-timeout-ms 2000)
     finally:
-        stopped = run_cli("stop", doc["id"], "--json", store=store_root)
+        stopped = run_cli("stop", doc["id"], "--json", store=store.root)
     assert stopped.returncode == 0 and json.loads(stopped.stdout)[0]["graceful"] is True, stopped.stderr
+    thread.join(30)
+    status, pid, body = in_flight["r"]  # answered before its worker stopped
+    assert status == 200 and pid in seen and np.shape(body["predictions"]) == (1, 3)
     deadline = time.monotonic() + 10
     while any(_alive(p) for p in seen | {supervisor}) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in seen | {supervisor} if _alive(p)]
-    assert run_cli("ps", "--json", store=store_root).stdout.strip() == "[]"
+    assert run_cli("ps", "--json", store=store.root).stdout.strip() == "[]"
 
 
 # -- the supervisor with stand-in workers (no TensorFlow) ------------------------------------------------
