@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import cli, run_cli
 
 from maasctl.predict.grpc_client import grpc_target
 from maasctl.serving.metrics import Metrics
@@ -196,3 +196,13 @@ def test_metrics_sum_the_other_workers():
     assert 'maasctl_requests_total{model="m",version="1",api="predict",code="400"} 1' in text
     assert 'maasctl_request_latency_seconds_count{model="m",api="predict"} 2' in text
     assert a.requests.value("m", "1", "predict", "200") == 2  # its own counts are unchanged
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "Error: --workers must be at least 1 (got 0)\n"),
+    (["--workers", "2", "--backend", "tfserving"], ("Error: --workers works with --backend maasctl only "
+                                                   "(tensorflow_model_server uses every core itself)\n")),
+])
+def test_bad_workers_option_is_one_line(tmp_path, args, message):
+    r = cli("serve", "nope", *args, store=tmp_path / "store")
+    assert (r.returncode, r.stderr) == (2, message)

@@ -74,9 +74,14 @@ def serve(
     """
     from maasctl.cli._security import resolve_signing, resolve_tls, resolve_tokens
     from maasctl.refs import parse_ref
+    from maasctl.serving.workers import check_supported
 
     if old_batch_size is not None:
         batch_size = old_batch_size
+    check_supported(workers)
+    if workers > 1 and backend != "maasctl":
+        raise InvalidInput("--workers works with --backend maasctl only (tensorflow_model_server uses every core "
+                           "itself)")
     token, tokens = resolve_tokens(ctx, token, token_file)
     tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
@@ -96,12 +101,6 @@ def serve(
 
         require_binary()
     from maasctl.serving.launch import DetachedServe
-    from maasctl.serving.workers import check_supported
-
-    check_supported(workers)
-    if workers > 1 and backend != "maasctl":
-        raise InvalidInput("--workers works with --backend maasctl only (tensorflow_model_server uses every core "
-                           "itself)")
     launch = DetachedServe(tuple(refs), server_id, host=host, port=port, max_batch_size=batch_size,
                            batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, backend=backend,
                            grpc_port=grpc_port, poll_seconds=poll_seconds, token_file=token_file,
