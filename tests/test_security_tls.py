@@ -185,8 +185,8 @@ def test_detached_tls_server_with_token(pki, models, tmp_path):
     store = Store(tmp_path / "store")
     store.register(models["small"], "small")
     token = "tok-tls-0b5e"
-    r = run_cli("serve", "small", "--port", "0", "--detach", "--json", "--tls-cert", str(pki["cert"]),
-                "--tls-key", str(pki["key"]), store=store.root, env={"MAASCTL_TOKEN": token})
+    r = run_cli("serve", "small", "--port", "0", "--grpc-port", "0", "--detach", "--json", "--tls-cert",
+                str(pki["cert"]), "--tls-key", str(pki["key"]), store=store.root, env={"MAASCTL_TOKEN": token})
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     try:
@@ -195,10 +195,12 @@ def test_detached_tls_server_with_token(pki, models, tmp_path):
         assert [s["url"] for s in json.loads(ps.stdout)] == [doc["url"]]
         assert doc["url"] in run_cli("ps", store=store.root).stdout
         (tmp_path / "rows.json").write_text(json.dumps(X))
-        # found through the store's server records; verified against the CA
+        # found through the store's server records; over its gRPC port, TLS too, verified against the CA
         p = run_cli("predict", "--model", "small", "--input", str(tmp_path / "rows.json"), "--cacert", str(pki["ca"]),
                     store=store.root, env={"MAASCTL_TOKEN": token})
         assert p.returncode == 0, p.stderr
+        assert f"on server {doc['id']} at grpcs://{doc['grpc']}" in p.stderr
+        assert len(json.loads(p.stdout)["predictions"]) == 1
         assert requests.get(doc["url"] + "/readyz", verify=str(pki["ca"]), timeout=30).status_code == 401
     finally:
         run_cli("stop", doc["id"], store=store.root)
