@@ -154,7 +154,7 @@ json.dump({"pid": os.getpid(), "settled": True, "metrics": {}}, open(os.path.joi
 with open(os.path.join(d, "starts"), "a") as f:
     f.write(f"{os.getpid()}\\n")
 if mode == "crash" and len(open(os.path.join(d, "starts")).read().split()) >= 2:
-    time.sleep(0.5)  # settled first: then every worker after the first exits
+    time.sleep(0.4)  # settled first (the supervisor looks every 0.05 s): then every worker after the first exits
     sys.exit(7)
 time.sleep(60)
 """
@@ -164,7 +164,7 @@ def _supervisor(tmp_path: Path, mode: str, max_crashes: int = 3) -> Supervisor:
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     return Supervisor([str(tmp_path), mode], 2, tmp_path, command=[sys.executable, str(script)],
-                      max_crashes=max_crashes)
+                      max_crashes=max_crashes, restart_delay=0.05)
 
 
 def test_supervisor_restarts_crashed_workers_then_gives_up(tmp_path):

@@ -167,10 +167,11 @@ class Supervisor:
     """Starts `n` workers running `argv` and keeps them running until SIGTERM/SIGINT (see the module doc)."""
 
     def __init__(self, argv: list[str], n: int, directory: Path, *, env: dict[str, str] | None = None,
-                 command: list[str] | None = None, max_crashes: int = MAX_CRASHES) -> None:
+                 command: list[str] | None = None, max_crashes: int = MAX_CRASHES,
+                 restart_delay: float = 0.5) -> None:
         self.argv, self.n, self.dir = argv, n, Path(directory)
         self.command = command or [sys.executable, "-m", "maasctl"]
-        self.max_crashes = max_crashes
+        self.max_crashes, self.restart_delay = max_crashes, restart_delay
         self.env = env if env is not None else dict(os.environ)
         self.workers: list[_Worker | None] = [None] * n
         self.crashes: list[float] = []
@@ -225,7 +226,7 @@ class Supervisor:
                         log.error("workers exited %d times within %.0f s (last: pid %d, code %s): stopping",
                                   len(self.crashes), CRASH_WINDOW_S, w.proc.pid, code)
                         return 1
-                    restart_at[slot] = now + 0.5 * len(self.crashes)
+                    restart_at[slot] = now + self.restart_delay * len(self.crashes)  # slower as crashes pile up
                     log.warning("worker %d (pid %d) exited with code %s; restarting it", slot, w.proc.pid, code)
             for slot, when in list(restart_at.items()):
                 if now >= when:
