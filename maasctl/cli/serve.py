@@ -101,6 +101,7 @@ def serve(
 
         require_binary()
     from maasctl.serving.launch import DetachedServe
+
     launch = DetachedServe(tuple(refs), server_id, host=host, port=port, max_batch_size=batch_size,
                            batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes, backend=backend,
                            grpc_port=grpc_port, poll_seconds=poll_seconds, token_file=token_file,
