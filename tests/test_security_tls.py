@@ -160,6 +160,24 @@ def test_https_with_the_ca_and_nothing_else(tls_server, pki):
 
 
 @pytest.mark.tf
+def test_graceful_stop_does_not_wait_for_an_idle_tls_client(tf, saved_models, pki, tmp_path):
+    """A client holding an idle keep-alive TLS connection used to hold the drain for asyncio's 30 s
+    ssl_shutdown_timeout (waiting for its close_notify); the stop finishes without forcing anything."""
+    store = Store(tmp_path / "store")
+    store.register(saved_models["small"], "small")
+    server = ServerThread(build_app(store, [parse_ref("small")], ServeOptions(), loader=store_loader(store)),
+                          tls=tls_files(pki["cert"], pki["key"])).start()
+    server.wait_ready()
+    with requests.Session() as session:  # its pool keeps the connection open and idle, never answering
+        assert session.get(server.url + "/healthz", verify=str(pki["ca"]), timeout=30).status_code == 200
+        server.server.should_exit = True
+        server.thread.join(timeout=10)
+        drained = not server.thread.is_alive()
+        server.stop()
+    assert drained, "the graceful stop waited on the idle TLS connection"
+
+
+@pytest.mark.tf
 def test_predict_cacert(tls_server, pki, tmp_path):
     url, store = tls_server
     (tmp_path / "rows.json").write_text(json.dumps(X))

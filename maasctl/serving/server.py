@@ -176,6 +176,17 @@ def _http_protocol() -> Any:
             wrapped = _CoalescingTransport(transport, loop) if loop is not None else transport
             super().connection_made(wrapped)  # type: ignore[arg-type]  # a Transport by delegation
 
+        def shutdown(self) -> None:
+            # An idle TLS keep-alive connection: close() would wait up to asyncio's 30 s ssl_shutdown_timeout for
+            # the client's close_notify, holding the whole graceful stop; nothing is pending, so drop it now.
+            transport = getattr(self, "transport", None)
+            cycle = getattr(self, "cycle", None)
+            if (transport is not None and transport.get_extra_info("sslcontext") is not None
+                    and (cycle is None or cycle.response_complete) and not transport.get_write_buffer_size()):
+                transport.abort()
+                return
+            super().shutdown()
+
     return CoalescingHttpToolsProtocol
 
 
