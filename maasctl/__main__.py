@@ -1,4 +1,4 @@
-from maasctl.cli import main
+from maasctl.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -6,6 +6,7 @@ modules are imported only inside the command bodies that need them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -172,3 +173,27 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     sys.stdout.flush()
     sys.exit(code)
+
+
+def entry() -> None:
+    """The `maasctl` program (console script and `python -m maasctl`): `main`, then, once TensorFlow is loaded,
+    an exit that skips the interpreter's teardown. Tearing down TensorFlow's modules and objects costs about
+    3 s on every train/serve/predict exit and has nothing left to do: exit handlers still run, streams are
+    flushed. In-process callers (tests) use `main`, which only raises SystemExit."""
+    try:
+        main()
+    except SystemExit as exc:
+        if "tensorflow" not in sys.modules:
+            raise
+        if isinstance(exc.code, int) or exc.code is None:
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+        import atexit
+
+        atexit._run_exitfuncs()  # logging's flush, thread pools, ...: what a normal exit runs first
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
