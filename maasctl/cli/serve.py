@@ -13,7 +13,7 @@ from maasctl.cli import render
 from maasctl.cli._complete import complete_server
 from maasctl.cli._options import JsonOpt, choice_option, ref_argument, state, token_option
 from maasctl.errors import InvalidInput
-from maasctl.serving.defaults import BACKENDS, DEFAULT_MAX_BODY
+from maasctl.serving.defaults import BACKENDS, DEFAULT_MAX_BODY, ENGINES
 
 if TYPE_CHECKING:
     from maasctl.refs import ModelRef
@@ -59,6 +59,20 @@ def serve(
     poll_seconds: Annotated[float | None, typer.Option(
         "--poll-seconds", metavar="S", help="How often the store is read for new versions and alias moves "
         "[default: 0.5 for a local store, 10 for s3://].")] = None,
+    engine: Annotated[str, choice_option("--engine", choices=ENGINES, help="maasctl (this process) or ray (a Ray "
+                                         "Serve application; needs maasctl[ray]).")] = "maasctl",
+    address: Annotated[str | None, typer.Option("--address", metavar="ADDRESS",
+                                                help="--engine ray: the Ray cluster to deploy into, auto, "
+                                                "HOST:PORT or ray://HOST:10001 (the application outlives this "
+                                                "command) [default: start a local cluster, serving until "
+                                                "Ctrl-C].")] = None,
+    replicas: Annotated[int | None, typer.Option("--replicas", metavar="N", help="--engine ray: replicas, each "
+                                                 "following the refs in the store [default: 1].")] = None,
+    autoscale: Annotated[str | None, typer.Option("--autoscale", metavar="MIN:MAX", help="--engine ray: let Ray "
+                                                  "Serve scale between MIN and MAX replicas.")] = None,
+    replica_cpus: Annotated[float | None, typer.Option("--replica-cpus", metavar="CPUS", help="--engine ray: CPUs "
+                                                       "Ray reserves per replica (fractions allowed) "
+                                                       "[default: 1].")] = None,
     server_id: Annotated[str | None, typer.Option("--server-id", hidden=True)] = None,
     old_batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True,
                                                        help="Old name of --max-batch-size.")] = None,
@@ -69,6 +83,9 @@ def serve(
     Predict, classify, regress, status and metadata routes. Also: GET /v1/models, /healthz, /readyz and
     Prometheus metrics at /monitoring/prometheus/metrics. SIGTERM or Ctrl-C stops gracefully (in-flight
     requests finish).
+
+    With --engine ray the same server runs as a Ray Serve application (Ray's HTTP proxy in front of
+    --replicas copies, each following the refs); `ps` and `stop` list and remove it.
 
     Example: maasctl serve iris@production --port 8501 --detach
     """
@@ -82,6 +99,8 @@ def serve(
     if workers > 1 and backend != "maasctl":
         raise InvalidInput("--workers works with --backend maasctl only (tensorflow_model_server uses every core "
                            "itself)")
+    scaling = _engine_options(engine, address, replicas, autoscale, replica_cpus, backend=backend, workers=workers,
+                              grpc_port=grpc_port, tls=tls_cert is not None, signed=require_signed)
     token, tokens = resolve_tokens(ctx, token, token_file)
     tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
@@ -108,9 +127,19 @@ def serve(
                            tls_cert=tls.cert if tls is not None else None,
                            tls_key=tls.key if tls is not None else None,
                            trusted_keys=tuple(k.path for k in trusted or ()), workers=workers,
-                           debug=state(ctx).debug)
-    if detach:
+                           debug=state(ctx).debug, scaling=scaling)
+    if detach and not (scaling is not None and address is not None):  # a Ray app in a cluster: no process
         _detach(store, launch, models, token=token, json_out=json_out, tokens=tokens, tls=tls)
+        return
+    if scaling is not None:
+        from maasctl.serving.server import ServeOptions
+
+        options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
+                               max_body_bytes=max_body_bytes, token=token, tokens=tokens,
+                               poll_interval=poll_seconds if poll_seconds is not None else store.poll_seconds)
+        options.check()
+        _ray(store, refs, models, options, scaling, address=address, host=host, port=port, server_id=server_id,
+             json_out=json_out)
         return
     _configure_logging(store, server_id, worker=worker_dir is not None)
     if not tokens and host not in ("127.0.0.1", "localhost", "::1") and worker_dir is None:
@@ -186,6 +215,74 @@ def _supervise(store: ModelStore, launch, models: list[str], *, tls, token: str 
     render.message("server stopped")
 
 
+def _engine_options(engine: str, address: str | None, replicas: int | None, autoscale: str | None,
+                    replica_cpus: float | None, *, backend: str, workers: int, grpc_port: int | None, tls: bool,
+                    signed: bool):
+    """The Ray scaling options (None for --engine maasctl); every refusal is one line, exit 2."""
+    if engine not in ENGINES:
+        raise InvalidInput(f"--engine must be 'maasctl' or 'ray' (got {engine!r})")
+    ray_only = [n for n, v in (("--address", address), ("--replicas", replicas), ("--autoscale", autoscale),
+                               ("--replica-cpus", replica_cpus)) if v is not None]
+    if engine != "ray":
+        if ray_only:
+            raise InvalidInput(f"{ray_only[0]} needs --engine ray")
+        return None
+    from maasctl.serving import ray_engine
+
+    scaling = ray_engine.Scaling.parse(replicas, autoscale, replica_cpus)
+    if workers != 1:
+        raise InvalidInput("--workers cannot be combined with --engine ray: give --replicas N (Ray runs them)")
+    for flag, used in (("--backend tfserving", backend != "maasctl"), ("--grpc-port", grpc_port is not None),
+                       ("--tls-cert", tls), ("--require-signed", signed)):
+        if used:
+            raise InvalidInput(f"{flag} cannot be combined with --engine ray (Ray's HTTP proxy serves REST only)")
+    ray_engine.require_ray()
+    return scaling
+
+
+def _ray(store: ModelStore, refs: list[str], models: list[str], options, scaling, *, address: str | None,
+         host: str, port: int, server_id: str | None, json_out: bool) -> None:
+    """Deploy into the cluster at --address and return (a record with no pid: `stop` deletes the application),
+    or start a local cluster and serve in the foreground until Ctrl-C/SIGTERM (detached: its record has our pid)."""
+    from maasctl.serving import ray_engine, records
+
+    server_id = server_id or records.new_id()
+    app = ray_engine.app_name(server_id)
+    # each replica imports TensorFlow and builds its own loader; this process never needs TensorFlow
+    config = ray_engine.ReplicaConfig(store.location, tuple(refs), options, "maasctl.tf.servable:store_loader")
+    if not options.tokens and not options.token and host not in ("127.0.0.1", "localhost", "::1"):
+        render.message(f"warning: Ray's proxy on {host} without --token: anyone who can reach it can call the "
+                       "models")
+    render.message(f"deploying {', '.join(refs)} on Ray Serve as {app} ({scaling.describe()})"
+                   + (f" into {address}" if address else ", on a local Ray cluster"))
+    with ray_engine.connected(address) as cluster:
+        url = ray_engine.deploy(config, scaling, app=app, host=host, port=port)
+        doc = {"url": url, "pid": None if address else os.getpid(), "models": models, "id": server_id,
+               "grpc": None, "workers": None, "engine": "ray", "address": cluster, "app": app}
+        if address is not None:
+            records.write_record(store, server_id, url=url, models=models, refs=list(refs), pid=0, engine="ray",
+                                 address=cluster, app=app)
+            _emit_ray(doc, json_out, f"Ray Serve application {app} serving {', '.join(refs)} at {url}; stop it "
+                      f"with: maasctl stop {server_id}")
+            return
+        with records.published(store, server_id, url=url, models=models, refs=list(refs), engine="ray",
+                               address=cluster, app=app):
+            _emit_ray(doc, json_out, f"serving {', '.join(refs)} at {url} on a local Ray cluster "
+                      "(Ctrl-C or SIGTERM stops)")
+            ray_engine.wait_for_signal()
+            ray_engine.delete(app)  # replicas drain (in-flight requests finish) before the cluster goes
+    render.message("server stopped")
+
+
+def _emit_ray(doc: dict, json_out: bool, message: str) -> None:
+    if json_out:
+        render.emit_json(doc)
+    else:
+        print(doc["url"])
+    sys.stdout.flush()
+    render.message(message)
+
+
 def _configure_logging(store: ModelStore, server_id: str | None, worker: bool = False) -> None:
     from maasctl.serving import logs, records
 
@@ -248,7 +345,7 @@ def _tfserving(store: ModelStore, parsed: list[ModelRef], refs: list[str], model
 
 
 def ps(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """List running detached servers of this store.
+    """List detached servers and Ray Serve apps of this store.
 
     Example: maasctl ps --json
     """
@@ -262,7 +359,7 @@ def ps(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         render.message("no running servers (start one with: maasctl serve NAME --detach)")
         return
     render.table(["id", "pid", "url", "grpc", "workers", "models", "uptime"],
-                 [(r.id, r.pid, r.url, r.grpc or "-", r.workers, ", ".join(r.refs or r.models), _duration(r.uptime))
+                 [(r.id, r.pid or f"ray:{r.app}", r.url, r.grpc or "-", r.workers, ", ".join(r.refs or r.models), _duration(r.uptime))
                   for r in recs])
 
 
@@ -286,7 +383,8 @@ def stop(
 ) -> None:
     """Stop detached servers gracefully.
 
-    SIGTERM: in-flight requests finish; a server still running after --timeout is killed.
+    SIGTERM: in-flight requests finish; a server still running after --timeout is killed. A Ray Serve
+    application in a cluster is deleted through Ray (its replicas drain).
 
     Example: maasctl stop 3f2a9c1d
     """

@@ -7,3 +7,4 @@ from __future__ import annotations
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024  # bytes; larger request bodies get 413
 BACKENDS = ("maasctl", "tfserving")
+ENGINES = ("maasctl", "ray")  # serve --engine: this process, or a Ray Serve application (serving/ray_engine.py)

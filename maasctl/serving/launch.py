@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from maasctl.serving.defaults import BACKENDS, DEFAULT_MAX_BODY
 
@@ -33,6 +34,7 @@ class DetachedServe:
     workers: int = 1  # serve --workers N: the child supervises N worker processes
     worker_dir: Path | None = None  # a worker's reports (readiness, metrics) for its supervisor and peers
     debug: bool = False
+    scaling: Any = None  # --engine ray: a ray_engine.Scaling (replicas or an autoscale range, CPUs per replica)
 
     def to_argv(self) -> list[str]:
         """`maasctl` arguments that start this server in the foreground (what the detached child runs)."""
@@ -53,6 +55,11 @@ class DetachedServe:
             args += ["--token-file", str(self.token_file.resolve())]
         if self.tls_cert is not None and self.tls_key is not None:
             args += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
+        if self.scaling is not None:
+            sc = self.scaling
+            args += ["--engine", "ray", "--replica-cpus", str(sc.replica_cpus)]
+            args += ["--autoscale", f"{sc.autoscale[0]}:{sc.autoscale[1]}"] if sc.autoscale else [
+                "--replicas", str(sc.replicas)]
         if self.trusted_keys:
             args += ["--require-signed", *[a for k in self.trusted_keys for a in ("--key", str(k))]]
         return ["--debug", *args] if self.debug else args

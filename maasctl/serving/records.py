@@ -39,6 +39,9 @@ class ServerRecord:
     backend: str = "maasctl"
     grpc: str | None = None  # host:port of the gRPC API (serve --grpc-port), None when off
     workers: int = 1  # serve --workers N: processes sharing the port(s); `pid` is their supervisor's
+    engine: str = "maasctl"  # "ray": a Ray Serve application (serve --engine ray)
+    address: str | None = None  # engine ray: the Ray cluster's address
+    app: str | None = None  # engine ray: the Serve application's name
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -74,10 +77,12 @@ def log_path(store: ModelStore, server_id: str) -> Path:
 
 def write_record(store: ModelStore, server_id: str, *, url: str, models: list[str], refs: list[str],
                  backend: str = "maasctl", pid: int | None = None, grpc: str | None = None,
-                 workers: int = 1) -> ServerRecord:
-    """Atomically write this process's record (called by the server once bound)."""
-    rec = ServerRecord(server_id, pid or os.getpid(), url, models, refs, _now(), str(log_path(store, server_id)),
-                       backend, grpc, workers)
+                 workers: int = 1, engine: str = "maasctl", address: str | None = None,
+                 app: str | None = None) -> ServerRecord:
+    """Atomically write this process's record (called by the server once bound). A Ray Serve application
+    deployed into an existing cluster has no process of ours: pid 0, and `address` + `app` name it."""
+    rec = ServerRecord(server_id, os.getpid() if pid is None else pid, url, models, refs, _now(),
+                       str(log_path(store, server_id)), backend, grpc, workers, engine, address, app)
     path = record_path(store, server_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -102,13 +107,15 @@ def remove_record(store: ModelStore, server_id: str, pid: int | None = None) -> 
 
 @contextlib.contextmanager
 def published(store: Any, server_id: str | None, *, url: str, models: list[str], refs: list[str],
-              backend: str = "maasctl", grpc: str | None = None) -> Iterator[ServerRecord | None]:
+              backend: str = "maasctl", grpc: str | None = None, engine: str = "maasctl",
+              address: str | None = None, app: str | None = None) -> Iterator[ServerRecord | None]:
     """This process's record, for `ps` and `stop`, while the body runs (serving); removed on the way out,
     also on errors and signals. With no `server_id` (a foreground server nobody detached) there is none."""
     if server_id is None:
         yield None
         return
-    rec = write_record(store, server_id, url=url, models=models, refs=refs, backend=backend, grpc=grpc)
+    rec = write_record(store, server_id, url=url, models=models, refs=refs, backend=backend, grpc=grpc,
+                       engine=engine, address=address, app=app)
     try:
         yield rec
     finally:
@@ -121,7 +128,9 @@ def _read(path: Path) -> ServerRecord | None:
         return ServerRecord(id=doc["id"], pid=int(doc["pid"]), url=doc["url"], models=list(doc["models"]),
                             refs=list(doc.get("refs", [])), started_at=doc.get("started_at", ""),
                             log=doc.get("log", ""), backend=doc.get("backend", "maasctl"),
-                            grpc=doc.get("grpc"), workers=int(doc.get("workers", 1)), path=path)
+                            grpc=doc.get("grpc"), workers=int(doc.get("workers", 1)),
+                            engine=doc.get("engine", "maasctl"), address=doc.get("address"), app=doc.get("app"),
+                            path=path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -159,12 +168,32 @@ def list_servers(store: ModelStore, *, prune: bool = True) -> list[ServerRecord]
         rec = _read(path)
         if rec is None:
             continue
-        if pid_alive(rec.pid):
+        if (rec.pid == 0 and rec.engine == "ray" and _ray_app_alive(rec)) or (rec.pid and pid_alive(rec.pid)):
             out.append(rec)
         elif prune:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     return sorted(out, key=lambda r: r.started_at)
+
+
+def _ray_app_alive(rec: ServerRecord) -> bool:
+    """A Ray Serve application (no local process): gone only when Ray's proxy refuses the connection or no
+    longer routes to it (404 on /healthz); a slow or unreachable cluster keeps its record."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(rec.url + "/healthz", timeout=2):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code != 404
+    except ConnectionRefusedError:
+        return False
+    except urllib.error.URLError as exc:
+        return not isinstance(exc.reason, ConnectionRefusedError)
+    except OSError:
+        return True
 
 
 def stopped_server_logs(store: ModelStore, min_age_s: float = 300.0, now: float | None = None) -> list[Path]:
@@ -201,7 +230,15 @@ def find_server(store: ModelStore, server_id: str) -> ServerRecord:
 
 
 def stop_server(store: ModelStore, rec: ServerRecord, timeout: float = 30.0) -> bool:
-    """SIGTERM (graceful: in-flight requests finish), wait, SIGKILL after `timeout`. True if it stopped gracefully."""
+    """SIGTERM (graceful: in-flight requests finish), wait, SIGKILL after `timeout`. True if it stopped gracefully.
+    A Ray Serve application in an existing cluster is deleted through Ray (its replicas drain gracefully)."""
+    if rec.pid == 0 and rec.engine == "ray" and rec.address and rec.app:
+        from maasctl.serving import ray_engine
+
+        ray_engine.require_ray()
+        ray_engine.undeploy(rec.address, rec.app)
+        remove_record(store, rec.id)
+        return True
     graceful = True
     try:
         os.kill(rec.pid, signal.SIGTERM)
