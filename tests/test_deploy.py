@@ -1,6 +1,7 @@
 """`maasctl deploy kserve|k8s` against a real S3 endpoint (moto's server on 127.0.0.1): the pinned prefix is
 downloaded with KServe's own storage initializer (kserve-storage), the objects validated offline against the
-Kubernetes OpenAPI schemas (kubernetes-validate)."""
+Kubernetes OpenAPI schemas (kubernetes-validate) and, for the InferenceService, KServe's own CRD schema
+(a trimmed copy in tests/data/kserve/, jsonschema)."""
 
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ def test_kserve_objects_are_valid(s3_models, tmp_path, monkeypatch):
     assert "data" not in secret and "stringData" not in secret  # credentials are referenced, never written
     assert "testing" not in r.stdout
     assert account["secrets"] == [{"name": secret["metadata"]["name"]}]
-    # KServe's CRD is not available offline here: its v1beta1 structure, checked by hand
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _isvc_validator().iter_errors(isvc)]
+    assert errors == []  # KServe's own CRD schema (trimmed copy), unknown fields refused
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
     assert set(isvc["spec"]) == {"predictor"}
     predictor = isvc["spec"]["predictor"]
@@ -167,6 +169,43 @@ def test_k8s_fleet_objects_are_valid_and_safe(s3_models, tmp_path):
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
     assert objs["Service"]["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def _strict(schema: dict) -> dict:
+    """The schema with unknown fields refused wherever it lists properties (the API server would silently drop
+    them), except where Kubernetes keeps unknown fields."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def _isvc_validator():
+    """KServe's InferenceService v1beta1 schema, from its CRD (tests/data/kserve/: source commit in `$comment`)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parent / "data" / "kserve" / "inferenceservice.v1beta1.schema.json").read_text())
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def test_kserve_schema_catches_broken_inference_services():
+    """The CRD check above can fail: a wrong type, a missing required field, an unknown (misspelt) field."""
+    from types import SimpleNamespace
+
+    from maasctl.deploy.manifests import S3Settings, kserve_objects
+
+    validator = _isvc_validator()
+    info = SimpleNamespace(name="iris", ref="iris@1", version=1, sha256="ab" * 32)
+    pinned = SimpleNamespace(info=info, storage_uri="s3://b/p/deployments/iris/1-abababababab/")
+    (isvc,) = [o for o in kserve_objects("iris", pinned, S3Settings(None, "us-east-1")) if o["kind"] == "InferenceService"]
+    assert list(validator.iter_errors(isvc)) == []
+    model = isvc["spec"]["predictor"]["model"]
+    for broken in ({**model, "storageUri": 7}, {**model, "modelFormat": {}}, {**model, "storageURI": "s3://b/p/"}):
+        bad = {**isvc, "spec": {"predictor": {**isvc["spec"]["predictor"], "model": broken}}}
+        assert list(validator.iter_errors(bad)), broken
 
 
 def test_validation_catches_a_broken_object():
