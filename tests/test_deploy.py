@@ -266,3 +266,48 @@ def test_dockerfile_matches_the_generated_deployment():
     assert env["MAASCTL_CACHE"] in mounts and env["HOME"] in mounts  # writable under a read-only root
     ignored = (root / ".dockerignore").read_text().split()
     assert ".git" in ignored and "tests" in ignored
+
+
+def test_deploy_gc_keeps_the_last_deployed_and_the_aliased_and_removes_the_rest(s3_models, saved_models, tmp_path):
+    from maasctl.store import open_store
+
+    store = open_store(s3_models)
+    store.register(saved_models["multi"], "iris")  # iris@3: the latest
+    uris = {}
+    for v in (1, 2, 3, 2):  # the last deploy rolls back to 2, by number (no alias names it)
+        r = cli("deploy", "kserve", f"iris@{v}", "--store", s3_models, "--json")
+        assert r.returncode == 0, r.stderr
+        uris[v] = json.loads(r.stdout)["storage_uri"]
+    store.set_alias("iris@3", "prod")
+
+    r = cli("deploy", "gc", "iris", "--keep", "1", "--dry-run", "--json", "--store", s3_models)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc == {"name": "iris", "kept": [uris[2], uris[3]], "removed": [uris[1]], "dry_run": True}
+    _check_only_version(s3_models, _kserve_download(uris[1], tmp_path / "dl1"), 1)  # a dry run removes nothing
+
+    r = cli("deploy", "gc", "iris", "--keep", "1", "--store", s3_models)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [uris[1]]
+    assert _gone(uris[1]) and _gone(uris[1].rstrip("/").replace("/deployments/iris/", "/deployments/iris/_pins/"))
+    _check_only_version(s3_models, _kserve_download(uris[2], tmp_path / "dl2"), 2)  # the one in use stays
+    _check_only_version(s3_models, _kserve_download(uris[3], tmp_path / "dl3"), 3)
+    again = json.loads(cli("deploy", "gc", "iris", "--keep", "1", "--json", "--store", s3_models).stdout)
+    assert again["removed"] == []
+
+
+def _gone(uri: str) -> bool:
+    import boto3
+
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    return boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0) == 0
+
+
+@pytest.mark.parametrize("args, code, expect", [
+    (["iris", "--keep", "0"], 2, "--keep must be at least 1"),
+    (["nosuch"], 3, "not found"),
+])
+def test_deploy_gc_refusals(args, code, expect, s3_models):
+    r = cli("deploy", "gc", *args, "--store", s3_models)
+    assert r.returncode == code, r.stderr
+    assert r.stderr.startswith("Error: ") and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1

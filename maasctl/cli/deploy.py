@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from maasctl.cli import render
+from maasctl.cli._complete import complete_model
 from maasctl.cli._options import JsonOpt, ref_argument, state
 
 if TYPE_CHECKING:
@@ -109,7 +110,35 @@ def k8s(
     _emit(plan, output, json_out, "apply with: kubectl apply -f DIR")
 
 
+def gc(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name.", autocompletion=complete_model)],
+    keep: Annotated[int, typer.Option("--keep", metavar="K", help="Keep the K most recently deployed prefixes.")]
+    = 3,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove old KServe deployment prefixes of a model.
+
+    Keeps the K most recently deployed (the last `deploy kserve` always) and those of the versions a re-deploy
+    would pin now (the latest and every alias's); prints the removed storage URIs.
+
+    Example: maasctl deploy gc iris --store s3://models/reg --keep 3 --dry-run
+    """
+    from maasctl.deploy.publish import gc_deployments
+
+    report = gc_deployments(state(ctx).store, name, keep=keep, dry_run=dry_run)
+    if json_out:
+        render.emit_json(report.to_json())
+        return
+    for uri in report.removed:
+        print(uri)
+    render.message(f"{'would remove' if dry_run else 'removed'} {len(report.removed)} deployment prefix(es) of "
+                   f"{name}; kept {len(report.kept)}")
+
+
 def attach(app: typer.Typer) -> None:
     deploy_app.command("kserve")(kserve)
     deploy_app.command("k8s")(k8s)
+    deploy_app.command("gc")(gc)
     app.add_typer(deploy_app, name="deploy")
