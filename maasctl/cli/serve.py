@@ -312,8 +312,9 @@ def _detach(store: ModelStore, launch, models: list[str], *, token: str | None, 
                                  ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
     refs = ", ".join(launch.refs)
     if json_out:
+        ray = {"engine": rec.engine, "address": rec.address, "app": rec.app} if rec.engine == "ray" else {}
         render.emit_json({"url": rec.url, "pid": rec.pid, "models": models, "id": rec.id, "log": rec.log,
-                          "grpc": rec.grpc, "workers": rec.workers})
+                          "grpc": rec.grpc, "workers": rec.workers, **ray})
     else:
         print(rec.url)
         render.message(f"server {rec.id} (pid {rec.pid}{f', {rec.workers} workers' if rec.workers > 1 else ''}) "
