@@ -17,7 +17,7 @@ import typer
 from maasctl import __version__
 from maasctl.cli._click import exceptions as click
 from maasctl.cli._options import AppState, DebugOpt, StoreOpt, with_global_options
-from maasctl.errors import MaasError
+from maasctl.errors import NO_SPACE, MaasError
 
 app = typer.Typer(
     name="maasctl",
@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             import traceback
             traceback.print_exc()
-        where = f"{exc.filename}: " if exc.filename else ""
+        # shutil's copies name the source first and the file they could not write second
+        path = exc.filename2 if exc.errno in NO_SPACE and exc.filename2 else exc.filename
+        where = f"{path}: " if path else ""
         print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
         code = 1
     except Exception as exc:  # noqa: BLE001 - the crash boundary: never a traceback unless asked for

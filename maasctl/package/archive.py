@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from maasctl.errors import InvalidInput, NotFound, OperationFailed
+from maasctl.errors import InvalidInput, NotFound, OperationFailed, writing
 from maasctl.store import manifest as mf
-from maasctl.store.hashing import CHUNK, FileEntry, fsync_tree_dirs
+from maasctl.store.hashing import CHUNK, FileEntry, fsync_tree_dirs, write_all
 
 PACKAGE_SUFFIX = ".maas"
 MODEL_DIR = "saved_model"
@@ -490,11 +490,13 @@ class _PackageReader:
                     break
                 h.update(chunk)
                 if out is not None:
-                    out.write(chunk)
+                    with writing(target):  # a full disk names the file (reads above may raise OSError too)
+                        write_all(out, chunk)
                 size += len(chunk)
                 remaining -= len(chunk)
             if out is not None:
-                os.fsync(out.fileno())
+                with writing(target):
+                    os.fsync(out.fileno())
         digest = h.hexdigest()
         if size != exp.size:
             raise self._fail(f"truncated archive: {MODEL_DIR}/{rel} holds {size} of {exp.size} bytes")

@@ -21,11 +21,12 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from maasctl.errors import InvalidInput, OperationFailed
+from maasctl.errors import InvalidInput, OperationFailed, writing
 from maasctl.store import manifest as mf
 
 if TYPE_CHECKING:
@@ -72,11 +73,50 @@ def unknown_dirs(store: Store, conn: sqlite3.Connection | None) -> list[str]:
 
 
 def db_error(store: Store, exc: sqlite3.Error) -> OperationFailed:
-    """An SQLite failure as one line naming the index (and the fix, when the file is damaged)."""
+    """An SQLite failure as one line naming the index (and the fix, when the file is damaged). SQLite says
+    "disk I/O error" when a full disk stops it growing index.db-shm or -wal: say that the disk is full."""
     text = str(exc)
     if "malformed" in text or "not a database" in text:
         return OperationFailed(f"the index {store.db_path} is corrupt ({text}); run: {FIX}")
+    if _io_error(exc) and (free := _free_bytes(store.root)) is not None and free < LOW_SPACE:
+        return OperationFailed(f"cannot write the index {store.db_path} or its -wal/-shm: {text}; the file system "
+                               f"holding it is full ({free // 1024} KiB free): free space there")
     return OperationFailed(f"the index {store.db_path}: {text}")
+
+
+LOW_SPACE = 1 << 20  # under this, an SQLite I/O error is blamed on a full disk
+
+
+def _io_error(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "disk I/O error" in text or "disk is full" in text
+
+
+def _free_bytes(path: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize
+    return None
+
+
+def read_when_full(store: Store, exc: sqlite3.Error) -> sqlite3.Connection:
+    """A reader that cannot grow index.db-shm (a full disk: SQLITE_IOERR_SHMSIZE) reads the index file as it
+    is, immutable: exact while the -wal holds nothing (everything committed is in index.db). Otherwise raise."""
+    try:
+        wal = Path(f"{store.db_path}-wal").stat().st_size
+    except FileNotFoundError:
+        wal = 0
+    except OSError:
+        wal = -1
+    if not _io_error(exc) or wal != 0:
+        raise db_error(store, exc) from None
+    try:
+        conn = sqlite3.connect(f"file:{store.db_path}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        raise db_error(store, exc) from None
+    conn.row_factory = sqlite3.Row
+    return conn
 
 
 def discard(store: Store, path: Path) -> None:
@@ -106,7 +146,7 @@ def mismatch_message(store: Store, unknown: list[str]) -> str:
 # -- publish intents: how a crashed writer's directory is told apart from an index that lost it ------------------
 def write_intent(lock_path: Path, name: str, version: int) -> None:
     """Record in the writer's (flock-held) staging lock file which version directory it is about to create."""
-    with open(lock_path, "w", encoding="utf-8") as f:
+    with writing(lock_path), open(lock_path, "w", encoding="utf-8") as f:
         f.write(f"{name}/{version}\n")
         f.flush()
         os.fsync(f.fileno())
@@ -175,12 +215,36 @@ def check_models(store: Store, conn: sqlite3.Connection, *, dry_run: bool = Fals
 def append_event(store: Store, event: dict[str, Any]) -> None:
     """Append one event to events.log (fsynced before the index commits it)."""
     line = json.dumps(event, sort_keys=True) + "\n"
-    fd = os.open(store.root / EVENTS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = store.root / EVENTS_LOG
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
+        data = line.encode()
+        with writing(path):  # a full disk names the log (os.write names no file); a short write goes on
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def events_kept_on_commit(store: Store) -> Iterator[None]:
+    """Cut events.log back to where it was when the write transaction around this fails (the index rolled
+    back, e.g. on a full disk), so the log never records what the index never committed."""
+    path = store.root / EVENTS_LOG
+    try:
+        mark: int | None = path.stat().st_size
+    except FileNotFoundError:
+        mark = None
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if mark is None:
+                path.unlink()
+            elif path.stat().st_size > mark:
+                os.truncate(path, mark)
+        raise
 
 
 def read_events(store: Store) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, writing
 
 CHUNK = 4 * 1024 * 1024
 
@@ -95,7 +96,7 @@ def copy_tree_hashed(src: Path, dst: Path, *, fsync: bool = True, skip: frozense
     entries = []
     for rel in files:
         entry: FileEntry | None = None
-        with open(src / rel, "rb", buffering=0) as fin, open(dst / rel, "wb", buffering=0) as fout:
+        with open(src / rel, "rb", buffering=0) as fin, writing(dst / rel), open(dst / rel, "wb", buffering=0) as fout:
             if not _kernel_copy(fin.fileno(), fout.fileno()):
                 fin.seek(0)
                 fout.seek(0)
@@ -131,9 +132,20 @@ def _copy_loop(fin, fout, rel: str) -> FileEntry:
     while n := fin.readinto(buf):
         chunk = view[:n]
         h.update(chunk)
-        fout.write(chunk)
+        write_all(fout, chunk)
         size += n
     return FileEntry(rel, size, h.hexdigest())
+
+
+def write_all(raw, data: bytes | memoryview) -> None:
+    """Write all of `data` to an unbuffered file. Its write() may take only part (a file system filling up
+    does that before it raises ENOSPC on the next call): loop, so nothing is silently cut short."""
+    view = memoryview(data)
+    while view:
+        n = raw.write(view)
+        if n is None:  # a non-blocking file that would block: never ours, but never a silent loss either
+            raise OSError(errno.EAGAIN, "the file would block")
+        view = view[n:]
 
 
 def fsync_tree_dirs(root: Path, rel_dirs: Iterable[str] = ()) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
+from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed, writing
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
 from maasctl.store import doctor, staging
 from maasctl.store import manifest as mf
@@ -94,14 +94,23 @@ class LocalStore(StoreDefaults):
         else:
             conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if create:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(SCHEMA)
             migrate(conn)
-        elif conn.execute("SELECT count(*) FROM sqlite_master WHERE name='versions'").fetchone()[0] == 0:
+            return conn
+        has_versions = "SELECT count(*) FROM sqlite_master WHERE name='versions'"
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            tables = conn.execute(has_versions).fetchone()[0]
+        except sqlite3.OperationalError as exc:  # a full disk can't grow index.db-shm: read the file as it is
+            conn.close()
+            conn = doctor.read_when_full(self, exc)
+            tables = conn.execute(has_versions).fetchone()[0]
+        if not tables:
             conn.close()  # an empty (e.g. truncated) index: nothing registered as far as it knows
             return None
         return conn
@@ -122,10 +131,8 @@ class LocalStore(StoreDefaults):
 
     @contextlib.contextmanager
     def _write(self, *, check: bool = True) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding SQLite's write lock (BEGIN IMMEDIATE) for its whole body.
-
-        With `check`, it first refuses when models/ holds version directories the index doesn't know.
-        """
+        """A write transaction holding SQLite's write lock (BEGIN IMMEDIATE) for its whole body. With `check`, it
+        first refuses when models/ holds version directories the index doesn't know."""
         if check and not self.db_path.exists():
             unknown = doctor.unknown_dirs(self, None)
             if unknown:  # don't even create an index: the lost one is rebuilt from what is on disk
@@ -137,14 +144,16 @@ class LocalStore(StoreDefaults):
             raise doctor.db_error(self, exc) from None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                if check:
-                    doctor.check_models(self, conn)
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with doctor.events_kept_on_commit(self):  # taken under the write lock: the log is ours till COMMIT
+                try:
+                    if check:
+                        doctor.check_models(self, conn)
+                    yield conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):  # SQLITE_FULL may have rolled it back already
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise doctor.db_error(self, exc) from None
         finally:
@@ -185,7 +194,8 @@ class LocalStore(StoreDefaults):
             # a maas.json in the source (e.g. a version directory of another store) is replaced, not copied
             files = copy_tree_hashed(src, staged, skip=mf.RESERVED)
             if (src / mf.SIGNATURE_NAME).is_file():
-                shutil.copyfile(src / mf.SIGNATURE_NAME, staged / mf.SIGNATURE_NAME)
+                with writing(staged / mf.SIGNATURE_NAME):
+                    shutil.copyfile(src / mf.SIGNATURE_NAME, staged / mf.SIGNATURE_NAME)
             return self.publish(staged, files, name, signatures=signatures, aliases=aliases,
                                 description=description, tags=tags, meta=meta,
                                 source_label=source_label or str(src.resolve()), new_version=new_version,
@@ -512,13 +522,10 @@ class LocalStore(StoreDefaults):
             if keep < 1:
                 raise InvalidInput(f"--keep must be at least 1 (got {keep})")
             for m in self.list_models():
-                try:
+                versions: list[VersionInfo] = []
+                with contextlib.suppress(NotFound):  # NotFound: every version removed meanwhile by someone else
                     versions = self.list_versions(m.name)
-                except NotFound:  # every version removed meanwhile by someone else
-                    versions = []
-                for v in versions[:-keep]:
-                    if v.aliases:
-                        continue
+                for v in (v for v in versions[:-keep] if not v.aliases):
                     if not dry_run:
                         try:
                             self.remove(v.ref)

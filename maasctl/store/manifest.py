@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, writing
 from maasctl.store.hashing import FileEntry, content_sha256
 
 MANIFEST_NAME = "maas.json"
@@ -39,7 +39,7 @@ def dumps(manifest: dict[str, Any]) -> bytes:
 
 def write_manifest(directory: Path, manifest: dict[str, Any], *, fsync: bool = True) -> None:
     path = directory / MANIFEST_NAME
-    with open(path, "wb") as f:
+    with writing(path), open(path, "wb") as f:
         f.write(dumps(manifest))
         if fsync:
             f.flush()

@@ -8,18 +8,21 @@ attributed to the config key that caused them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import math
 import platform
+import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from maasctl import __version__
-from maasctl.errors import InvalidInput, OperationFailed
+from maasctl.errors import InvalidInput, OperationFailed, write_failed, writing
 from maasctl.store import ModelStore, utcnow
 from maasctl.tf import load_tensorflow
 from maasctl.training.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
@@ -28,6 +31,7 @@ from maasctl.training.runs import (
     CONFIG_COPY,
     FORMAT_VERSION,
     MODEL_DIR,
+    RUN_FILE,
     TENSORBOARD_DIR,
     Run,
     commit_run,
@@ -392,6 +396,24 @@ def _config_copy(cfg: TrainConfig, run_id: str) -> str:
     return head + tomli_w.dumps(cfg.values)
 
 
+@contextlib.contextmanager
+def _writing(path: Any) -> Iterator[None]:
+    """errors.writing for TensorFlow's writers too: a full disk is a ResourceExhaustedError there, whose text
+    names the file (`... /path/variables/variables.index; No space left on device [Op:...]`)."""
+    tf = load_tensorflow()
+    with writing(path):
+        try:
+            yield
+        except tf.errors.OpError as exc:
+            text = str(exc.message if hasattr(exc, "message") else exc)
+            if "No space left on device" not in text and "Disk quota exceeded" not in text:
+                raise
+            named = re.search(r"(/[^;\s]+); (?:No space left on device|Disk quota exceeded)", text)
+            why = "No space left on device" if "No space" in text else "Disk quota exceeded"
+            raise write_failed(named.group(1) if named else path,
+                               OSError(errno.ENOSPC if "No space" in text else errno.EDQUOT, why)) from None
+
+
 def run_training(store: ModelStore, cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *,
                  started: float | None = None) -> tuple[Run, FitResult]:
     """Fit, export into a staging dir, and rename it into `runs/<run-id>/` only when complete."""
@@ -404,12 +426,16 @@ def run_training(store: ModelStore, cfg: TrainConfig, ds: Dataset, reporter: Rep
     with contextlib.suppress(OSError):  # housekeeping must never fail a run
         store.sweep_staging()
     with store.staging() as staged:
-        export_model(result.model, staged / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
-        write_tensorboard(staged / TENSORBOARD_DIR, result.history)
-        (staged / CONFIG_COPY).write_text(_config_copy(cfg, run_id), encoding="utf-8")
+        with _writing(staged / MODEL_DIR):
+            export_model(result.model, staged / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
+        with _writing(staged / TENSORBOARD_DIR):
+            write_tensorboard(staged / TENSORBOARD_DIR, result.history)
+        with writing(staged / CONFIG_COPY):
+            (staged / CONFIG_COPY).write_text(_config_copy(cfg, run_id), encoding="utf-8")
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         record = build_record(run_id, cfg, ds, result, started_at=started_at,
                               wall_time_s=time.perf_counter() - t0)
-        write_record(staged, record)
+        with writing(staged / RUN_FILE):
+            write_record(staged, record)
         commit_run(store, staged, run_id)
     return load_run(store, run_id), result
