@@ -292,8 +292,81 @@ def test_a_new_version_that_fails_to_load_leaves_the_old_one_serving(tf, models,
             np.testing.assert_allclose(np.array(r.json()["predictions"]), v1, atol=1e-6)
         r = requests.post(server.url + "/v1/models/m/versions/2:predict", data=json.dumps({"instances": X}), timeout=30)
         assert r.status_code == 503 and "failed to load" in r.json()["error"]
+        # every served ref still answers: the replica stays in rotation, and the body names the refused version
+        ready = requests.get(server.url + "/readyz", timeout=30)
+        assert ready.status_code == 200, ready.text
+        [failed] = ready.json()["failed"]
+        assert failed.startswith("m@2: ") and victim.name in failed
     finally:
         server.stop()
+
+
+def test_a_new_latest_that_fails_keeps_the_previous_latest_serving(tf, models, tmp_path):
+    """Serving `m` and `m@prod` (prod -> 1, latest 2): a broken 3 leaves 2 as the latest, not 1."""
+    from maasctl.serving.manager import Manager
+
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "m", aliases=["prod"])
+    store.register(models["small_b"], "m")
+    manager = Manager(store, refs("m", "m@prod"), poll_interval=3600, loader=store_loader(store))
+    manager.poll_once()
+    assert manager.snapshot.latest == {"m": 2} and manager.snapshot.labels == {"m": {"prod": 1}}
+    victim = _corrupt(store.register(models["small"], "m", new_version=True).info.path)
+    manager.poll_once()
+    st = manager.status("m")
+    assert st[3].state == "END" and victim.name in st[3].error_message
+    assert manager.snapshot.latest == {"m": 2} and manager.snapshot.labels == {"m": {"prod": 1}}
+    assert st[2].state == "AVAILABLE" and sorted(manager.snapshot.servables) == [("m", 1), ("m", 2)]
+    assert manager.readiness()[0] and manager.readiness()[2] == [f"m@3: {st[3].error_message}"]
+    manager.stop()
+
+
+def test_a_failed_version_is_retried_after_a_backoff_or_when_the_model_changes(tf, models, tmp_path):
+    from maasctl.serving.manager import Manager
+
+    store = Store(tmp_path / "store")
+    store.register(models["small"], "m")
+    manager = Manager(store, refs("m"), poll_interval=3600, loader=store_loader(store), retry_s=0.3)
+    manager.poll_once()
+    path = store.register(models["small_b"], "m").info.path
+    good = {p: p.read_bytes() for p in (path / "variables").iterdir()}
+    _corrupt(path)
+    manager.poll_once()
+    assert manager.snapshot.latest == {"m": 1} and manager.status("m")[2].error_code != "OK"
+    for p, data in good.items():  # repaired (e.g. re-synced from a replica)
+        p.write_bytes(data)
+    manager.poll_once()  # within the backoff and nothing changed: not retried
+    assert manager.snapshot.latest == {"m": 1} and manager.status("m")[2].state == "END"
+    time.sleep(0.35)
+    manager.poll_once()  # the backoff has passed: retried, and it loads
+    assert manager.snapshot.latest == {"m": 2} and manager.status("m")[2].state == "AVAILABLE"
+    assert manager.readiness() == (True, [], [])
+    manager.stop()
+
+    # without waiting: a change to the model's versions or aliases (someone acted) retries at once
+    _corrupt(path)
+    manager = Manager(store, refs("m"), poll_interval=3600, loader=store_loader(store), retry_s=3600)
+    manager.poll_once()
+    assert manager.snapshot.latest == {} and not manager.readiness()[0]  # nothing to answer with: not ready
+    for p, data in good.items():
+        p.write_bytes(data)
+    manager.poll_once()
+    assert manager.snapshot.latest == {}
+    store.set_alias("m@1", "prod")  # the aspired set changes (prod's version joins it): 2 is retried
+    manager.poll_once()
+    assert manager.snapshot.latest == {"m": 2} and manager.status("m")[2].state == "AVAILABLE"
+    manager.stop()
+
+
+def test_failed_loads_are_remembered_boundedly(tmp_path):
+    """A server that sees thousands of versions fail keeps only the last few failures per model (issue 17 #12)."""
+    from maasctl.serving.manager import MAX_FAILED, Manager
+    from maasctl.serving.source import Aspired
+
+    manager = Manager(Store(tmp_path / "store"), refs("m"), loader=lambda name, version: None)  # never loads
+    for v in range(1, 1001):
+        manager._failed_load("m", v, Aspired(frozenset({v})))
+    assert sorted(manager._failed["m"]) == list(range(1001 - MAX_FAILED, 1001))
 
 
 def test_versions_no_longer_aspired_are_unloaded_when_nothing_is_aspired(tf, models, tmp_path):

@@ -147,7 +147,10 @@ class ServingApp:
             ready, problems, failed = self.manager.readiness()
             if not ready:
                 return 503, tensors.dumps({"error": "not ready: " + "; ".join(problems), "failed": failed}), _JSON
-            return 200, tensors.dumps({"ready": True, "models": self.manager.names}), _JSON
+            # ready: every served ref answers; a newer version may still be loading or have been refused
+            # (the old one serves meanwhile), which the body says as TF Serving's status routes do
+            return 200, tensors.dumps({"ready": True, "models": self.manager.names, "pending": problems,
+                                       "failed": failed}), _JSON
         if path in ("/v1/models", "/v1/models/"):
             _require(method, "GET", path)
             return 200, self._list(), _JSON

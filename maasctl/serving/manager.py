@@ -148,12 +148,25 @@ def _warm_up(model: Any, signature: str = DEFAULT_SIGNATURE) -> None:
 
 
 MAX_ENDED_STATUSES = 16  # unloaded or failed versions remembered per model for the status routes
+MAX_FAILED = 16  # failed loads remembered per model (for the retry schedule); older ones are forgotten
+RETRY_S = 30.0  # a failed load is retried after this, doubling per failure up to RETRY_MAX_S ...
+RETRY_MAX_S = 600.0  # ... and at once when the model's aspired versions or labels change (someone acted)
+
+
+@dataclass
+class _Failure:
+    at: float  # time.monotonic() of the last failed attempt
+    attempts: int
+    want: Aspired  # what the Source asked for when it failed
+
+    def due(self, now: float, want: Aspired, retry_s: float) -> bool:
+        return want != self.want or now - self.at >= min(RETRY_MAX_S, retry_s * 2 ** (self.attempts - 1))
 
 
 class Manager:
     def __init__(self, store: ModelStore, refs: list[ModelRef], *, batch_size: int = 64, batch_timeout_s: float = 0.0,
                  poll_interval: float = 0.5, on_batch: Callable[[str, int, int, float], None] | None = None,
-                 loader: Loader, source: Any = None) -> None:
+                 loader: Loader, source: Any = None, retry_s: float = RETRY_S) -> None:
         self.refs = list(refs)
         self.names = sorted({r.name for r in refs})
         self.source = source or StoreSource(store, self.refs)
@@ -165,7 +178,8 @@ class Manager:
         self.snapshot = Snapshot()
         self._status: dict[str, dict[int, VersionStatus]] = {n: {} for n in self.names}
         self._status_lock = threading.Lock()
-        self._failed: set[tuple[str, int]] = set()
+        self.retry_s = retry_s
+        self._failed: dict[str, dict[int, _Failure]] = {n: {} for n in self.names}
         self._aspired: dict[str, Aspired] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -214,21 +228,41 @@ class Manager:
 
     def _reconcile(self, name: str, want: Aspired) -> None:
         loaded = {v for (n, v) in self.snapshot.servables if n == name}
+        failed = self._failed.setdefault(name, {})
+        for v in [v for v in failed if v not in want.versions]:  # aspired again later counts as a change
+            del failed[v]
+        now = time.monotonic()
         for v in sorted(want.versions - loaded, reverse=True):  # newest first: it becomes the default soonest
             if self._stop.is_set():
                 return
-            if (name, v) in self._failed:
+            if v in failed and not failed[v].due(now, want, self.retry_s):
                 continue
             self._load(name, v, want)
         self._publish(name, want, drop=frozenset())
         servables = self.snapshot.servables
         unaspired = sorted(v for v in loaded - want.versions if (name, v) in servables)
-        if unaspired and want.versions and not any((name, v) in servables for v in want.versions):
-            # TF Serving's availability-preserving policy: while no aspired version is available (a new
-            # one failed to load), the highest loaded version keeps serving, labels included
-            unaspired.pop()
+        kept = self._still_serving(name, want, servables)
         for v in unaspired:
-            self._unload(name, v, want)
+            if v not in kept:
+                self._unload(name, v, want)
+
+    def _still_serving(self, name: str, want: Aspired, servables: dict[tuple[str, int], Servable]) -> set[int]:
+        """TF Serving's availability-preserving policy, per served ref: while a ref's new target is not
+        available (loading, or it failed), the version that ref serves now keeps serving, labels included."""
+        snap = self.snapshot
+        kept: set[int] = set()
+        refs = [r for r in self.refs if r.name == name]
+        if want.versions and any(r.version is None and r.alias is None for r in refs):
+            current = snap.latest.get(name)
+            if (name, max(want.versions)) not in servables and current is not None:
+                kept.add(current)  # the latest ref: the newest version failed, the previous latest stays
+        for alias, v in snap.labels.get(name, {}).items():
+            target = want.labels.get(alias)
+            if target is not None and (name, target) not in servables:
+                kept.add(v)
+        if want.versions and not any((name, v) in servables for v in want.versions):
+            kept.update(v for (n, v) in servables if n == name)  # nothing aspired is available: keep all
+        return kept
 
     def _load(self, name: str, version: int, want: Aspired) -> None:
         self._set_status(name, version, VersionStatus(START))
@@ -240,10 +274,13 @@ class Manager:
             msg = str(exc) if isinstance(exc, MaasError) else f"{type(exc).__name__}: {exc}"
             msg = msg.splitlines()[0] if msg else type(exc).__name__
             code = "NOT_FOUND" if isinstance(exc, NotFound) else "UNKNOWN"
-            self._failed.add((name, version))
+            self._failed_load(name, version, want)
             self._set_status(name, version, VersionStatus(END, code, msg))
-            log.error("failed to load %s@%d: %s", name, version, msg)
+            log.error("failed to load %s@%d: %s (retried when the model's versions or aliases change, or in "
+                      "%.3g s)", name, version, msg,
+                      min(RETRY_MAX_S, self.retry_s * 2 ** (self._failed[name][version].attempts - 1)))
             return
+        self._failed.get(name, {}).pop(version, None)
         _warm_up(model)
         servable = Servable(name, version, model, meta, batch_size=self.batch_size,
                             batch_timeout_s=self.batch_timeout_s, on_batch=self.on_batch)
@@ -252,6 +289,13 @@ class Manager:
         self._swap(servables, name, want)
         self._set_status(name, version, VersionStatus(AVAILABLE))
         log.info("loaded %s@%d in %.2f s", name, version, time.perf_counter() - t0)
+
+    def _failed_load(self, name: str, version: int, want: Aspired) -> None:
+        failed = self._failed.setdefault(name, {})
+        before = failed.pop(version, None)
+        failed[version] = _Failure(time.monotonic(), before.attempts + 1 if before else 1, want)
+        while len(failed) > MAX_FAILED:  # bounded: forget the oldest failure (it is retried when due anyway)
+            del failed[min(failed, key=lambda v: failed[v].at)]
 
     def _publish(self, name: str, want: Aspired, drop: frozenset[int]) -> None:
         servables = {k: s for k, s in self.snapshot.servables.items() if not (k[0] == name and k[1] in drop)}
@@ -376,17 +420,28 @@ class Manager:
         return counts
 
     def readiness(self) -> tuple[bool, list[str], list[str]]:
-        """Ready when every requested model has all its aspired versions AVAILABLE.
+        """Ready while every served ref (NAME, NAME@V, NAME@ALIAS) has a loaded version to answer with, even if
+        a newer target is still loading or was refused: the old version serves, so a Kubernetes replica must
+        stay in rotation. Not ready when some ref has nothing loaded.
 
-        Returns (ready, problems, failed): `failed` lists versions whose load failed (they will not recover
-        without a restart), so a caller waiting for readiness can give up at once."""
+        Returns (ready, problems, failed): `problems` names every aspired version that is not AVAILABLE (and
+        each ref with nothing loaded); `failed` the versions whose load failed or was refused (retried later,
+        see RETRY_S), so a caller waiting for a first start can give up at once."""
         aspired = self._aspired
         if aspired is None:
             return False, ["the store has not been read yet"], []
-        problems, failed = [], []
+        snap = self.snapshot
+        problems: list[str] = []
+        failed: list[str] = []
+        ready = True
+        for ref in self.refs:
+            if self._resolves(ref, snap) is None:
+                ready = False
+                problems.append(f"{ref}: no version loaded")
         for name in self.names:
             want = aspired.get(name)
             if want is None or not want.versions:
+                ready = False
                 problems.append(f"{name}: no version to serve")
                 continue
             st = self.status(name)
@@ -398,4 +453,25 @@ class Manager:
                     problems.append(f"{name}@{v} is {state}{detail}")
                     if s is not None and s.error_code != "OK":
                         failed.append(f"{name}@{v}: {s.error_message}")
-        return not problems, problems, failed
+        return ready, problems, failed
+
+    def settled(self) -> bool:
+        """No aspired version is waiting to load (each is AVAILABLE or failed): for tests and start-up waits."""
+        aspired = self._aspired
+        if aspired is None:
+            return False
+        for name in self.names:
+            st = self.status(name)
+            for v in aspired.get(name, Aspired(frozenset())).versions:
+                if v not in st or st[v].state in (START, LOADING):
+                    return False
+        return True
+
+    @staticmethod
+    def _resolves(ref: ModelRef, snap: Snapshot) -> int | None:
+        """The loaded version a served ref answers with now, or None."""
+        if ref.version is not None:
+            return ref.version if (ref.name, ref.version) in snap.servables else None
+        if ref.alias is not None:
+            return snap.labels.get(ref.name, {}).get(ref.alias)
+        return snap.latest.get(ref.name)

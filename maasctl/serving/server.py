@@ -269,7 +269,7 @@ class ServerThread:
         deadline = time.monotonic() + timeout
         while True:
             ready, problems, _ = self.app.manager.readiness()
-            if ready:
+            if ready and self.app.manager.settled():  # every aspired version loaded (or refused), not just one
                 return
             if time.monotonic() > deadline:
                 raise OperationFailed("not ready: " + "; ".join(problems))
