@@ -25,6 +25,7 @@ from maasctl.serving.metrics import Metrics
 log = logging.getLogger("maasctl.serve")
 
 OFFLOAD_BODY_BYTES = 256 * 1024  # bodies above this are decoded (and answered) off the event loop
+SEND_CHUNK_BYTES = 1024 * 1024  # answers above this leave in chunks of it
 _JSON = [(b"content-type", b"application/json")]
 _PREFIX = "/v1/models/"
 
@@ -105,7 +106,13 @@ class ServingApp:
         await send({"type": "http.response.start", "status": status,
                     "headers": [*content_type, (b"content-length", str(len(body)).encode()), *extra_headers,
                                 *self.response_headers]})
-        await send({"type": "http.response.body", "body": body})
+        if len(body) <= SEND_CHUNK_BYTES:
+            await send({"type": "http.response.body", "body": body})
+        else:  # one 30 MB write held the event loop; in chunks, flow control lets /healthz in between
+            for i in range(0, len(body), SEND_CHUNK_BYTES):
+                await send({"type": "http.response.body", "body": body[i:i + SEND_CHUNK_BYTES],
+                            "more_body": i + SEND_CHUNK_BYTES < len(body)})
+                await asyncio.sleep(0)  # the transport writes now; a full socket buffer then pauses the next send
         model, version, api = labels
         if model:
             self.metrics.requests.inc(model, version, api, str(status))
@@ -233,20 +240,15 @@ class ServingApp:
                 if big:
                     return await offload.run(offload.encode_predict, outputs, req.row_format)
                 return tensors.encode_predict(outputs, req.row_format)
-            if big:
-                doc = await asyncio.to_thread(tensors.loads, body)
-            return await self._classify_regress(verb, servable, doc)
+            if not big:
+                return codec.results_body(*await classify_regress(verb, servable, doc))
+            check_task(verb, servable)  # as :predict: examples -> arrays, and scores -> JSON, in the helper
+            sig_name, inputs, rows = await offload.run(offload.decode_examples, body, servable.signatures,
+                                                       codec.examples_meta(servable.meta))
+            outputs = await servable.batcher(sig_name).submit(inputs, rows)
+            return await offload.run(offload.encode_results, *codec.scores(verb, sig_name, outputs, servable.meta))
         finally:
             servable.release()
-
-    async def _classify_regress(self, verb: str, servable: Servable, doc: Any) -> bytes:
-        names, values = await classify_regress(verb, servable, doc)
-        if names is None:
-            # TF Serving's regress has one value per example; a multi-target maasctl model gives one list each
-            results = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
-            return _results_body(results, values)
-        results = [[[names[j], float(row[j])] for j in range(len(names))] for row in values.tolist()]
-        return _results_body(results, values)
 
     def _metadata(self, name: str, version: int | None, label: str | None, labels: list[str]) -> bytes:
         servable = self.manager.acquire(name, version, label)
@@ -276,15 +278,6 @@ class ServingApp:
         return tensors.dumps({"models": models})
 
 
-def _results_body(results: list, values: np.ndarray) -> bytes:
-    """`{"results": ...}`; non-finite values as TF Serving's NaN/Infinity tokens (orjson would write null)."""
-    if np.isfinite(values).all():
-        return tensors.dumps({"results": results})
-    import json
-
-    return json.dumps({"results": results}, allow_nan=True, separators=(",", ":")).encode()
-
-
 def _nested_ok(decode: Any, *args: Any) -> Any:
     """Run a request decoder; a body nested deeper than Python's recursion allows is the client's error (400),
     not a 500 with a traceback in the log."""
@@ -305,10 +298,8 @@ def _require(method: str, expected: str, path: str) -> None:
                         [(b"allow", expected.encode())])
 
 
-async def classify_regress(verb: str, servable: Servable, doc: Any) -> tuple[list[str] | None, np.ndarray]:
-    """Run TF Serving's classify/regress on examples (REST and gRPC share it).
-
-    Returns (class names, scores [n, classes]) for classify and (None, values [n, targets]) for regress."""
+def check_task(verb: str, servable: Servable) -> None:
+    """classify needs a maasctl classification model, regress a regression one."""
     task = str(servable.meta.get("task") or "")
     wanted = "classif" if verb == "classify" else "regress"
     if not task.lower().startswith(wanted):
@@ -316,63 +307,13 @@ async def classify_regress(verb: str, servable: Servable, doc: Any) -> tuple[lis
         raise Unimplemented(f"{verb} is not available for model '{servable.name}' version {servable.version}: "
                             f"maasctl recorded {recorded} for it ({verb} needs a maasctl "
                             f"{'classification' if verb == 'classify' else 'regression'} model); use :predict")
-    sig_name, inputs, rows = _nested_ok(_examples_to_inputs, doc, servable)
+
+
+async def classify_regress(verb: str, servable: Servable, doc: Any) -> tuple[list[str] | None, np.ndarray]:
+    """Run TF Serving's classify/regress on examples (REST and gRPC share it).
+
+    Returns (class names, scores [n, classes]) for classify and (None, values [n, targets]) for regress."""
+    check_task(verb, servable)
+    sig_name, inputs, rows = _nested_ok(codec.parse_examples, doc, servable.signatures, codec.examples_meta(servable.meta))
     outputs = await servable.batcher(sig_name).submit(inputs, rows)
-    if len(outputs) != 1:
-        raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
-    out = np.asarray(next(iter(outputs.values())))
-    values = out.reshape(out.shape[0], -1).astype(np.float64)
-    if verb == "regress":
-        return None, values
-    names = list(servable.meta.get("class_names") or [])
-    if values.shape[1] == 1:  # a single sigmoid unit: P(positive)
-        values = np.concatenate([1.0 - values, values], axis=1)
-    if len(names) != values.shape[1]:
-        names = [str(i) for i in range(values.shape[1])]
-    return names, values
-
-
-def _examples_to_inputs(doc: Any, servable: Servable) -> tuple[str, dict[str, np.ndarray], int]:
-    """TF Serving's tf.Example-style `examples` (+ `context`) -> inputs of the model's signature.
-
-    Each example maps feature names to values; with a single input of shape [-1, n] the features are taken
-    in the recorded `feature_names` order (or an example may give the input by name)."""
-    if not isinstance(doc, dict):
-        raise InvalidInput("the request body must be a JSON object with 'examples'")
-    examples = doc.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise InvalidInput("'examples' must be a non-empty list of objects (feature name -> value)")
-    context = doc.get("context") or {}
-    if not isinstance(context, dict):
-        raise InvalidInput("'context' must be an object (feature name -> value)")
-    sig_name = doc.get("signature_name") or tensors.DEFAULT_SIGNATURE
-    specs = codec.signature(servable.signatures, str(sig_name))["inputs"]
-    merged = []
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, dict):
-            raise InvalidInput(f"examples[{i}] must be an object (feature name -> value)")
-        merged.append({**context, **ex})
-    feature_names = list(servable.meta.get("feature_names") or [])
-    if len(specs) == 1:
-        (name, spec), = specs.items()
-        if all(name in ex for ex in merged):
-            rows = [ex[name] for ex in merged]
-        elif feature_names:
-            rows = []
-            for i, ex in enumerate(merged):
-                missing = [f for f in feature_names if f not in ex]
-                if missing:
-                    raise InvalidInput(f"examples[{i}] lacks feature(s) {', '.join(missing)} "
-                                       f"(the model takes: {', '.join(feature_names)})")
-                rows.append([ex[f] for f in feature_names])
-        else:
-            raise InvalidInput(f"examples must give input '{name}' (no feature names were recorded for this model)")
-        return sig_name, {name: tensors.to_array(rows, name, spec, "examples", row_format=True)}, len(rows)
-    inputs = {}
-    for name, spec in specs.items():
-        for i, ex in enumerate(merged):
-            if name not in ex:
-                raise InvalidInput(f"examples[{i}] lacks feature '{name}' (the model takes: {', '.join(specs)})")
-        inputs[name] = tensors.to_array([ex[name] for ex in merged], name, spec, f"examples[*]['{name}']",
-                                      row_format=True)
-    return sig_name, inputs, len(merged)
+    return codec.scores(verb, sig_name, outputs, servable.meta)

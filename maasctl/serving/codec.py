@@ -1,4 +1,5 @@
-"""A TF Serving :predict request body -> input arrays, validated against the model's signatures.
+"""A TF Serving :predict (or :classify/:regress) request body -> input arrays, validated against the model's
+signatures; classify/regress results -> the response body.
 
 The JSON itself and the conversion of each input's value are `maasctl.tensors`' (shared with the predict
 client); this module knows the request's layouts: row format (`instances`) and columnar (`inputs`), a single
@@ -13,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from maasctl.errors import InvalidInput
-from maasctl.tensors import DEFAULT_SIGNATURE, describe, to_array
+from maasctl.errors import InvalidInput, Unimplemented
+from maasctl.tensors import DEFAULT_SIGNATURE, describe, dumps, to_array
 
 
 @dataclass
@@ -126,3 +127,87 @@ def _parse_columnar(inputs: Any, specs: dict[str, dict[str, Any]]) -> dict[str, 
         raise InvalidInput(f"'inputs' must have exactly the keys {', '.join(names)}: "
                            + "; ".join(p for p in parts if p))
     return {n: to_array(inputs[n], n, specs[n], f"inputs['{n}']", row_format=False) for n in names}
+
+
+# -- classify / regress: TF Serving's tf.Example-style requests and their results -----------------------------
+def examples_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The part of a version's metadata that examples and results need (small: it travels to the helper)."""
+    return {k: meta.get(k) for k in ("feature_names", "class_names")}
+
+
+def parse_examples(doc: Any, signatures: dict[str, dict[str, Any]], meta: dict[str, Any]
+                   ) -> tuple[str, dict[str, np.ndarray], int]:
+    """TF Serving's tf.Example-style `examples` (+ `context`) -> inputs of the model's signature.
+
+    Each example maps feature names to values; with a single input of shape [-1, n] the features are taken
+    in the recorded `feature_names` order (or an example may give the input by name)."""
+    if not isinstance(doc, dict):
+        raise InvalidInput("the request body must be a JSON object with 'examples'")
+    examples = doc.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise InvalidInput("'examples' must be a non-empty list of objects (feature name -> value)")
+    context = doc.get("context") or {}
+    if not isinstance(context, dict):
+        raise InvalidInput("'context' must be an object (feature name -> value)")
+    sig_name = doc.get("signature_name") or DEFAULT_SIGNATURE
+    specs = signature(signatures, str(sig_name))["inputs"]
+    merged = []
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict):
+            raise InvalidInput(f"examples[{i}] must be an object (feature name -> value)")
+        merged.append({**context, **ex})
+    feature_names = list(meta.get("feature_names") or [])
+    if len(specs) == 1:
+        (name, spec), = specs.items()
+        if all(name in ex for ex in merged):
+            rows = [ex[name] for ex in merged]
+        elif feature_names:
+            rows = []
+            for i, ex in enumerate(merged):
+                missing = [f for f in feature_names if f not in ex]
+                if missing:
+                    raise InvalidInput(f"examples[{i}] lacks feature(s) {', '.join(missing)} "
+                                       f"(the model takes: {', '.join(feature_names)})")
+                rows.append([ex[f] for f in feature_names])
+        else:
+            raise InvalidInput(f"examples must give input '{name}' (no feature names were recorded for this model)")
+        return sig_name, {name: to_array(rows, name, spec, "examples", row_format=True)}, len(rows)
+    inputs = {}
+    for name, spec in specs.items():
+        for i, ex in enumerate(merged):
+            if name not in ex:
+                raise InvalidInput(f"examples[{i}] lacks feature '{name}' (the model takes: {', '.join(specs)})")
+        inputs[name] = to_array([ex[name] for ex in merged], name, spec, f"examples[*]['{name}']",
+                                      row_format=True)
+    return sig_name, inputs, len(merged)
+
+
+def scores(verb: str, sig_name: str, outputs: dict[str, np.ndarray], meta: dict[str, Any]
+           ) -> tuple[list[str] | None, np.ndarray]:
+    """(class names, scores [n, classes]) for classify; (None, values [n, targets]) for regress."""
+    if len(outputs) != 1:
+        raise Unimplemented(f"{verb}: signature '{sig_name}' has {len(outputs)} outputs; expected one")
+    out = np.asarray(next(iter(outputs.values())))
+    values = out.reshape(out.shape[0], -1).astype(np.float64)
+    if verb == "regress":
+        return None, values
+    names = list(meta.get("class_names") or [])
+    if values.shape[1] == 1:  # a single sigmoid unit: P(positive)
+        values = np.concatenate([1.0 - values, values], axis=1)
+    if len(names) != values.shape[1]:
+        names = [str(i) for i in range(values.shape[1])]
+    return names, values
+
+
+def results_body(names: list[str] | None, values: np.ndarray) -> bytes:
+    """`{"results": ...}`: per example [[class, score], ...] (classify) or a value (regress; a list for a
+    multi-target model); non-finite values as TF Serving's NaN/Infinity tokens (orjson would write null)."""
+    if names is None:
+        results: list = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
+    else:
+        results = [[[names[j], float(row[j])] for j in range(len(names))] for row in values.tolist()]
+    if np.isfinite(values).all():
+        return dumps({"results": results})
+    import json
+
+    return json.dumps({"results": results}, allow_nan=True, separators=(",", ":")).encode()

@@ -58,10 +58,27 @@ def encode_predict(outputs: dict[str, np.ndarray], row_format: bool) -> bytes:
     return tensors.encode_predict(outputs, row_format)
 
 
-async def run(fn: Callable[..., Any], *args: Any) -> Any:
-    loop = asyncio.get_running_loop()
+def decode_examples(body: bytes, signatures: dict[str, Any], meta: dict[str, Any]
+                    ) -> tuple[str, dict[str, np.ndarray], int]:
+    """A :classify/:regress body -> (signature name, input arrays, rows) (runs in the helper)."""
+    doc = tensors.loads(body)
     try:
-        return await loop.run_in_executor(_executor(), fn, *args)
+        return codec.parse_examples(doc, signatures, meta)
+    except RecursionError:
+        raise InvalidInput("the request body nests lists or objects too deeply (a tensor has at most a few "
+                           "dozen dimensions)") from None
+
+
+def encode_results(names: list[str] | None, values: np.ndarray) -> bytes:
+    return codec.results_body(names, values)
+
+
+async def run(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        # submit() starts the helper when there is none (spawn: an exec plus the pickled start-up state), which
+        # held the event loop for up to seconds on the first big request: submit from a thread
+        future = await asyncio.to_thread(lambda: _executor().submit(fn, *args))
+        return await asyncio.wrap_future(future)
     except BrokenProcessPool:
         shutdown()  # the helper died (killed, out of memory): the next big request starts a fresh one
         return await asyncio.to_thread(fn, *args)
