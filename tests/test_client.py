@@ -104,18 +104,45 @@ def test_connection_refused_is_retried_then_names_the_url():
 
 
 def test_a_server_that_comes_up_late_is_reached_by_retrying():
+    """The server starts listening only after the client's first attempt was refused (observed through the real
+    transport adapter, not a timer), so the test passes only by retrying, however loaded the machine is."""
+    import requests
+
     sock = closed_port()
-    late: list[Scripted] = []
-    timer = threading.Timer(0.3, lambda: late.append(Scripted([(200, {"predictions": [1]})], sock=sock)))
-    timer.start()
+    refused = threading.Event()
+    outcomes: list[str] = []
+
+    class Observed(requests.adapters.HTTPAdapter):
+        def send(self, *args, **kwargs):
+            try:
+                resp = super().send(*args, **kwargs)
+            except requests.exceptions.ConnectionError:
+                outcomes.append("refused")
+                refused.set()
+                raise
+            outcomes.append(str(resp.status_code))
+            return resp
+
+    client = TFServingClient(f"127.0.0.1:{sock.getsockname()[1]}", retries=8, backoff=0.05)
+    result: list[object] = []
+
+    def call() -> None:
+        client.session.mount("http://", Observed())  # sessions are per thread
+        result.append(client.predict("m", {"instances": [1]}))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    late = None
     try:
-        client = TFServingClient(f"127.0.0.1:{sock.getsockname()[1]}", retries=6, backoff=0.1)
-        assert client.predict("m", {"instances": [1]}) == {"predictions": [1]}
-        assert len(late) == 1 and len(late[0].paths) >= 1
+        assert refused.wait(60), "the client never tried"
+        late = Scripted([(200, {"predictions": [1]})], sock=sock)  # listen on the port it was refused on
+        caller.join(60)
+        assert result == [{"predictions": [1]}], outcomes
+        assert outcomes[0] == "refused" and outcomes[-1] == "200" and late.paths == ["/v1/models/m:predict"]
     finally:
-        timer.join()
-        for s in late:
-            s.stop()
+        caller.join(60)
+        if late is not None:
+            late.stop()
         sock.close()
 
 
