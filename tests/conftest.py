@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,7 +62,91 @@ def _tf_deselected(config: pytest.Config) -> bool:
         return "not tf" in markexpr
 
 
+# -- reaping: no `maasctl serve` (or other child) outlives the test session that started it -----------------------
+# Every process this session starts inherits SESSION_ENV (detached servers too: they start their own session and
+# process group, so killing pytest or a timed-out `run_cli` never reaches them). At the end of the session, on
+# SIGTERM (e.g. `timeout 900 pytest`) and at exit, processes carrying this session's marker are stopped by pid;
+# processes left by an earlier session that was SIGKILLed (its owner pid is gone) are stopped when the next starts.
+SESSION_ENV = "MAASCTL_TEST_SESSION"
+
+
+def _marked_processes() -> dict[int, str]:
+    """pid -> SESSION_ENV value, for every process of this user that carries one (Linux /proc; else none)."""
+    found: dict[int, str] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    prefix = SESSION_ENV.encode() + b"="
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                found[int(entry.name)] = item[len(prefix):].decode(errors="replace")
+                break
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet waited for, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def reap(marker: str | None = None) -> list[int]:
+    """Stop (SIGTERM, then SIGKILL after 5 s) the processes carrying `marker` (default: this session's), or,
+    with marker "", those of earlier sessions whose owner is dead. Returns their pids."""
+    import signal
+    import time
+
+    mine = os.environ.get(SESSION_ENV, "") if marker is None else marker
+    victims = [pid for pid, value in _marked_processes().items()
+               if (value == mine if mine else not _alive(int(value.split(":")[0] or 0)))]
+    for pid in victims:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in victims):
+        time.sleep(0.05)
+    for pid in victims:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return victims
+
+
+def _start_reaping() -> None:
+    import atexit
+    import signal
+    import uuid
+
+    if os.environ.get(SESSION_ENV, "").startswith(f"{os.getpid()}:"):
+        return
+    with contextlib.suppress(Exception):
+        reap("")  # orphans of an earlier, killed session
+    os.environ[SESSION_ENV] = f"{os.getpid()}:{uuid.uuid4().hex}"
+    atexit.register(reap)
+
+    def on_term(signum: int, frame: object) -> None:
+        reap()
+        raise KeyboardInterrupt  # pytest then tears fixtures down and exits
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, on_term)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    reap()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _start_reaping()
     if not _tf_deselected(config):
         return
     # in this process and in every subprocess (run_cli, Popen of `python -m maasctl`): importing TF raises
