@@ -3,8 +3,9 @@
     python bench/soak.py [--minutes 10] [--load 0.8] [--alias-every 10] [--write-every 30]
 
 One server follows `small@prod` in a temporary store. The bench first measures the server's capacity (wrk,
-16 connections, 1-row requests), then runs wrk for --minutes at about --load of it (each connection pauses
-between requests, computed from the measured latency). Meanwhile the `prod` alias moves between two versions
+16 connections, 1-row requests), then runs wrk for --minutes at about --load of it with the same
+connections, each pausing between requests; the pause is fractional (wrk's has 1 ms steps) and set by three
+short trial runs (see `pace`). Meanwhile the `prod` alias moves between two versions
 every --alias-every seconds (the server loads the new version before unloading the old), and every
 --write-every seconds a new version is registered and `gc --keep 3` runs. The load runs in 10-second windows;
 each window reports req/s, p99 and failed responses, and the server's RSS is sampled after each.
@@ -17,6 +18,7 @@ Needs wrk (`apt-get install -y wrk`).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -71,6 +73,23 @@ def churn(store: Store, model_dirs: list[Path], stop: threading.Event, alias_eve
     log.append(f"{moves} alias moves, {writes} register + gc rounds, {failures} failed commands")
 
 
+def pace(target: str, body: bytes, workdir: Path, rate: float, conns: int, capacity: float
+         ) -> tuple[float, str]:
+    """The pause (ms, fractional) that makes `conns` wrk connections send about `rate` req/s, found by measuring.
+
+    A pause computed once from the latency at capacity lands near 1.0x: the latency falls as the load does,
+    and wrk's pause has 1 ms steps. So: a fractional pause (bench_serve.PACING_LUA) and three 4-second trials,
+    each correcting the pause by the latency observed."""
+    delay_ms = max(0.0, (conns / rate - 16 / capacity) * 1000)
+    trials = []
+    for _ in range(3):
+        r = wrk(target, body, conns, 4, workdir, delay_ms=delay_ms)
+        trials.append(f"{delay_ms:.2f} ms -> {r['rps']:.0f} req/s")
+        latency_ms = max(0.0, conns / r["rps"] * 1000 - delay_ms)  # what a request took besides the pause
+        delay_ms = max(0.0, conns / rate * 1000 - latency_ms)
+    return delay_ms, ", ".join(trials)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -94,25 +113,29 @@ def main() -> None:
     try:
         wrk(target, body, 16, 2, tmp)  # warm-up
         cap = wrk(target, body, 16, 5, tmp)
-        conns = 16
-        # each connection: latency + pause per request; pick the pause for --load of capacity
-        latency = 1.0 / cap["rps"] * conns
-        delay_ms = max(0, int((conns / (args.load * cap["rps"]) - latency) * 1000))
-        print(f"capacity {cap['rps']:.0f} req/s (p99 {cap['p99'] * 1e3:.1f} ms); soaking {args.minutes:g} min at "
-              f"~{args.load:.0%} ({conns} connections, {delay_ms} ms pause each), alias move every "
-              f"{args.alias_every:g} s, register + gc every {args.write_every:g} s")
+        rate = args.load * cap["rps"]
+        # enough connections that the pause, not the server's latency, sets each one's pace (a cycle of ~16 ms or
+        # more): the rate then stays put when the latency moves (an alias move, a neighbour's burst of CPU)
+        conns = max(16, min(64, math.ceil(rate * 0.016)))
+        delay_ms, calibration = pace(target, body, tmp, rate, conns, cap["rps"])
+        print(f"capacity {cap['rps']:.0f} req/s (16 connections, p99 {cap['p99'] * 1e3:.1f} ms); soaking "
+              f"{args.minutes:g} min at {args.load:.0%} = {rate:.0f} req/s ({conns} connections, {delay_ms:.2f} ms "
+              f"pause each; calibration {calibration}), alias move every {args.alias_every:g} s, register + gc "
+              f"every {args.write_every:g} s")
         stop, log = threading.Event(), []
         worker = threading.Thread(target=churn, args=(store, dirs, stop, args.alias_every, args.write_every, log))
         worker.start()
-        windows, rss = [], []
+        windows, rss, loads = [], [], []
         end = time.monotonic() + args.minutes * 60
         try:
             while time.monotonic() < end:
                 r = wrk(target, body, conns, WINDOW_S, tmp, delay_ms=delay_ms)
                 windows.append(r)
                 rss.append(rss_kb(proc.pid))
+                loads.append(os.getloadavg()[0])
                 print(f"  window {len(windows):3d}: {r['rps']:6.0f} req/s  p99 {r['p99'] * 1e3:7.1f} ms  "
-                      f"errors {r['errors']}  rss {rss[-1] / 1024:.1f} MiB", flush=True)
+                      f"errors {r['errors']}  rss {rss[-1] / 1024:.1f} MiB  load average {loads[-1]:.1f}",
+                      flush=True)
         finally:
             stop.set()
             worker.join()
@@ -125,6 +148,12 @@ def main() -> None:
         print(f"p99 per window: median {statistics.median(p99s) * 1e3:.1f} ms, worst {max(p99s) * 1e3:.1f} ms; "
               f"mean rate {statistics.mean(w['rps'] for w in windows):.0f} req/s "
               f"= {statistics.mean(w['rps'] for w in windows) / cap['rps']:.2f}x capacity")
+        print(f"1-minute load average of the machine during the run: min {min(loads):.1f}, mean "
+              f"{statistics.mean(loads):.1f}, max {max(loads):.1f} ({os.cpu_count()} CPUs; other work shares them)")
+        after = wrk(target, body, 16, 5, tmp)
+        mean_rate = statistics.mean(w["rps"] for w in windows)
+        print(f"capacity again after the soak: {after['rps']:.0f} req/s; the soak's mean rate {mean_rate:.0f} req/s = "
+              f"{mean_rate / cap['rps']:.2f}x the capacity before, {mean_rate / after['rps']:.2f}x after")
         print(f"RSS after warm-up {rss[warm - 1] / 1024:.1f} MiB -> end {rss[-1] / 1024:.1f} MiB: {growth:+.1%} "
               f"(goal < 5 %) {verdict(growth < 0.05)}")
     finally:
