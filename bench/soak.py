@@ -73,21 +73,22 @@ def churn(store: Store, model_dirs: list[Path], stop: threading.Event, alias_eve
     log.append(f"{moves} alias moves, {writes} register + gc rounds, {failures} failed commands")
 
 
-def pace(target: str, body: bytes, workdir: Path, rate: float, conns: int, capacity: float
-         ) -> tuple[float, str]:
-    """The pause (ms, fractional) that makes `conns` wrk connections send about `rate` req/s, found by measuring.
+def pace(target: str, body: bytes, workdir: Path, rate: float, conns: int) -> tuple[float, str]:
+    """The pause (ms, fractional) that makes `conns` wrk connections send about `rate` req/s.
 
-    A pause computed once from the latency at capacity lands near 1.0x: the latency falls as the load does,
-    and wrk's pause has 1 ms steps. So: a fractional pause (bench_serve.PACING_LUA) and three 4-second trials,
-    each correcting the pause by the latency observed."""
-    delay_ms = max(0.0, (conns / rate - 16 / capacity) * 1000)
+    Each connection's cycle is conns / rate = pause + its request's latency. A pause computed once from the
+    latency at capacity lands near 1.0x (the latency falls with the load), and wrk's pause has 1 ms steps; a
+    pause corrected by a trial's achieved rate swings with whatever else the machine runs meanwhile. So: a
+    fractional pause (bench_serve.PACING_LUA), corrected twice by a trial's median latency, which a burst of
+    slow requests hardly moves, and never below half the cycle (the pause must set the pace)."""
+    cycle_ms = conns / rate * 1000
+    delay_ms = 0.85 * cycle_ms
     trials = []
-    for _ in range(3):
+    for _ in range(2):
         r = wrk(target, body, conns, 4, workdir, delay_ms=delay_ms)
-        trials.append(f"{delay_ms:.2f} ms -> {r['rps']:.0f} req/s")
-        latency_ms = max(0.0, conns / r["rps"] * 1000 - delay_ms)  # what a request took besides the pause
-        delay_ms = max(0.0, conns / rate * 1000 - latency_ms)
-    return delay_ms, ", ".join(trials)
+        trials.append(f"{delay_ms:.2f} ms -> {r['rps']:.0f} req/s, p50 {r['p50'] * 1e3:.2f} ms")
+        delay_ms = max(0.5 * cycle_ms, cycle_ms - r["p50"] * 1000)
+    return delay_ms, "; ".join(trials)
 
 
 def main() -> None:
@@ -117,7 +118,7 @@ def main() -> None:
         # enough connections that the pause, not the server's latency, sets each one's pace (a cycle of ~16 ms or
         # more): the rate then stays put when the latency moves (an alias move, a neighbour's burst of CPU)
         conns = max(16, min(64, math.ceil(rate * 0.016)))
-        delay_ms, calibration = pace(target, body, tmp, rate, conns, cap["rps"])
+        delay_ms, calibration = pace(target, body, tmp, rate, conns)
         print(f"capacity {cap['rps']:.0f} req/s (16 connections, p99 {cap['p99'] * 1e3:.1f} ms); soaking "
               f"{args.minutes:g} min at {args.load:.0%} = {rate:.0f} req/s ({conns} connections, {delay_ms:.2f} ms "
               f"pause each; calibration {calibration}), alias move every {args.alias_every:g} s, register + gc "
