@@ -119,7 +119,7 @@ def scenario(mnt: Path, work: Path, case: str) -> list[dict]:
 def _can_mount() -> bool:
     if UNSHARE is None:
         return False
-    return subprocess.run([UNSHARE, "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+    return subprocess.run([UNSHARE, "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp"],
                           capture_output=True, check=False).returncode == 0
 
 
