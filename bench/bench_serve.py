@@ -147,12 +147,16 @@ def start_server(store: Store, refs: list[str], extra: list[str] = ()) -> tuple[
     url = f"http://127.0.0.1:{port}"
     body = body_for(1, 4)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), "serve", *refs,
-                             "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    # the server's log goes to a file beside the store: a pipe nobody reads would block the server once full
+    # (a long soak logs every load and unload)
+    log = store.root.parent / f"serve-{port}.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store.root), "serve", *refs,
+                                 "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=err,
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"server died: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"server died: {log.read_text(errors='replace')[-2000:]}")
         try:
             if post(url + "/v1/models/small:predict", body) == 200:
                 return proc, url, time.perf_counter() - t0

@@ -134,8 +134,9 @@ def main() -> None:
                 windows.append(r)
                 rss.append(rss_kb(proc.pid))
                 loads.append(os.getloadavg()[0])
+                detail = f" ({r['non2xx']} non-2xx; socket errors: {r['socket_errors']})" if r["errors"] else ""
                 print(f"  window {len(windows):3d}: {r['rps']:6.0f} req/s  p99 {r['p99'] * 1e3:7.1f} ms  "
-                      f"errors {r['errors']}  rss {rss[-1] / 1024:.1f} MiB  load average {loads[-1]:.1f}",
+                      f"errors {r['errors']}{detail}  rss {rss[-1] / 1024:.1f} MiB  load average {loads[-1]:.1f}",
                       flush=True)
         finally:
             stop.set()
