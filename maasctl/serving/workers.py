@@ -122,7 +122,10 @@ def become_worker(app: ServingApp, sock: socket.socket, directory: Path) -> Repo
     app.start()
     while True:
         ready, _, failed = app.manager.readiness()
-        if ready or failed:  # failed loads: serve anyway, /readyz says why (as a single server does)
+        # every aspired version loaded or failed (ready alone comes as soon as each ref has some version, which
+        # would let this worker answer `NAME` with an older version than its peers); failed loads: serve anyway,
+        # /readyz says why (as a single server does)
+        if app.manager.settled() and (ready or failed):
             break
         time.sleep(0.02)
     sock.listen(2048)
