@@ -135,9 +135,9 @@ class MaasctlReplica:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             ready, problems, failed = app.manager.readiness()
-            if ready:
+            if ready and app.manager.settled():  # every ref answers and nothing is still loading
                 return app
-            if failed or time.monotonic() > deadline:
+            if (failed and not ready) or time.monotonic() > deadline:
                 app.manager.stop()
                 raise OperationFailed(f"{REPLICA_FAILED} " + "; ".join(failed or problems))
             time.sleep(0.05)
