@@ -99,8 +99,15 @@ def serve(
     if workers > 1 and backend != "maasctl":
         raise InvalidInput("--workers works with --backend maasctl only (tensorflow_model_server uses every core "
                            "itself)")
-    scaling = _engine_options(engine, address, replicas, autoscale, replica_cpus, backend=backend, workers=workers,
-                              grpc_port=grpc_port, tls=tls_cert is not None, signed=require_signed)
+    scaling = None
+    if engine == "ray" or any(v is not None for v in (address, replicas, autoscale, replica_cpus)):
+        from maasctl.serving.ray_engine import scaling_options
+
+        scaling = scaling_options(engine, address, replicas, autoscale, replica_cpus, backend=backend,
+                                  workers=workers, grpc_port=grpc_port, tls=tls_cert is not None,
+                                  signed=require_signed)
+    elif engine not in ENGINES:
+        raise InvalidInput(f"--engine must be 'maasctl' or 'ray' (got {engine!r})")
     token, tokens = resolve_tokens(ctx, token, token_file)
     tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
@@ -152,44 +159,23 @@ def serve(
         _tfserving(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
                    batch_timeout_ms=batch_timeout_ms, server_id=server_id, json_out=json_out)
         return
-    from maasctl.serving import records
-    from maasctl.serving.server import ServeOptions, bind, build_app, run, url_of
+    from maasctl.serving.foreground import serve_here
+    from maasctl.serving.server import ServeOptions
     from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load
 
     options = ServeOptions(batch_size=batch_size, batch_timeout_ms=batch_timeout_ms,
                            max_body_bytes=max_body_bytes, token=token, tokens=tokens, tls=tls,
                            trusted_keys=trusted,
                            poll_interval=poll_seconds if poll_seconds is not None else store.poll_seconds)
-    options.check()
-    sock = bind(host, port, reuse_port=worker_dir is not None, listen=worker_dir is None)
-    url = url_of(sock, tls)
-    app = build_app(store, parsed, options, loader=store_loader(store))
-    reporter = None
-    if worker_dir is not None:  # one of `serve --workers N`'s processes: listens once its models are loaded
-        from maasctl.serving.workers import become_worker
-
-        reporter = become_worker(app, sock, worker_dir)
-    grpc_server = None
     if grpc_port is not None:
-        from maasctl.serving.grpc_api import GrpcServer
         from maasctl.tf import load_tensorflow
 
         load_tensorflow()  # quietly, before TF Serving's message modules import it
-
-        grpc_server = GrpcServer(app, host, grpc_port, tls=tls,  # the app's tokens, scopes and TLS
-                                 reuse_port=worker_dir is not None).start()
-    grpc_address = grpc_server.address if grpc_server else None
-    app.start()  # load models while uvicorn starts
-    if reporter is not None:  # a worker: its supervisor publishes the server and says where it is
-        try:
-            run(app, sock, tls, grpc_server)
-        finally:
-            reporter.stop()
-        return
-    with records.published(store, server_id, url=url, models=models, refs=list(refs), grpc=grpc_address):
-        _announce(url, grpc_address, refs, models, server_id, json_out)
-        run(app, sock, tls, grpc_server)
-    render.message("server stopped")
+    serve_here(store, parsed, refs, models, options, loader=store_loader(store), host=host, port=port, tls=tls,
+               grpc_port=grpc_port, server_id=server_id, worker_dir=worker_dir,
+               announce=lambda url, grpc: _announce(url, grpc, refs, models, server_id, json_out))
+    if worker_dir is None:
+        render.message("server stopped")
 
 
 def _announce(url: str, grpc_address: str | None, refs: list[str], models: list[str], server_id: str | None,
@@ -213,31 +199,6 @@ def _supervise(store: ModelStore, launch, models: list[str], *, tls, token: str 
                   announce=lambda url, grpc: _announce(url, grpc, refs, models, launch.server_id, json_out,
                                                        launch.workers))
     render.message("server stopped")
-
-
-def _engine_options(engine: str, address: str | None, replicas: int | None, autoscale: str | None,
-                    replica_cpus: float | None, *, backend: str, workers: int, grpc_port: int | None, tls: bool,
-                    signed: bool):
-    """The Ray scaling options (None for --engine maasctl); every refusal is one line, exit 2."""
-    if engine not in ENGINES:
-        raise InvalidInput(f"--engine must be 'maasctl' or 'ray' (got {engine!r})")
-    ray_only = [n for n, v in (("--address", address), ("--replicas", replicas), ("--autoscale", autoscale),
-                               ("--replica-cpus", replica_cpus)) if v is not None]
-    if engine != "ray":
-        if ray_only:
-            raise InvalidInput(f"{ray_only[0]} needs --engine ray")
-        return None
-    from maasctl.serving import ray_engine
-
-    scaling = ray_engine.Scaling.parse(replicas, autoscale, replica_cpus)
-    if workers != 1:
-        raise InvalidInput("--workers cannot be combined with --engine ray: give --replicas N (Ray runs them)")
-    for flag, used in (("--backend tfserving", backend != "maasctl"), ("--grpc-port", grpc_port is not None),
-                       ("--tls-cert", tls), ("--require-signed", signed)):
-        if used:
-            raise InvalidInput(f"{flag} cannot be combined with --engine ray (Ray's HTTP proxy serves REST only)")
-    ray_engine.require_ray()
-    return scaling
 
 
 def _ray(store: ModelStore, refs: list[str], models: list[str], options, scaling, *, address: str | None,
@@ -323,25 +284,17 @@ def _detach(store: ModelStore, launch, models: list[str], *, token: str | None, 
 
 def _tfserving(store: ModelStore, parsed: list[ModelRef], refs: list[str], models: list[str], *, host: str,
                port: int, batch_size: int, batch_timeout_ms: float, server_id: str | None, json_out: bool) -> None:
-    from maasctl.serving import records, tfserving
+    from maasctl.serving.foreground import tfserving_here
 
-    if port == 0:
-        from maasctl.serving.server import bind
-
-        sock = bind(host, 0)
-        port = sock.getsockname()[1]
-        sock.close()
-    url = f"http://{host}:{port}"
-    workdir = store.servers_dir / f"tfserving-{server_id or os.getpid()}"
-    with records.published(store, server_id, url=url, models=models, refs=list(refs), backend="tfserving"):
+    def announce(url: str, _grpc: str | None) -> None:
         if json_out:
             render.emit_json({"url": url, "pid": os.getpid(), "models": models, "id": server_id})
         else:
             print(url)
         sys.stdout.flush()
-        code = tfserving.run(store, parsed, host=host, port=port, batch_size=batch_size,
-                             batch_timeout_ms=batch_timeout_ms, workdir=workdir)
-    if code:
+
+    if tfserving_here(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
+                      batch_timeout_ms=batch_timeout_ms, server_id=server_id, announce=announce):
         raise typer.Exit(1)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.refs import parse_ref
+from maasctl.serving.defaults import ENGINES
 from maasctl.serving.server import ServeOptions
 
 APP_PREFIX = "maasctl-"
@@ -323,3 +324,25 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
+
+def scaling_options(engine: str, address: str | None, replicas: int | None, autoscale: str | None,
+                    replica_cpus: float | None, *, backend: str, workers: int, grpc_port: int | None, tls: bool,
+                    signed: bool) -> Scaling | None:
+    """The Ray scaling options (None for --engine maasctl); every refusal is one line, exit 2."""
+    if engine not in ENGINES:
+        raise InvalidInput(f"--engine must be 'maasctl' or 'ray' (got {engine!r})")
+    ray_only = [n for n, v in (("--address", address), ("--replicas", replicas), ("--autoscale", autoscale),
+                               ("--replica-cpus", replica_cpus)) if v is not None]
+    if engine != "ray":
+        if ray_only:
+            raise InvalidInput(f"{ray_only[0]} needs --engine ray")
+        return None
+    scaling = Scaling.parse(replicas, autoscale, replica_cpus)
+    if workers != 1:
+        raise InvalidInput("--workers cannot be combined with --engine ray: give --replicas N (Ray runs them)")
+    for flag, used in (("--backend tfserving", backend != "maasctl"), ("--grpc-port", grpc_port is not None),
+                       ("--tls-cert", tls), ("--require-signed", signed)):
+        if used:
+            raise InvalidInput(f"{flag} cannot be combined with --engine ray (Ray's HTTP proxy serves REST only)")
+    require_ray()
+    return scaling
