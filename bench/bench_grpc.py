@@ -42,15 +42,18 @@ def free_port() -> int:
 
 
 def start_server(store_root: Path, port: int, grpc_port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store_root), "serve", "small", "medium",
-                             "--port", str(port), "--grpc-port", str(grpc_port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    log = store_root.parent / f"serve-{port}.log"  # a file, not a pipe nobody reads (it would block the server)
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", str(store_root), "serve", "small",
+                                 "medium", "--port", str(port), "--grpc-port", str(grpc_port)],
+                                stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
     import urllib.request
 
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server died: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"server died: {log.read_text(errors='replace')[-2000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
