@@ -124,6 +124,22 @@ def test_detach_fails_fast_on_a_corrupt_model(tmp_path, models):
     assert records.list_servers(store) == []
 
 
+@pytest.mark.tf
+def test_detach_warns_about_a_version_it_could_not_load_while_another_serves(tmp_path, saved_models):
+    store = Store(tmp_path / "store")
+    store.register(saved_models["small"], "small")
+    broken = store.register(saved_models["small_b"], "small").info  # small@2, the latest
+    (broken.path / "saved_model.pb").write_bytes((broken.path / "saved_model.pb").read_bytes() + b"\x00")
+    r = run_cli("serve", "small", "small@1", "--port", "0", "--detach", "--json", store=store.root, timeout=120)
+    try:
+        assert r.returncode == 0, r.stderr
+        warning = [line for line in r.stderr.splitlines() if line.startswith("warning: could not load small@2")]
+        assert len(warning) == 1 and "saved_model.pb" in warning[0], r.stderr
+    finally:
+        if r.returncode == 0:
+            run_cli("stop", json.loads(r.stdout)["id"], store=store.root)
+
+
 def test_stale_records_are_pruned(tmp_path):
     store = Store(tmp_path / "store")
     records.write_record(store, "dead0001", url="http://127.0.0.1:1", models=["m"], refs=["m"], pid=2**22 + 12345)

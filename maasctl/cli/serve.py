@@ -269,8 +269,12 @@ def _detach(store: ModelStore, launch, models: list[str], *, token: str | None, 
                                "needs a token with the 'read' scope; add one")
     args = launch.to_argv()
     ready = None if launch.backend == "maasctl" else [f"/v1/models/{m}" for m in models]
+    failed: list[str] = []
     rec = records.spawn_detached(store, server_id, args, token=token if not launch.token_file else None,
-                                 ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None)
+                                 ready_paths=ready, probe_token=probe, tls_cert=tls.cert if tls else None,
+                                 failed=failed)
+    for problem in failed:  # every ref serves a version, but not the one wanted (see /readyz, `maasctl ps`)
+        render.message(f"warning: could not load {problem}; another version serves in its place")
     refs = ", ".join(launch.refs)
     if json_out:
         ray = {"engine": rec.engine, "address": rec.address, "app": rec.app} if rec.engine == "ray" else {}

@@ -153,7 +153,9 @@ class ServingApp:
         if path == "/readyz":
             ready, problems, failed = self.manager.readiness()
             if not ready:
-                return 503, tensors.dumps({"error": "not ready: " + "; ".join(problems), "failed": failed}), _JSON
+                # settled: no version is still loading, so the failures are the whole story of this start
+                return 503, tensors.dumps({"error": "not ready: " + "; ".join(problems), "failed": failed,
+                                           "settled": self.manager.settled()}), _JSON
             # ready: every served ref answers; a newer version may still be loading or have been refused
             # (the old one serves meanwhile), which the body says as TF Serving's status routes do
             return 200, tensors.dumps({"ready": True, "models": self.manager.names, "pending": problems,

@@ -286,11 +286,13 @@ def tail(path: str | Path, lines: int = 15) -> str:
 
 def spawn_detached(store: ModelStore, server_id: str, args: list[str], *, token: str | None = None,
                    timeout: float = 120.0, ready_paths: list[str] | None = None,
-                   probe_token: str | None = None, tls_cert: Path | None = None) -> ServerRecord:
+                   probe_token: str | None = None, tls_cert: Path | None = None,
+                   failed: list[str] | None = None) -> ServerRecord:
     """Start `python -m maasctl ARGS` in its own session with its log under the store; wait until it is
     ready (its record exists and every `ready_paths` route answers 200: /readyz for maasctl's server,
     the status routes for TF Serving, which has no readiness route). On failure: OperationFailed with the
-    log's tail. The server is stopped and its record removed on any failure, Ctrl-C included."""
+    log's tail. The server is stopped and its record removed on any failure, Ctrl-C included.
+    `failed` receives the versions a ready server could not load (each ref still has one that serves)."""
     log = log_path(store, server_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -303,7 +305,7 @@ def spawn_detached(store: ModelStore, server_id: str, args: list[str], *, token:
                                 start_new_session=True, env=env, close_fds=True)
     try:
         return _wait_ready(store, server_id, proc, log, token=probe_token or token, timeout=timeout,
-                           ready_paths=ready_paths, tls_cert=tls_cert)
+                           ready_paths=ready_paths, tls_cert=tls_cert, failed_out=failed)
     except BaseException:  # Ctrl-C or any error while waiting: do not leave a server nobody asked to keep
         _terminate(proc)
         remove_record(store, server_id)
@@ -311,7 +313,8 @@ def spawn_detached(store: ModelStore, server_id: str, args: list[str], *, token:
 
 
 def _wait_ready(store: ModelStore, server_id: str, proc: subprocess.Popen, log: Path, *, token: str | None,
-                timeout: float, ready_paths: list[str] | None, tls_cert: Path | None = None) -> ServerRecord:
+                timeout: float, ready_paths: list[str] | None, tls_cert: Path | None = None,
+                failed_out: list[str] | None = None) -> ServerRecord:
     import urllib.error
     import urllib.request
 
@@ -342,11 +345,16 @@ def _wait_ready(store: ModelStore, server_id: str, proc: subprocess.Popen, log: 
                         body = resp.read()
                         if resp.status != 200 or (route != "/readyz" and b"AVAILABLE" not in body):
                             break
+                        if route == "/readyz" and failed_out is not None:
+                            with contextlib.suppress(ValueError, AttributeError):
+                                failed_out.extend(str(f) for f in json.loads(body).get("failed") or [])
                 else:
                     return rec
             except urllib.error.HTTPError as exc:
-                with contextlib.suppress(ValueError, OSError):
-                    failed = json.loads(exc.read() or b"{}").get("failed") or []
+                with contextlib.suppress(ValueError, OSError, AttributeError):
+                    doc = json.loads(exc.read() or b"{}")
+                    # give up on a failed version once nothing else is loading: another may yet serve its ref
+                    failed = (doc.get("failed") or []) if doc.get("settled", True) else []
                 if exc.code in (401, 403):
                     failed = [f"the server refused the readiness check ({exc.code}): token mismatch"]
             except (urllib.error.URLError, OSError):
