@@ -7,9 +7,10 @@ Prints wall times with baselines measured in the same run:
 - push of a ~--mb MB model from a local store (library `copy_version`: verify the local copy, hash, claim,
   upload, commit) against boto3's managed transfer (`upload_file` of the same files, same concurrency);
   target <= 1.5x;
-- listing a model with --versions versions (`list_versions`: every version's record), in-process with a cold and
-  a warm manifest cache, and as a `maasctl list NAME --json` subprocess (which also pays interpreter + boto3
-  start-up; `python -c "import boto3; boto3.client('s3')"` is printed as that floor); target <= 1.0 s.
+- listing a model with --versions versions (`list_versions`: every version's record), in-process: first with no
+  index (the versions are bulk-loaded without one: the repair path), then with the index the first list wrote;
+  and as a `maasctl list NAME --json` subprocess (which also pays interpreter + boto3 start-up;
+  `python -c "import boto3; boto3.client('s3')"` is printed as that floor); target <= 1.0 s.
 """
 
 from __future__ import annotations
@@ -134,9 +135,8 @@ def main() -> None:
         fill_t = time.perf_counter()
         _fill_versions(reg, first, args.versions)
         fill_t = time.perf_counter() - fill_t
-        shutil.rmtree(work / "cache", ignore_errors=True)
-        cold = median_time(lambda: st.open_store(spec).list_versions("many"), 1)
-        warm = median_time(lambda: st.open_store(spec).list_versions("many"), args.repeat)
+        repair = median_time(lambda: st.open_store(spec).list_versions("many"), 1)  # builds the index
+        indexed = median_time(lambda: st.open_store(spec).list_versions("many"), args.repeat)
         n = len(st.open_store(spec).list_versions("many"))
         env = {**os.environ}
         cli = median_time(lambda: subprocess.run([sys.executable, "-m", "maasctl", "--store", spec, "list", "many",
@@ -145,10 +145,10 @@ def main() -> None:
         floor = median_time(lambda: subprocess.run([sys.executable, "-c", "import boto3; boto3.client('s3')"],
                                                    check=True, env=env), args.repeat)
         print(f"{n} versions written in {fill_t:.1f} s")
-        print(f"list_versions, cold     {cold:7.2f} s   (every manifest fetched once)  target <= 1.0 s: "
-              f"{'OK' if cold <= 1.0 else 'MISSED'}")
-        print(f"list_versions, warm     {warm:7.2f} s   (manifests from the local cache)  target <= 1.0 s: "
-              f"{'OK' if warm <= 1.0 else 'MISSED'}")
+        print(f"list_versions, no index {repair:7.2f} s   (first list after a bulk load: every maas.json read "
+              f"once, index written)")
+        print(f"list_versions           {indexed:7.2f} s   (index + one delimiter LIST)  target <= 1.0 s: "
+              f"{'OK' if indexed <= 1.0 else 'MISSED'}")
         print(f"python + boto3 client   {floor:7.2f} s   (baseline: start-up floor of any s3:// command)")
         print(f"maasctl list many       {cli:7.2f} s   {cli - floor:5.2f} s over the floor  target <= 1.0 s: "
               f"{'OK' if cli <= 1.0 else 'MISSED'}")
@@ -159,7 +159,8 @@ def main() -> None:
 
 
 def _fill_versions(store, first, count: int) -> None:
-    """Versions 2..count as the commit protocol writes them (claim, files, maas.json), many at once."""
+    """Versions 2..count as the commit protocol writes them (claim, files, maas.json), many at once, but
+    without the index entries (the first list finds them: the index's repair path)."""
     import json
 
     from maasctl.store import manifest as mf

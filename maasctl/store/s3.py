@@ -31,9 +31,10 @@ from maasctl.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from maasctl.refs import ModelRef, check_alias, check_name, parse_ref
 from maasctl.store import manifest as mf
 from maasctl.store.base import StoreDefaults, check_expected, refusal
-from maasctl.store.cache import VersionCache, cache_root
-from maasctl.store.hashing import FileEntry, content_sha256, hash_file, hash_tree
+from maasctl.store.cache import VersionCache
+from maasctl.store.hashing import FileEntry, hash_file, hash_tree
 from maasctl.store.local import LocalStore
+from maasctl.store.s3index import Entry, VersionIndex, summarize
 from maasctl.store.s3io import S3, Location, LostRace
 from maasctl.store.types import (
     EVENT_FIELDS,
@@ -127,53 +128,40 @@ class S3Store(StoreDefaults):
         return f"s3://{self.loc.bucket}/{self._vprefix(name, version)}"
 
     # -- reading -------------------------------------------------------------------------------------
-    def _committed(self, name: str) -> dict[int, str]:
-        """{version: etag of its maas.json} of the visible (committed) versions of name."""
-        prefix = self.loc.key("models", name) + "/"
-        out = {}
-        for obj in self.s3.objects(prefix):
-            head, _, tail = obj["Key"][len(prefix):].partition("/")
-            if tail == mf.MANIFEST_NAME and head.isdigit():
-                out[int(head)] = obj["ETag"]
-        return dict(sorted(out.items()))
+    def _index(self, name: str) -> VersionIndex:
+        return VersionIndex(self.s3, self._reg(name, "index.json"), self.loc.key("models", name) + "/",
+                            lambda v: self._fetch_manifest(name, v), self._map)
 
-    def _manifest_of(self, name: str, version: int, etag: str | None = None) -> dict[str, Any]:
-        """The committed manifest (immutable: memoized, and kept on disk by its ETag = MD5)."""
+    def _committed(self, name: str) -> dict[int, Entry]:
+        """{version: index entry} of the visible (committed) versions of name (store/s3index.py)."""
+        return self._index(name).committed()
+
+    def _fetch_manifest(self, name: str, version: int) -> tuple[dict[str, Any], str] | None:
+        """(manifest, ETag) of a committed version, or None when it has no maas.json (not committed)."""
+        key = self._vprefix(name, version) + mf.MANIFEST_NAME
+        got = self.s3.get(key)
+        if got is None:
+            return None
+        doc = mf.parse_manifest(got[0], f"s3://{self.loc.bucket}/{key}")
+        self._manifests[(name, version)] = doc
+        return doc, got[1]
+
+    def _manifest_of(self, name: str, version: int) -> dict[str, Any]:
+        """The committed manifest (immutable: memoized)."""
         memo = self._manifests.get((name, version))
         if memo is not None:
             return memo
-        key = self._vprefix(name, version) + mf.MANIFEST_NAME
-        md5 = (etag or "").strip('"')
-        disk = cache_root() / "manifests" / f"{md5}.json" if len(md5) == 32 else None
-        data = None
-        if disk is not None and disk.is_file():
-            data = disk.read_bytes()
-            if hashlib.md5(data).hexdigest() != md5:
-                data = None
-        if data is None:
-            got = self.s3.get(key)
-            if got is None:
-                raise NotFound(f"model '{name}' has no version {version}")
-            data = got[0]
-            if disk is not None and hashlib.md5(data).hexdigest() == md5:
-                with contextlib.suppress(OSError):
-                    disk.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = disk.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-                    tmp.write_bytes(data)
-                    tmp.rename(disk)
-        doc = mf.parse_manifest(data, f"s3://{self.loc.bucket}/{key}")
-        self._manifests[(name, version)] = doc
-        return doc
+        got = self._fetch_manifest(name, version)
+        if got is None:
+            raise NotFound(f"model '{name}' has no version {version}")
+        return got[0]
 
-    def _info(self, name: str, version: int, manifest: dict[str, Any], aliases: list[str]) -> VersionInfo:
-        meta = {k: manifest[k] for k in mf.META_KEYS if k in manifest and k not in ("metrics", "lineage")}
+    def _info(self, name: str, version: int, entry: Entry, aliases: list[str]) -> VersionInfo:
         return VersionInfo(
-            name=name, version=version, created_at=manifest.get("created_at", ""),
-            sha256=manifest["content_sha256"], size=sum(f["size"] for f in manifest["files"]),
-            path=Path(self._vprefix(name, version)), source=manifest.get("source", ""),
-            description=manifest.get("description", ""), tags=manifest.get("tags") or {},
-            metrics=manifest.get("metrics") or {}, lineage=manifest.get("lineage") or {}, meta=meta,
-            aliases=aliases, uri=self._uri(name, version))
+            name=name, version=version, created_at=entry["created_at"], sha256=entry["content_sha256"],
+            size=entry["size"], path=Path(self._vprefix(name, version)), source=entry["source"],
+            description=entry["description"], tags=entry["tags"], metrics=entry["metrics"],
+            lineage=entry["lineage"], meta=entry["meta"], aliases=aliases, uri=self._uri(name, version))
 
     def _alias_docs(self, name: str) -> dict[str, tuple[dict[str, Any], str]]:
         """{alias: (doc, etag)} including removed ones (version None)."""
@@ -199,7 +187,8 @@ class S3Store(StoreDefaults):
         return sorted(self.s3.list_dirs(self.loc.key("models") + "/"))
 
     def _missing_model(self, name: str) -> NotFound:
-        names = [n for n in self._model_names() if self._committed(n)]
+        every = self._model_names()
+        names = [n for n, c in zip(every, self._map(self._committed, every)) if c]
         if not names:
             return NotFound(f"model '{name}' not found: the store at {self.location} has no models. "
                             f"See: maasctl register --help")
@@ -211,56 +200,71 @@ class S3Store(StoreDefaults):
         return NotFound(f"model '{name}' not found ({hint}models: {', '.join(names[:10])}{more})")
 
     def resolve(self, ref: str | ModelRef) -> VersionInfo:
+        """NAME@N and NAME@ALIAS read that version's maas.json itself; NAME reads the index (+1 LIST)."""
         if isinstance(ref, str):
             ref = parse_ref(ref)
-        committed = self._committed(ref.name)
-        if not committed:
-            raise self._missing_model(ref.name)
-        aliases = self.aliases(ref.name)
-        if ref.version is not None:
-            version = ref.version
-            if version not in committed:
-                raise NotFound(f"model '{ref.name}' has no version {version} (latest is {max(committed)}). "
-                               f"See: maasctl list {ref.name}")
-        elif ref.alias is not None:
-            if ref.alias not in aliases:
-                have = f"aliases: {', '.join(aliases)}" if aliases else "it has no aliases"
-                raise NotFound(f"model '{ref.name}' has no alias '{ref.alias}' ({have}). "
-                               f"See: maasctl alias set {ref.name}@VERSION {ref.alias}")
-            version = aliases[ref.alias]
-            if version not in committed:
-                raise NotFound(f"alias {ref.name}@{ref.alias} points at version {version}, which is gone")
-        else:
+        name = ref.name
+        if ref.version is None and ref.alias is None:
+            committed, aliases = self._map(lambda f: f(), [lambda: self._committed(name),
+                                                           lambda: self.aliases(name)])
+            if not committed:
+                raise self._missing_model(name)
             version = max(committed)
+            entry = committed[version]
+        else:
+            fetch_version = ref.version if ref.version is not None else None
+            got, aliases = self._map(lambda f: f(), [
+                lambda: self._fetch_manifest(name, fetch_version) if fetch_version is not None else None,
+                lambda: self.aliases(name)])
+            if ref.alias is not None:
+                if ref.alias not in aliases:
+                    if not self._committed(name):
+                        raise self._missing_model(name)
+                    have = f"aliases: {', '.join(aliases)}" if aliases else "it has no aliases"
+                    raise NotFound(f"model '{name}' has no alias '{ref.alias}' ({have}). "
+                                   f"See: maasctl alias set {name}@VERSION {ref.alias}")
+                version = aliases[ref.alias]
+                got = self._fetch_manifest(name, version)
+                if got is None:
+                    raise NotFound(f"alias {name}@{ref.alias} points at version {version}, which is gone")
+            else:
+                version = fetch_version or 0
+                if got is None:
+                    committed = self._committed(name)
+                    if not committed:
+                        raise self._missing_model(name)
+                    raise NotFound(f"model '{name}' has no version {version} (latest is {max(committed)}). "
+                                   f"See: maasctl list {name}")
+            entry = summarize(*got)
         names = sorted(a for a, v in aliases.items() if v == version)
-        return self._info(ref.name, version, self._manifest_of(ref.name, version, committed[version]), names)
+        return self._info(name, version, entry, names)
 
     def list_models(self) -> list[ModelSummary]:
-        out = []
-        for name in self._model_names():
-            committed = self._committed(name)
+        def one(name: str) -> ModelSummary | None:
+            committed, aliases = self._map(lambda f: f(), [lambda: self._committed(name),
+                                                           lambda: self.aliases(name)])
             if not committed:
-                continue
-            first = self._manifest_of(name, min(committed), committed[min(committed)])
-            out.append(ModelSummary(name, max(committed), len(committed), self.aliases(name),
-                                    first.get("created_at", "")))
-        return out
+                return None
+            return ModelSummary(name, max(committed), len(committed), aliases,
+                                committed[min(committed)]["created_at"])
+
+        return [m for m in self._map(one, self._model_names()) if m is not None]
 
     def list_versions(self, name: str) -> list[VersionInfo]:
         check_name(name)
-        committed = self._committed(name)
+        committed, aliases = self._map(lambda f: f(), [lambda: self._committed(name), lambda: self.aliases(name)])
         if not committed:
             raise self._missing_model(name)
         by_version: dict[int, list[str]] = {}
-        for a, v in self.aliases(name).items():
+        for a, v in aliases.items():
             by_version.setdefault(v, []).append(a)
-        versions = list(committed)
-        manifests = self._map(lambda v: self._manifest_of(name, v, committed[v]), versions)
-        return [self._info(name, v, m, by_version.get(v, [])) for v, m in zip(versions, manifests)]
+        return [self._info(name, v, e, by_version.get(v, [])) for v, e in committed.items()]
 
     def snapshot(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         wanted = names if names is not None else self._model_names()
-        return {n: {"versions": list(self._committed(n)), "aliases": self.aliases(n)} for n in wanted}
+        views = self._map(lambda n: self._map(lambda f: f(), [lambda: list(self._committed(n)),
+                                                             lambda: self.aliases(n)]), wanted)
+        return {n: {"versions": v, "aliases": a} for n, (v, a) in zip(wanted, views)}
 
     def manifest(self, info: VersionInfo) -> dict[str, Any]:
         return self._manifest_of(info.name, info.version)
@@ -364,57 +368,24 @@ class S3Store(StoreDefaults):
                 aliases: list[str] | tuple[str, ...] = (), description: str = "",
                 tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                 source_label: str = "", new_version: bool = False,
-                check: Callable[[Path], None] | None = None) -> RegisterResult:
-        """Claim a number, upload every file, then commit with a create-only maas.json."""
+                check: Callable[[Path], None] | None = None, bundle: bytes | None = None,
+                progress: Callable[[int], None] | None = None) -> RegisterResult:
+        """Claim a number, upload every file, then commit with a create-only maas.json (store/s3publish.py).
+        `bundle` is a signature to keep with the version (else staged/maas.sig, if there)."""
+        from maasctl.store import s3publish
+
         check_name(name)
+        for a in aliases:
+            check_alias(a)
         if check is not None:
             check(staged)
-        digest = content_sha256(files)
-        if not new_version:
-            twin = self._twin(name, digest)
-            if twin is not None:
-                for a in aliases:
-                    self._move_alias(name, a, twin)
-                return RegisterResult(self.resolve(ModelRef(name, version=twin)), created=False)
-        version, claim_key = self._claim(name)
-        prefix = self._vprefix(name, version)
-        try:
-            self._map(lambda f: self.s3.upload_file(str(staged / f.path), prefix + f.path), files)
-            if (staged / mf.SIGNATURE_NAME).is_file():  # a signature bundle travels beside the files
-                self.s3.upload_file(str(staged / mf.SIGNATURE_NAME), prefix + mf.SIGNATURE_NAME)
-            manifest = mf.build_manifest(name, files, signatures, meta, version=version, created_at=utcnow(),
-                                         description=description, tags=dict(tags or {}), source=source_label)
-            twin = None if new_version else self._twin(name, digest)
-            if twin is not None:  # a concurrent writer of the same content committed first: use its version
-                self.s3.delete([o["Key"] for o in self.s3.objects(prefix)])
-                for a in aliases:
-                    self._move_alias(name, a, twin)
-                return RegisterResult(self.resolve(ModelRef(name, version=twin)), created=False)
-            got = self.s3.get_json(claim_key)
-            if got is None or got[0].get("abandoned"):
-                raise OperationFailed(f"{name}@{version}: the upload outlived its lease and gc reclaimed it; "
-                                      f"register again")
-            body = mf.dumps(manifest)
-            try:
-                self.s3.put(prefix + mf.MANIFEST_NAME, body, if_none_match=True)
-            except LostRace:  # a lost response to our own write reads back as ours
-                if (self.s3.get(prefix + mf.MANIFEST_NAME) or (b"",))[0] != body:
-                    raise OperationFailed(f"{name}@{version} was committed by another writer") from None
-        except BaseException:
-            with contextlib.suppress(Exception):  # best effort; a SIGKILL's leftovers are gc's
-                self.s3.delete([o["Key"] for o in self.s3.objects(prefix)])
-            raise
-        self._record(name, self._event(name, "registered", version=version))
-        for a in aliases:
-            self._move_alias(name, a, version)
-        return RegisterResult(self.resolve(ModelRef(name, version=version)), created=True)
+        return s3publish.publish(self, staged, files, name, signatures=signatures, aliases=aliases,
+                                 description=description, tags=tags, meta=meta, source_label=source_label,
+                                 new_version=new_version, bundle=bundle, progress=progress)
 
     def _twin(self, name: str, digest: str) -> int | None:
         committed = self._committed(name)
-        for v in committed:
-            if self._manifest_of(name, v, committed[v])["content_sha256"] == digest:
-                return v
-        return None
+        return next((v for v, e in committed.items() if e["content_sha256"] == digest), None)
 
     def _claim(self, name: str) -> tuple[int, str]:
         """The next version number, taken with a create-only claim object (never shared, never reused)."""
@@ -448,7 +419,8 @@ class S3Store(StoreDefaults):
         for a in info.aliases:
             self._move_alias(info.name, a, None)
         prefix = self._vprefix(info.name, info.version)
-        self.s3.delete([prefix + mf.MANIFEST_NAME])  # invisible first, then the files
+        self._index(info.name).drop(info.version)  # out of the index, then invisible, then the files
+        self.s3.delete([prefix + mf.MANIFEST_NAME])
         self._record(info.name, self._event(info.name, "removed", version=info.version))
         self.s3.delete([o["Key"] for o in self.s3.objects(prefix)])
         self._manifests.pop((info.name, info.version), None)
@@ -530,6 +502,8 @@ class S3Store(StoreDefaults):
         cutoff = time.time() - lease
         names = sorted(set(self.s3.list_dirs(self.loc.key("_maas") + "/")) | set(self._model_names()))
         for name in names:
+            if not dry_run:
+                self._index(name).rebuild()
             report.orphans += self._gc_claims(name, cutoff, dry_run)
         for key, upload_id in self.s3.stale_uploads(self.loc.prefix, cutoff):
             report.staging.append(f"multipart upload of {key}")

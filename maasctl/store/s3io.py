@@ -165,14 +165,26 @@ class S3:
                 out.extend(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
         return out
 
+    def put_file(self, path: str, key: str, size: int, progress: Any = None) -> None:
+        """Upload one file: a single PUT below the multipart threshold (no transfer manager to set up),
+        boto3's managed multipart transfer above it. `progress(bytes)` is told as bytes go out."""
+        if size >= self.transfer.multipart_threshold:
+            with self.errors(f"uploading {key}"):
+                self.client.upload_file(path, self.bucket, key, Config=self.transfer, Callback=progress)
+            return
+        with open(path, "rb") as f, self.errors(f"uploading {key}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=f)
+        if progress is not None:
+            progress(size)
+
     def upload_file(self, path: str, key: str) -> None:
         with self.errors(f"uploading {key}"):
             self.client.upload_file(path, self.bucket, key, Config=self.transfer)
 
-    def download_file(self, key: str, path: str) -> None:
+    def download_file(self, key: str, path: str, progress: Any = None) -> None:
         with self.errors(f"downloading {key}"):
             try:
-                self.client.download_file(self.bucket, key, path, Config=self.transfer)
+                self.client.download_file(self.bucket, key, path, Config=self.transfer, Callback=progress)
             except ClientError as exc:
                 if _code(exc) in MISSING_KEY:
                     raise NotFound(f"s3://{self.bucket}/{key} is missing") from None
