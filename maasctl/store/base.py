@@ -62,15 +62,17 @@ class ModelStore(Protocol):
     def register(self, source: str | Path, name: str, *, aliases: list[str] | tuple[str, ...] = (),
                  description: str = "", tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                  source_label: str | None = None, new_version: bool = False,
-                 check: Callable[[Path], None] | None = None) -> RegisterResult:
+                 check: Callable[[Path], None] | None = None, bundle: bytes | None = None) -> RegisterResult:
         """Copy a SavedModel directory in as the next version of `name` (idempotent by content digest);
-        `check` (a signature policy) may refuse the files first, leaving the store unchanged."""
+        `check` (a signature policy) may refuse the files first, leaving the store unchanged. `bundle`: a
+        signature to keep with the version (default: the source's maas.sig, if any)."""
 
     def publish(self, staged: Path, files: list[FileEntry], name: str, *, signatures: dict[str, Any],
                 aliases: list[str] | tuple[str, ...] = (), description: str = "",
                 tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                 source_label: str = "", new_version: bool = False,
-                check: Callable[[Path], None] | None = None) -> RegisterResult:
+                check: Callable[[Path], None] | None = None, bundle: bytes | None = None,
+                progress: Callable[[int], None] | None = None) -> RegisterResult:
         """Publish a fully written staging directory whose files are hashed in `files` (it may be consumed)."""
 
     # -- reading -------------------------------------------------------------------------------------
@@ -94,10 +96,18 @@ class ModelStore(Protocol):
 
     def history(self, name: str, alias: str | None = None) -> list[dict[str, Any]]: ...
 
-    def open_version(self, info: VersionInfo, *, verify: bool = True) -> ContextManager[Path]:
+    def open_version(self, info: VersionInfo, *, verify: bool = True,
+                     progress: Callable[[int], None] | None = None) -> ContextManager[Path]:
         """A local directory holding the version's files, every digest checked against `maas.json`
         (OperationFailed naming the first bad file otherwise); valid (not evicted) inside the `with`.
-        verify=False is for callers that hash what they read anyway (downloads are always checked)."""
+        verify=False is for callers that hash what they read anyway (downloads are always checked).
+        `progress(bytes)` hears about bytes downloaded (a remote store's cache miss)."""
+
+    def signature(self, info: VersionInfo) -> bytes | None:
+        """The version's signature bundle (maas.sig, store/signing.py), None when unsigned."""
+
+    def set_signature(self, info: VersionInfo, bundle: bytes) -> None:
+        """Keep a signature bundle with the version (replacing an earlier one; the files never change)."""
 
     # -- aliases and removal ---------------------------------------------------------------------------
     def set_alias(self, ref: str | ModelRef, alias: str, *,
@@ -130,8 +140,19 @@ class StoreDefaults:
         return [{"name": m.name, "alias": a, "version": v} for m in models if name in (None, m.name)
                 for a, v in m.aliases.items()]
 
+    def signature(self: Any, info: VersionInfo) -> bytes | None:
+        from maasctl.store.signing import read_bundle
+
+        return read_bundle(info.path)
+
+    def set_signature(self: Any, info: VersionInfo, bundle: bytes) -> None:
+        from maasctl.store.signing import write_bundle
+
+        write_bundle(info.path, bundle)
+
     @contextlib.contextmanager
-    def open_version(self: Any, info: VersionInfo, *, verify: bool = True) -> Iterator[Path]:
+    def open_version(self: Any, info: VersionInfo, *, verify: bool = True,
+                     progress: Callable[[int], None] | None = None) -> Iterator[Path]:
         """A version kept in a local directory (info.path): that directory, after every file is re-hashed."""
         from maasctl.errors import OperationFailed
 

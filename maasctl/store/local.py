@@ -177,10 +177,10 @@ class LocalStore(StoreDefaults):
     def register(self, source: str | Path, name: str, *, aliases: list[str] | tuple[str, ...] = (),
                  description: str = "", tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                  source_label: str | None = None, new_version: bool = False,
-                 check: Callable[[Path], None] | None = None) -> RegisterResult:
+                 check: Callable[[Path], None] | None = None, bundle: bytes | None = None) -> RegisterResult:
         """Copy a SavedModel directory into the store as the next version of `name` (idempotent by content).
 
-        A signature bundle (maas.sig) in the source comes along, outside the hashed files."""
+        A signature bundle (`bundle`, else maas.sig in the source) comes along, outside the hashed files."""
         from maasctl.store.savedmodel import read_signatures
 
         check_name(name)
@@ -193,7 +193,10 @@ class LocalStore(StoreDefaults):
         with self.staging() as staged:
             # a maas.json in the source (e.g. a version directory of another store) is replaced, not copied
             files = copy_tree_hashed(src, staged, skip=mf.RESERVED)
-            if (src / mf.SIGNATURE_NAME).is_file():
+            if bundle is not None:
+                with writing(staged / mf.SIGNATURE_NAME):
+                    (staged / mf.SIGNATURE_NAME).write_bytes(bundle)
+            elif (src / mf.SIGNATURE_NAME).is_file():
                 with writing(staged / mf.SIGNATURE_NAME):
                     shutil.copyfile(src / mf.SIGNATURE_NAME, staged / mf.SIGNATURE_NAME)
             return self.publish(staged, files, name, signatures=signatures, aliases=aliases,
@@ -205,7 +208,8 @@ class LocalStore(StoreDefaults):
                 aliases: list[str] | tuple[str, ...] = (), description: str = "",
                 tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                 source_label: str = "", new_version: bool = False,
-                check: Callable[[Path], None] | None = None) -> RegisterResult:
+                check: Callable[[Path], None] | None = None, bundle: bytes | None = None,
+                progress: Callable[[int], None] | None = None) -> RegisterResult:
         """Publish a fully written, hashed staging directory as a new version (or find its twin).
 
         The caller guarantees `files` describes `staged` exactly (it hashed them while writing). `check`
@@ -213,6 +217,8 @@ class LocalStore(StoreDefaults):
         A signature bundle in `staged` is kept with the version (and given to an identical twin lacking one).
         """
         check_name(name)
+        if bundle is not None:  # `progress` is for remote stores: nothing is transferred here
+            (staged / mf.SIGNATURE_NAME).write_bytes(bundle)
         if check is not None:
             check(staged)
         meta = dict(meta or {})

@@ -351,7 +351,7 @@ class S3Store(StoreDefaults):
     def register(self, source: str | Path, name: str, *, aliases: list[str] | tuple[str, ...] = (),
                  description: str = "", tags: dict[str, str] | None = None, meta: dict[str, Any] | None = None,
                  source_label: str | None = None, new_version: bool = False,
-                 check: Callable[[Path], None] | None = None) -> RegisterResult:
+                 check: Callable[[Path], None] | None = None, bundle: bytes | None = None) -> RegisterResult:
         from maasctl.store.savedmodel import read_signatures
 
         check_name(name)
@@ -362,7 +362,7 @@ class S3Store(StoreDefaults):
         files = hash_tree(src, skip=mf.RESERVED)
         return self.publish(src, files, name, signatures=signatures, aliases=aliases, description=description,
                             tags=tags, meta=meta, source_label=source_label or str(src.resolve()),
-                            new_version=new_version, check=check)
+                            new_version=new_version, check=check, bundle=bundle)
 
     def publish(self, staged: Path, files: list[FileEntry], name: str, *, signatures: dict[str, Any],
                 aliases: list[str] | tuple[str, ...] = (), description: str = "",
@@ -428,13 +428,14 @@ class S3Store(StoreDefaults):
 
     # -- files, integrity and gc -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def open_version(self, info: VersionInfo, *, verify: bool = True) -> Iterator[Path]:
+    def open_version(self, info: VersionInfo, *, verify: bool = True,
+                     progress: Callable[[int], None] | None = None) -> Iterator[Path]:
         """The version in the local cache (downloaded on a miss, every digest checked before use)."""
         manifest = self.manifest(info)
         entries = mf.file_entries(manifest)
 
         def fill(tmp: Path) -> None:
-            problems = self._download(info, entries, tmp)
+            problems = self._download(info, entries, tmp, progress)
             if problems:
                 raise OperationFailed(refusal(info.uri, problems))
             mf.write_manifest(tmp, manifest)
@@ -442,14 +443,15 @@ class S3Store(StoreDefaults):
         with self.cache.open(info.sha256, entries, fill, verify=verify) as path:
             yield path
 
-    def _download(self, info: VersionInfo, entries: list[FileEntry], into: Path) -> list[str]:
+    def _download(self, info: VersionInfo, entries: list[FileEntry], into: Path,
+                  progress: Callable[[int], None] | None = None) -> list[str]:
         prefix = self._vprefix(info.name, info.version)
 
         def one(e: FileEntry) -> str | None:
             dest = into / e.path
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self.s3.download_file(prefix + e.path, str(dest))
+                self.s3.get_file(prefix + e.path, str(dest), e.size, progress)
             except NotFound:
                 return f"missing object {info.uri}{e.path}"
             got = hash_file(dest)
@@ -457,7 +459,15 @@ class S3Store(StoreDefaults):
                 return f"sha256 mismatch in {info.uri}{e.path}: expected {e.sha256[:12]}..., found {got.sha256[:12]}..."
             return None
 
-        return [p for p in self._map(one, entries) if p]
+        return [p for p in self._map(one, sorted(entries, key=lambda e: -e.size)) if p]
+
+    def signature(self, info: VersionInfo) -> bytes | None:
+        """The version's maas.sig object (beside its files, outside the hashed ones), None when unsigned."""
+        got = self.s3.get(self._vprefix(info.name, info.version) + mf.SIGNATURE_NAME)
+        return got[0] if got else None
+
+    def set_signature(self, info: VersionInfo, bundle: bytes) -> None:
+        self.s3.put(self._vprefix(info.name, info.version) + mf.SIGNATURE_NAME, bundle)
 
     def check_version(self, info: VersionInfo) -> list[str]:
         """Re-download and re-hash every object of a version against its maas.json; one line per problem."""

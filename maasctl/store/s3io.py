@@ -181,6 +181,25 @@ class S3:
         with self.errors(f"uploading {key}"):
             self.client.upload_file(path, self.bucket, key, Config=self.transfer)
 
+    def get_file(self, key: str, path: str, size: int, progress: Any = None) -> None:
+        """Download one object: a single GET below the multipart threshold (the managed transfer would HEAD
+        first), boto3's ranged parallel download above it. NotFound when the object is missing."""
+        if size >= self.transfer.multipart_threshold:
+            self.download_file(key, path, progress)
+            return
+        with self.errors(f"downloading {key}"):
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            except ClientError as exc:
+                if _code(exc) in MISSING_KEY:
+                    raise NotFound(f"s3://{self.bucket}/{key} is missing") from None
+                raise
+            with open(path, "wb") as f:
+                for chunk in body.iter_chunks(1 << 20):
+                    f.write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+
     def download_file(self, key: str, path: str, progress: Any = None) -> None:
         with self.errors(f"downloading {key}"):
             try:

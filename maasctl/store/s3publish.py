@@ -127,17 +127,23 @@ def acquire(store: S3Store, name: str, digest: str) -> ContentClaim | int:
         twin = store._twin(name, digest)
         if twin is not None:
             return twin
-        if claim.take():
-            return claim
-        got = store.s3.get_json(claim.key)
-        if got is None:
-            continue  # released meanwhile: look for the twin again
-        if seen is None or seen[0] != got[1]:
-            seen = (got[1], time.monotonic())
-        elif time.monotonic() - seen[1] > STALE:  # no heartbeat for STALE s: that writer is gone
-            if claim.take(over=got[1]):
+        taken = claim.take()
+        if not taken:
+            got = store.s3.get_json(claim.key)
+            if got is None:
+                continue  # released meanwhile: look for the twin again
+            if seen is None or seen[0] != got[1]:
+                seen = (got[1], time.monotonic())
+            elif time.monotonic() - seen[1] > STALE:  # no heartbeat for STALE s: that writer is gone
+                taken = claim.take(over=got[1])
+                seen = None
+        if taken:
+            # a holder releases only after committing: the claim was free, so its version is visible now
+            twin = store._twin(name, digest)
+            if twin is None:
                 return claim
-            seen = None
+            claim.release()
+            return twin
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
 
