@@ -137,7 +137,7 @@ def test_an_unsigned_extra_file_fails_verification(tmp_path, models, keys):
     signing.sign_version(store, "small@1", keys["release"])
     (info.path / "assets").mkdir(exist_ok=True)
     (info.path / "assets" / "extra.txt").write_text("planted")
-    problems = signing.signature_problems(info, signing.trusted_keys([keys["release.pub"]]))
+    problems = signing.signature_problems(store, info, signing.trusted_keys([keys["release.pub"]]))
     assert problems == ["unsigned file(s) assets/extra.txt (not covered by the signature)"]
 
 

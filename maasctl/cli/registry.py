@@ -125,13 +125,13 @@ def show(
 
     Example: maasctl show iris@production
     """
-    from maasctl.store.signing import bundle_summary, read_bundle, short
+    from maasctl.store.signing import bundle_summary, short
 
     store = state(ctx).store
     info = store.resolve(ref)
     manifest = store.manifest(info)
     signatures = manifest.get("signatures", {})
-    signing = bundle_summary(read_bundle(info.path))
+    signing = bundle_summary(store.signature(info))
     if json_out:
         render.emit_json({**info.to_json(), "signatures": signatures, "files": manifest["files"],
                           "params": manifest.get("params"), "environment": manifest.get("environment"),
@@ -280,7 +280,7 @@ def verify(
         from maasctl.store.signing import signature_problems
 
         for r in reports:
-            r.problems += signature_problems(store.resolve(r.ref), trusted)
+            r.problems += signature_problems(store, store.resolve(r.ref), trusted)
     bad = [r for r in reports if not r.ok]
     if json_out:
         render.emit_json({"ok": not bad, "checked": len(reports), "versions": [r.to_json() for r in reports]})

@@ -76,6 +76,7 @@ class _Source:
     version: int | None = None  # for refs: names the default output file
     expected: list[FileEntry] | None = None  # for refs: the digests recorded at registration
     notes: dict[str, Any] = field(default_factory=dict)  # description and tags, carried to the next store
+    bundle: bytes | None = None  # for refs: the version's signature, wherever its store keeps it
 
 
 def build_package(store: ModelStore, source: str | Path, out_path: str | Path | None = None, name: str | None = None,
@@ -100,7 +101,7 @@ def _build(src: _Source, out_path: str | Path | None, compression: str) -> Packa
     files, dirs = walk_files(src.model_dir, skip=mf.RESERVED)
     from maasctl.store.signing import bundle_for_package
 
-    bundle = bundle_for_package(src.model_dir)
+    bundle = bundle_for_package(src.model_dir, src.bundle)
     if bundle is not None:  # the signature travels in the manifest, outside the hashed files
         src.notes["signature_bundle"] = bundle
     if src.expected is not None:
@@ -189,7 +190,7 @@ def _resolve_source(store: ModelStore, source: str, name: str | None, opened: co
     # digests are checked while packaging (_check_digests), so a local version is not hashed twice
     model_dir = opened.enter_context(store.open_version(info, verify=False))
     return _Source(model_dir, name or info.name, mf.model_meta(stored), info.ref, info.version, mf.file_entries(stored),
-                   _notes(stored.get("description"), stored.get("tags")))
+                   _notes(stored.get("description"), stored.get("tags")), store.signature(info))
 
 
 def _is_run_ref(store: ModelStore, source: str) -> bool:
@@ -349,7 +350,7 @@ def refusal(target: str) -> str | None:
 def inspect_target(store: ModelStore, target: str) -> dict[str, Any]:
     """The manifest of a package file, or of a registered version (`NAME[@VERSION|@ALIAS]`); a signed one
     gains `signing` (signed, key_fingerprint), an unsigned one stays exactly the manifest."""
-    from maasctl.store.signing import bundle_summary, read_bundle
+    from maasctl.store.signing import bundle_summary
 
     path = Path(target)
     if path.is_file():
@@ -364,7 +365,7 @@ def inspect_target(store: ModelStore, target: str) -> dict[str, Any]:
     except InvalidInput:
         raise NotFound(f"{target}: no such package file or registered model (see: maasctl list)") from None
     info = store.resolve(ref)
-    return _with_signing(store.manifest(info), bundle_summary(read_bundle(info.path)))
+    return _with_signing(store.manifest(info), bundle_summary(store.signature(info)))
 
 
 def _with_signing(manifest: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from maasctl.refs import ModelRef
 from maasctl.serving.manager import Loader
-from maasctl.store.signing import TrustedKey, verify_directory
+from maasctl.store.signing import TrustedKey, verify_version
 
 
 def signed_loader(store: Any, keys: list[TrustedKey], inner: Loader) -> Loader:
@@ -18,7 +18,7 @@ def signed_loader(store: Any, keys: list[TrustedKey], inner: Loader) -> Loader:
 
     def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
         info = store.resolve(ModelRef(name, version=version))
-        verify_directory(info.path, keys, info.ref, "serve --require-signed loads only signed versions")
+        verify_version(store, info, keys, "serve --require-signed loads only signed versions")
         return inner(name, version)
 
     return load
@@ -28,4 +28,4 @@ def check_refs(store: Any, refs: list[ModelRef], keys: list[TrustedKey]) -> None
     """Refuse to start when a version to serve now is not signed by a trusted key (one line, exit 1)."""
     for ref in refs:
         info = store.resolve(ref)
-        verify_directory(info.path, keys, info.ref, "serve --require-signed loads only signed versions")
+        verify_version(store, info, keys, "serve --require-signed loads only signed versions")

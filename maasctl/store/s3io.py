@@ -2,7 +2,8 @@
 
 Credentials and endpoint come from the standard AWS chain only (environment, profile, ~/.aws/config,
 `AWS_ENDPOINT_URL[_S3]`); nothing here prints or records them. Retries (including 500/503) are botocore's
-"standard" mode. A failed condition is 412 (`PreconditionFailed`); a concurrent conflicting write can be
+"standard" mode: 3 attempts in all unless AWS_MAX_ATTEMPTS (or `max_attempts` in the profile) says otherwise,
+with exponential backoff, for throttling (503 SlowDown), 500/502/504 and connection errors. A failed condition is 412 (`PreconditionFailed`); a concurrent conflicting write can be
 409 (`ConditionalRequestConflict`); `If-Match` on a missing key is 404: all three mean "lost the race".
 """
 
@@ -90,7 +91,9 @@ class S3:
             if code in ACCESS or status == 403:
                 raise OperationFailed(f"access denied to {self.loc.url} while {what} ({code or status}); "
                                       f"check the AWS credentials and the bucket policy") from None
-            raise OperationFailed(f"S3 error while {what} in {self.loc.url}: {code or status}") from None
+            tries = exc.response.get("ResponseMetadata", {}).get("RetryAttempts") or 0
+            after = f" (gave up after {tries + 1} attempts)" if tries else ""
+            raise OperationFailed(f"S3 error while {what} in {self.loc.url}: {code or status}{after}") from None
         except (NoCredentialsError, PartialCredentialsError):
             raise OperationFailed(f"no usable AWS credentials for {self.loc.url} (set AWS_ACCESS_KEY_ID and "
                                   f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)") from None

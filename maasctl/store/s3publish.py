@@ -222,6 +222,8 @@ def _commit(store: S3Store, staged: Path, files: list[FileEntry], name: str, cla
     except BaseException:
         with contextlib.suppress(Exception):  # best effort; a SIGKILL's leftovers are gc's
             s3.delete([o["Key"] for o in s3.objects(prefix)])
+            if not s3.objects(prefix):  # nothing of ours left: the number goes back, as in a local store
+                s3.delete([claim_key])
         raise
     store._manifests[(name, version)] = manifest
     entry = summarize(manifest, etag)

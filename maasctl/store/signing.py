@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,9 +176,10 @@ def bundle_summary(bundle: bytes | dict[str, Any] | None) -> dict[str, Any]:
     return {"signed": True, "key_fingerprint": hint, "files": files}
 
 
-def bundle_for_package(directory: Path) -> dict[str, Any] | None:
-    """The bundle of a directory as a JSON object for a package manifest (None when unsigned)."""
-    data = read_bundle(directory)
+def bundle_for_package(directory: Path, data: bytes | None = None) -> dict[str, Any] | None:
+    """The bundle (`data`, else the directory's maas.sig) as a JSON object for a package manifest (None when
+    unsigned)."""
+    data = read_bundle(directory) if data is None else data
     if data is None:
         return None
     if len(data) > MAX_BUNDLE_BYTES:
@@ -216,24 +217,31 @@ def _hashing_config(hashing: Any) -> Any:
 
 def sign_directory(directory: Path, private_key: str | Path) -> bytes:
     """Sign a directory's files; returns the Sigstore bundle (written nowhere)."""
+    import tempfile
+
     hashing, signing, _ = _model_signing()
-    out = directory.parent / f".{directory.name}.sign-{uuid.uuid4().hex[:8]}.tmp"  # outside the hashed tree
-    try:
-        config = signing.Config().use_elliptic_key_signer(private_key=str(private_key))
-        config.set_hashing_config(_hashing_config(hashing)).sign(directory, out)
-        return out.read_bytes()
-    except (ValueError, OSError) as exc:
-        raise OperationFailed(f"signing {directory} failed: {exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            out.unlink()
+    with tempfile.TemporaryDirectory(prefix="maasctl-sign-") as tmp:  # outside the hashed tree
+        out = Path(tmp) / SIGNATURE_NAME
+        try:
+            config = signing.Config().use_elliptic_key_signer(private_key=str(private_key))
+            config.set_hashing_config(_hashing_config(hashing)).sign(directory, out)
+            return out.read_bytes()
+        except (ValueError, OSError) as exc:
+            raise OperationFailed(f"signing {directory} failed: {exc}") from None
 
 
 def verify_directory(directory: Path, keys: list[TrustedKey], label: str,
                      unsigned_hint: str | None = None) -> TrustedKey:
-    """Check the directory's bundle against the trusted keys and its files; the key that signed it.
+    """Check the directory's bundle (its maas.sig) against the trusted keys and its files."""
+    return verify_files(directory, read_bundle(directory), keys, label, unsigned_hint)
+
+
+def verify_files(directory: Path, bundle: bytes | None, keys: list[TrustedKey], label: str,
+                 unsigned_hint: str | None = None) -> TrustedKey:
+    """Check a bundle against the trusted keys and the directory's files; the key that signed them.
     SignatureError (one line, naming the file or the key) otherwise."""
-    bundle = read_bundle(directory)
+    import tempfile
+
     if bundle is None:
         raise SignatureError(f"{label} is not signed ("
                              + (unsigned_hint or f"sign it: maasctl sign {label} --key PRIVATE.pem") + ")")
@@ -248,11 +256,14 @@ def verify_directory(directory: Path, keys: list[TrustedKey], label: str,
                              f"(trusted: {', '.join(short(k.fingerprint) for k in keys)})")
     hashing, _, verifying = _model_signing()
     key = candidates[0]
-    try:
-        (verifying.Config().use_elliptic_key_verifier(public_key=str(key.path))
-         .set_hashing_config(_hashing_config(hashing)).verify(directory, directory / SIGNATURE_NAME))
-    except Exception as exc:  # noqa: BLE001 - model-signing raises ValueError and library-specific errors
-        raise SignatureError(f"{label}: {_mismatch(str(exc))}") from None
+    with tempfile.TemporaryDirectory(prefix="maasctl-verify-") as tmp:
+        sig = Path(tmp) / SIGNATURE_NAME
+        sig.write_bytes(bundle)
+        try:
+            (verifying.Config().use_elliptic_key_verifier(public_key=str(key.path))
+             .set_hashing_config(_hashing_config(hashing)).verify(directory, sig))
+        except Exception as exc:  # noqa: BLE001 - model-signing raises ValueError and library-specific errors
+            raise SignatureError(f"{label}: {_mismatch(str(exc))}") from None
     return key
 
 
@@ -278,25 +289,52 @@ def short(fingerprint: str | None) -> str:
 
 
 # -- versions in a store --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _files_of(store: Any, info: Any) -> Iterator[Path]:
+    """A directory with the version's files: a local store's own (model-signing hashes every file, so a
+    changed one fails the check anyway), a remote store's verified copy in the cache."""
+    from maasctl.store.local import LocalStore
+
+    if isinstance(store, LocalStore):
+        yield info.path
+    else:
+        with store.open_version(info) as path:
+            yield path
+
+
 def sign_version(store: Any, ref: str, private_key: str | Path) -> tuple[Any, str]:
     """Sign a stored version (after checking its files against the recorded digests: a damaged version is
-    never signed); returns (VersionInfo, key fingerprint)."""
+    never signed); the bundle is kept with the version (store.set_signature). Returns (VersionInfo,
+    key fingerprint)."""
     fingerprint = private_key_fingerprint(private_key)
     info = store.resolve(ref)
     problems = store.check_version(info)
     if problems:
         raise OperationFailed(f"{info.ref} is damaged ({problems[0]}); refusing to sign it "
                               f"(see: maasctl verify {info.ref})")
-    write_bundle(info.path, sign_directory(info.path, private_key))
+    with _files_of(store, info) as path:
+        bundle = sign_directory(path, private_key)
+    store.set_signature(info, bundle)
     return info, fingerprint
 
 
-def signature_problems(info: Any, keys: list[TrustedKey]) -> list[str]:
+def verify_version(store: Any, info: Any, keys: list[TrustedKey], unsigned_hint: str | None = None) -> TrustedKey:
+    """A stored version's signature (local or remote store) against the trusted keys and its files."""
+    bundle = store.signature(info)
+    if bundle is None:  # no download needed to say so
+        return verify_files(Path(), None, keys, info.ref, unsigned_hint)
+    with _files_of(store, info) as path:
+        return verify_files(path, bundle, keys, info.ref, unsigned_hint)
+
+
+def signature_problems(store: Any, info: Any, keys: list[TrustedKey]) -> list[str]:
     """`verify --key`: the version's signature problems as lines (empty when signed by a trusted key)."""
     try:
-        verify_directory(info.path, keys, info.ref)
+        verify_version(store, info, keys)
     except SignatureError as exc:
         return [str(exc).removeprefix(f"{info.ref}: ").removeprefix(f"{info.ref} is ")]
+    except OperationFailed as exc:  # a remote version whose files are damaged: checked no further
+        return [f"signature not checked: {exc}"]
     return []
 
 
