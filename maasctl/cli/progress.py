@@ -138,3 +138,64 @@ class _BeforeFirstWrite:
     @property
     def encoding(self) -> str:
         return getattr(self._out, "encoding", "utf-8")
+
+
+class BytesProgress:
+    """Transfer bars for push/pull: `phase(label, total_bytes)` gives a callback told how many more bytes went
+    by (called from transfer threads). Nothing is drawn for a transfer that ends within
+    MAASCTL_PROGRESS_AFTER seconds; `stop()` clears the bars before the command prints its result."""
+
+    def __init__(self, *, stream: TextIO | None = None, after: float | None = None) -> None:
+        import threading
+
+        self.stream = stream or sys.stderr
+        self.after = _after() if after is None else after
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._bar: Any = None
+        self._phases: dict[str, list[Any]] = {}  # label -> [total, done, task id or None]
+        self._stopped = False
+
+    def phase(self, label: str, total: int) -> Callable[[int], None]:
+        with self._lock:
+            self._phases[label] = [total, 0, None]
+
+        def tick(n: int) -> None:
+            with self._lock:
+                entry = self._phases[label]
+                entry[1] += n
+                if self._stopped:
+                    return
+                if self._bar is None:
+                    if time.monotonic() - self._t0 < self.after:
+                        return
+                    self._start()
+                self._show()
+
+        return tick
+
+    def _start(self) -> None:
+        from rich import progress as rp
+        from rich.console import Console
+
+        self._bar = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(),
+                                rp.TransferSpeedColumn(), rp.TimeRemainingColumn(), transient=True,
+                                redirect_stdout=False, console=Console(file=self.stream))
+        self._bar.start()
+
+    def _show(self) -> None:
+        for label, entry in self._phases.items():
+            total, done, task = entry
+            if task is None:
+                entry[2] = task = self._bar.add_task(label, total=total or None)
+            self._bar.update(task, completed=min(done, total) if total else done)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._bar is not None:
+                self._show()
+                self._bar.refresh()
+                self._bar.stop()
