@@ -10,7 +10,10 @@ Prints wall times with baselines measured in the same run:
 - listing a model with --versions versions (`list_versions`: every version's record), in-process: first with no
   index (the versions are bulk-loaded without one: the repair path), then with the index the first list wrote;
   and as a `maasctl list NAME --json` subprocess (which also pays interpreter + boto3 start-up;
-  `python -c "import boto3; boto3.client('s3')"` is printed as that floor); target <= 1.0 s.
+  `python -c "import boto3; boto3.client('s3')"` is printed as that floor); target <= 1.0 s;
+- `serve NAME` cold start (process start to first successful predict) from the S3 store with an empty cache,
+  against the same from the local store and boto3's download of the version's objects (8 at once);
+  target <= local + 1.2 x download.
 """
 
 from __future__ import annotations
@@ -125,6 +128,31 @@ def main() -> None:
         print(f"push (copy_version)     {push_t:7.2f} s   {push_t / raw_t:5.2f}x  target <= 1.5x: "
               f"{'OK' if push_t <= 1.5 * raw_t else 'MISSED'}  (includes verifying the local copy and hashing)")
 
+        # -- serve cold start: local store vs S3 (empty cache) vs the raw download of the same bytes ------
+        spec_big = f"s3://{bucket[0]}/reg"
+        prefix = "reg/models/big/1/"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket[0], Prefix=prefix)["Contents"]]
+        caches = iter(range(10**6))
+
+        def raw_download() -> None:
+            dest = work / f"raw-{next(caches)}"
+            for k in keys:
+                (dest / k[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda k: s3.download_file(bucket[0], k, str(dest / k[len(prefix):]), Config=cfg),
+                              keys))
+            shutil.rmtree(dest)
+
+        local_serve = median_time(lambda: serve_first_predict(str(work / "local"), "big", {}), args.repeat)
+        s3_serve = median_time(lambda: serve_first_predict(
+            spec_big, "big", {"MAASCTL_CACHE": str(work / f"serve-cache-{next(caches)}")}), args.repeat)
+        raw_dl = median_time(raw_download, args.repeat)
+        budget = local_serve + 1.2 * raw_dl
+        print(f"serve, local store      {local_serve:7.2f} s   (baseline: start to first successful predict)")
+        print(f"boto3 download x{len(keys):<3}     {raw_dl:7.2f} s   (baseline: the version's objects, 8 at once)")
+        print(f"serve, S3 (cold cache)  {s3_serve:7.2f} s   {s3_serve / local_serve:5.2f}x local; "
+              f"target <= local + 1.2 x download = {budget:.2f} s: {'OK' if s3_serve <= budget else 'MISSED'}")
+
         # -- list of N versions -------------------------------------------------------------------------
         name = fresh_bucket()
         spec = f"s3://{name}/reg"
@@ -156,6 +184,35 @@ def main() -> None:
         moto.terminate()
         moto.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def serve_first_predict(store: str, name: str, env: dict[str, str]) -> float:
+    """Seconds from starting `maasctl serve NAME --store STORE` to its first successful predict."""
+    import json
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    body = json.dumps({"instances": [[0.1, 0.2, 0.3, 0.4]]}).encode()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "maasctl", "--store", store, "serve", name, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server died: {proc.stderr.read().decode()[-2000:]}")
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/{name}:predict", data=body,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.02)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def _fill_versions(store, first, count: int) -> None:

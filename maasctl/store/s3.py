@@ -4,7 +4,10 @@ Bucket layout under `s3://BUCKET/PREFIX/` (README "An S3 bucket as the registry"
 
     models/<name>/<N>/...                     the version's files, as in a local store (TF Serving layout)
     models/<name>/<N>/maas.json               the commit marker: written last, create-only (If-None-Match: *)
+    models/<name>/<N>/maas.sig                its signature bundle, if signed (outside the hashed files)
     _maas/<name>/claims/<N>.json              version claims: create-only, so two writers never share N
+    _maas/<name>/content/<sha256>.json        content claims while identical content uploads (s3publish.py)
+    _maas/<name>/index.json                   the version index: a self-repairing cache (s3index.py)
     _maas/<name>/aliases/<alias>.json         {version, seq, event}: moved by compare-and-swap (If-Match: etag)
     _maas/<name>/events/<ns>-<kind>-<id>.json immutable event log (who: user@host, when, from, to)
 
@@ -110,7 +113,7 @@ class S3Store(StoreDefaults):
                            f"(copy the versions first: maasctl pull NAME@VERSION --from {self.location})")
 
     def index_mismatch(self) -> list[str]:
-        return []  # no index: the maas.json objects are the registry
+        return []  # the maas.json objects are the registry; the S3 index (a cache) repairs itself on read
 
     def staging(self) -> contextlib.AbstractContextManager[Path]:
         return self.local.staging()
@@ -212,9 +215,9 @@ class S3Store(StoreDefaults):
             version = max(committed)
             entry = committed[version]
         else:
-            fetch_version = ref.version if ref.version is not None else None
+            wanted = ref.version
             got, aliases = self._map(lambda f: f(), [
-                lambda: self._fetch_manifest(name, fetch_version) if fetch_version is not None else None,
+                lambda: self._fetch_manifest(name, wanted) if wanted is not None else None,
                 lambda: self.aliases(name)])
             if ref.alias is not None:
                 if ref.alias not in aliases:
@@ -227,14 +230,14 @@ class S3Store(StoreDefaults):
                 got = self._fetch_manifest(name, version)
                 if got is None:
                     raise NotFound(f"alias {name}@{ref.alias} points at version {version}, which is gone")
+            elif got is None:
+                committed = self._committed(name)
+                if not committed:
+                    raise self._missing_model(name)
+                raise NotFound(f"model '{name}' has no version {wanted} (latest is {max(committed)}). "
+                               f"See: maasctl list {name}")
             else:
-                version = fetch_version or 0
-                if got is None:
-                    committed = self._committed(name)
-                    if not committed:
-                        raise self._missing_model(name)
-                    raise NotFound(f"model '{name}' has no version {version} (latest is {max(committed)}). "
-                                   f"See: maasctl list {name}")
+                version = wanted
             entry = summarize(*got)
         names = sorted(a for a, v in aliases.items() if v == version)
         return self._info(name, version, entry, names)
