@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_cli
+from conftest import drain_pty, run_cli
 
 pytestmark = pytest.mark.tf  # real SavedModels (the `models` fixture)
 
@@ -21,24 +21,13 @@ def _with_tty_stderr(*args: str, cache: str | None = None) -> tuple[int, str, st
     if cache:
         env["MAASCTL_CACHE"] = cache  # an empty cache: the pull really downloads
     env.pop("NO_COLOR", None)
-    try:
-        p = subprocess.Popen([sys.executable, "-m", "maasctl", *args], stdout=subprocess.PIPE, stderr=slave,
-                             env=env, text=True)
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        out = p.stdout.read()
-        p.wait(timeout=120)
-    finally:
-        os.close(master)
-    return p.returncode, out, b"".join(chunks).decode(errors="replace")
+    p = subprocess.Popen([sys.executable, "-m", "maasctl", *args], stdout=subprocess.PIPE, stderr=slave,
+                         env=env, text=True)
+    os.close(slave)
+    tty = drain_pty(master)
+    out = p.stdout.read()
+    p.wait(timeout=120)
+    return p.returncode, out, tty.decode(errors="replace")
 
 
 def test_push_and_pull_draw_bars_only_on_a_terminal(s3_store_url, tmp_path, models):

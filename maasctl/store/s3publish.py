@@ -29,7 +29,7 @@ from maasctl.store import manifest as mf
 from maasctl.store.hashing import FileEntry, content_sha256
 from maasctl.store.s3index import summarize
 from maasctl.store.s3io import LostRace
-from maasctl.store.types import RegisterResult, utcnow
+from maasctl.store.types import RegisterResult, utcnow, who
 
 if TYPE_CHECKING:
     from maasctl.store.s3 import S3Store
@@ -47,8 +47,6 @@ class ContentClaim:
     """The right to upload one content digest under one name (step 2 above)."""
 
     def __init__(self, store: S3Store, name: str, digest: str) -> None:
-        from maasctl.store.s3 import who
-
         self.s3 = store.s3
         self.key = store._reg(name, "content", f"{digest}.json")
         self.token = uuid.uuid4().hex
