@@ -5,7 +5,11 @@ constant number of requests, and writers of identical content at the same instan
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from test_registry_backends import bucket_of
@@ -165,3 +169,14 @@ def test_a_dead_writer_of_identical_content_is_taken_over(s3_store_url, models, 
     result = open_store(s3_store_url).register(models["small"], "iris")
     assert (result.created, result.info.version) == (True, 1)
     assert not s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}_maas/iris/content/").get("Contents")
+
+    # a writer on this machine whose process is gone (a killed push being re-run): taken over at once
+    monkeypatch.setattr(s3publish, "STALE", 20.0)  # without the pid check this would take 20 s
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    digest_b = content_sha256(hash_tree(models["small_b"], skip=frozenset({"maas.json", "maas.sig"})))
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_maas/iris/content/{digest_b}.json", Body=json.dumps(
+        {"token": "dead", "host": socket.gethostname(), "pid": int(dead.stdout)}).encode())
+    t0 = time.monotonic()
+    assert open_store(s3_store_url).register(models["small_b"], "iris").info.version == 2
+    assert time.monotonic() - t0 < 10

@@ -4,8 +4,8 @@
 2. A content claim `_maas/<name>/content/<sha256>.json`, create-only: of several writers of identical content
    at the same instant exactly one uploads; the others wait and then get its version (`created: false`), so
    a race never makes two versions of one content (a local store's write lock gives the same). The holder
-   rewrites the claim every HEARTBEAT s; a claim unchanged for STALE s (its writer died) is taken over by
-   compare-and-swap. `--new-version` skips 1-2.
+   rewrites the claim every HEARTBEAT s; a claim unchanged for STALE s (its writer died), or whose writer ran on
+   this machine and is gone, is taken over by compare-and-swap. `--new-version` skips 1-2.
 3. A version claim `_maas/<name>/claims/<N>.json`, create-only: the number, never shared, never reused.
 4. Every file (and the signature bundle) uploaded in parallel; small files in one PUT each.
 5. In parallel: the version claim re-read (gc may have reclaimed an upload that outlived its lease) and the
@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 import time
 import uuid
@@ -58,7 +60,8 @@ class ContentClaim:
         self._released = False
 
     def _doc(self, **extra: Any) -> dict[str, Any]:
-        return {"token": self.token, "who": self.who, "at": utcnow(), **extra}
+        return {"token": self.token, "who": self.who, "at": utcnow(), "host": socket.gethostname(),
+                "pid": os.getpid(), **extra}
 
     def take(self, over: str | None = None) -> bool:
         """Create the claim (or replace the stale one whose ETag is `over`); False when another writer won."""
@@ -116,6 +119,20 @@ class ContentClaim:
             self.s3.delete([self.key])
 
 
+def _dead_here(doc: dict[str, Any]) -> bool:
+    """The claim's writer ran on this host and its process no longer exists (e.g. a killed push re-run)."""
+    pid = doc.get("pid")
+    if doc.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
 def acquire(store: S3Store, name: str, digest: str) -> ContentClaim | int:
     """The content claim for `digest`, or the committed version that holds it (waiting for a live writer)."""
     claim = ContentClaim(store, name, digest)
@@ -130,7 +147,9 @@ def acquire(store: S3Store, name: str, digest: str) -> ContentClaim | int:
             got = store.s3.get_json(claim.key)
             if got is None:
                 continue  # released meanwhile: look for the twin again
-            if seen is None or seen[0] != got[1]:
+            if _dead_here(got[0]):  # its writer ran on this machine and is gone: no need to wait
+                taken = claim.take(over=got[1])
+            elif seen is None or seen[0] != got[1]:
                 seen = (got[1], time.monotonic())
             elif time.monotonic() - seen[1] > STALE:  # no heartbeat for STALE s: that writer is gone
                 taken = claim.take(over=got[1])
