@@ -1,7 +1,8 @@
 """Transient S3 errors, for real: a small HTTP proxy on 127.0.0.1 in front of moto's server forwards every
 request but answers `503 SlowDown` to the first K requests of one kind. botocore's retries (the store's
 client: "standard" mode, 3 attempts) must carry push and list through; when the faults outlast the retries,
-the command fails in one line, exit 1, and the store is unchanged."""
+the command fails in one line, exit 1, and the store is unchanged. With read-only credentials (403 on the
+index write-back), `list` still works."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import run_cli
-from test_registry_backends import snapshot
+from test_registry_backends import bucket_of, snapshot
 
 pytestmark = pytest.mark.tf  # real SavedModels (the `models` fixture)
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message><RequestId>fault</RequestId></Error>")
+ERROR = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+         "<Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>")
 
 
 class FaultProxy:
     """Forwards to `upstream`; `fail(match, k)` makes the next k requests for which match(method, path) holds
-    get a 503 SlowDown instead (k = -1: all of them)."""
+    get a 503 SlowDown (or `status`/`code`) instead (k = -1: all of them)."""
 
     def __init__(self, upstream: str) -> None:
         up = urlsplit(upstream)
@@ -40,13 +41,16 @@ class FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if proxy._fault(self.command, self.path):
-                    self.send_response(503)
+                fault = proxy._fault(self.command, self.path)
+                if fault is not None:
+                    status, code = fault
+                    error = ERROR.format(code=code).encode()
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
+                    self.send_header("Content-Length", str(len(error)))
                     self.end_headers()
                     if self.command != "HEAD":
-                        self.wfile.write(SLOW_DOWN)
+                        self.wfile.write(error)
                     return
                 conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
                 try:
@@ -70,19 +74,19 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def fail(self, match: Callable[[str, str], bool], k: int) -> None:
+    def fail(self, match: Callable[[str, str], bool], k: int, status: int = 503, code: str = "SlowDown") -> None:
         with self.lock:
-            self.rules = [[match, k]]
+            self.rules = [[match, k, status, code]]
             self.injected = 0
 
-    def _fault(self, method: str, path: str) -> bool:
+    def _fault(self, method: str, path: str) -> tuple[int, str] | None:
         with self.lock:
             for rule in self.rules:
                 if rule[1] != 0 and rule[0](method, path):
                     rule[1] -= 1
                     self.injected += 1
-                    return True
-        return False
+                    return rule[2], rule[3]
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +136,13 @@ def test_503s_are_retried_and_exhausted_retries_fail_cleanly(s3_store_url, proxy
     proxy.fail(_lists, 0)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("Error: S3 error while listing ") and "(gave up after 3 attempts)" in r.stderr
+
+    # read-only credentials: list cannot write back the index it repairs, and still lists
+    import boto3
+
+    bucket, prefix = bucket_of(s3_store_url)
+    boto3.client("s3").delete_object(Bucket=bucket, Key=f"{prefix}_maas/iris/index.json")
+    proxy.fail(lambda method, path: method == "PUT" and "index.json" in path, -1, 403, "AccessDenied")
+    r = run_cli("--store", s3_store_url, "list", "iris", "--json", env=env)
+    assert r.returncode == 0 and '"ref": "iris@1"' in r.stdout, r.stderr
+    assert proxy.injected == 1

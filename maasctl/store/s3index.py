@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from maasctl.errors import MaasError
 from maasctl.store import manifest as mf
 from maasctl.store.s3io import S3, LostRace
 
@@ -116,10 +117,13 @@ class VersionIndex:
 
     def update(self, change: Callable[[dict[int, Entry]], dict[int, Entry]],
                known: tuple[dict[int, Entry], str | None] | None = None) -> bool:
-        """Compare-and-swap `change(current)` in; retries on a lost race. Best effort: False if it gave up
-        (the next read repairs the index from the maas.json objects)."""
+        """Compare-and-swap `change(current)` in; retries on a lost race. Best effort: False if it gave up or
+        could not write (the next read repairs the index from the maas.json objects)."""
         for attempt in range(CAS_ATTEMPTS):
-            cur, etag = known if known is not None else self.read()
+            try:
+                cur, etag = known if known is not None else self.read()
+            except MaasError:
+                return False
             known = None
             new = change(cur)
             if new == cur and etag is not None:
@@ -132,4 +136,6 @@ class VersionIndex:
                 return True
             except LostRace:
                 time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))
+            except MaasError:  # e.g. read-only credentials listing the store: the cache stays as it is
+                return False
         return False
