@@ -82,6 +82,7 @@ class S3Store(StoreDefaults):
         self.root = self.local.root
         self.cache = VersionCache()
         self._manifests: dict[tuple[str, int], dict[str, Any]] = {}
+        self._indexes: dict[str, VersionIndex] = {}
 
     # -- places --------------------------------------------------------------------------------------
     @property
@@ -132,8 +133,11 @@ class S3Store(StoreDefaults):
 
     # -- reading -------------------------------------------------------------------------------------
     def _index(self, name: str) -> VersionIndex:
-        return VersionIndex(self.s3, self._reg(name, "index.json"), self.loc.key("models", name) + "/",
-                            lambda v: self._fetch_manifest(name, v), self._map)
+        if name not in self._indexes:
+            self._indexes[name] = VersionIndex(self.s3, self._reg(name, "index.json"),
+                                               self.loc.key("models", name) + "/",
+                                               lambda v: self._fetch_manifest(name, v), self._map)
+        return self._indexes[name]
 
     def _committed(self, name: str) -> dict[int, Entry]:
         """{version: index entry} of the visible (committed) versions of name (store/s3index.py)."""

@@ -64,10 +64,12 @@ class VersionIndex:
                  fetch: Callable[[int], tuple[dict[str, Any], str] | None],
                  pmap: Callable[[Callable[[Any], Any], list[Any]], list[Any]]) -> None:
         self.s3, self.key, self.prefix, self.fetch, self.pmap = s3, key, versions_prefix, fetch, pmap
+        self.seen: tuple[dict[int, Entry], str | None] | None = None  # the last state read or written
 
     def read(self) -> tuple[dict[int, Entry], str | None]:
         got = self.s3.get(self.key)
-        return (_parse(got[0]), got[1]) if got else ({}, None)
+        self.seen = (_parse(got[0]), got[1]) if got else ({}, None)
+        return self.seen
 
     def committed(self) -> dict[int, Entry]:
         """{version: entry} of the committed versions, checked against a delimiter LIST and repaired."""
@@ -107,7 +109,8 @@ class VersionIndex:
         return True
 
     def add(self, version: int, entry: Entry) -> None:
-        self.update(lambda cur: {**cur, version: entry})
+        """After a commit: usually one PUT, on the state this object last saw (a stale one costs a retry)."""
+        self.update(lambda cur: {**cur, version: entry}, known=self.seen)
 
     def drop(self, version: int) -> None:
         self.update(lambda cur: {v: e for v, e in cur.items() if v != version})
@@ -130,9 +133,10 @@ class VersionIndex:
                 return True
             try:
                 if etag is None:
-                    self.s3.put(self.key, _dump(new), if_none_match=True)
+                    written = self.s3.put(self.key, _dump(new), if_none_match=True)
                 else:
-                    self.s3.put(self.key, _dump(new), if_match=etag)
+                    written = self.s3.put(self.key, _dump(new), if_match=etag)
+                self.seen = (new, written)
                 return True
             except LostRace:
                 time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))

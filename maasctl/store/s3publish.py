@@ -103,8 +103,9 @@ class ContentClaim:
                 self.etag = None
                 raise _Taken from None
 
-    def release(self, *, committed: bool = False) -> None:
-        """Stop beating and delete the claim if it is still ours (after the commit, or on a failure)."""
+    def release(self, *, ours: bool = False) -> None:
+        """Stop beating and delete the claim if it is still ours (`ours`: known to be, e.g. sealed and
+        committed; otherwise it is read first)."""
         if self._released:
             return
         self._released = True
@@ -112,7 +113,7 @@ class ContentClaim:
         if self._thread is not None:
             self._thread.join(timeout=60)
         with contextlib.suppress(Exception):
-            if not committed:  # sealed and committed: ours for sure; otherwise look first
+            if not ours:
                 got = self.s3.get_json(self.key)
                 if got is None or got[0].get("token") != self.token:
                     return
@@ -134,19 +135,20 @@ def _dead_here(doc: dict[str, Any]) -> bool:
 
 
 def acquire(store: S3Store, name: str, digest: str) -> ContentClaim | int:
-    """The content claim for `digest`, or the committed version that holds it (waiting for a live writer)."""
+    """The content claim for `digest`, or the committed version that holds it (waiting for a live writer).
+    The first try looks for the twin and takes the claim at once (one round trip); the caller checks for a
+    twin again once it holds the claim (a holder releases only after committing, so that check sees it)."""
     claim = ContentClaim(store, name, digest)
     seen: tuple[str, float] | None = None
     delay = 0.02
-    while True:
-        twin = store._twin(name, digest)
-        if twin is not None:
-            return twin
-        taken = claim.take()
-        if not taken:
-            got = store.s3.get_json(claim.key)
-            if got is None:
-                continue  # released meanwhile: look for the twin again
+    twin, taken = store._map(lambda f: f(), [lambda: store._twin(name, digest), claim.take])
+    if twin is not None:
+        if taken:
+            claim.release(ours=True)
+        return twin
+    while not taken:
+        got = store.s3.get_json(claim.key)
+        if got is not None:
             if _dead_here(got[0]):  # its writer ran on this machine and is gone: no need to wait
                 taken = claim.take(over=got[1])
             elif seen is None or seen[0] != got[1]:
@@ -154,15 +156,15 @@ def acquire(store: S3Store, name: str, digest: str) -> ContentClaim | int:
             elif time.monotonic() - seen[1] > STALE:  # no heartbeat for STALE s: that writer is gone
                 taken = claim.take(over=got[1])
                 seen = None
-        if taken:
-            # a holder releases only after committing: the claim was free, so its version is visible now
-            twin = store._twin(name, digest)
-            if twin is None:
-                return claim
-            claim.release()
+            if taken:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        twin = store._twin(name, digest)
+        if twin is not None:
             return twin
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        taken = claim.take()
+    return claim
 
 
 def publish(store: S3Store, staged: Path, files: list[FileEntry], name: str, *, signatures: dict[str, Any],
@@ -173,21 +175,29 @@ def publish(store: S3Store, staged: Path, files: list[FileEntry], name: str, *, 
     if bundle is None and (staged / mf.SIGNATURE_NAME).is_file():
         bundle = (staged / mf.SIGNATURE_NAME).read_bytes()
     for _ in range(5):
-        claim = None
-        if not new_version:
-            got = acquire(store, name, digest)
-            if isinstance(got, int):
-                return adopt(store, name, got, aliases, bundle)
-            claim = got
+        if new_version:
+            return _commit(store, staged, files, name, None, store._claim(name), signatures=signatures,
+                           aliases=aliases, description=description, tags=tags, meta=meta,
+                           source_label=source_label, bundle=bundle, progress=progress)
+        got = acquire(store, name, digest)
+        if isinstance(got, int):
+            return adopt(store, name, got, aliases, bundle)
+        claim = got
         try:
-            return _commit(store, staged, files, name, claim, signatures=signatures, aliases=aliases,
-                           description=description, tags=tags, meta=meta, source_label=source_label,
-                           bundle=bundle, progress=progress)
+            # holding the claim: the twin check that counts, while the version number is claimed
+            twin, (version, claim_key) = store._map(lambda f: f(), [lambda: store._twin(name, digest),
+                                                                    lambda: store._claim(name)])
+            if twin is not None:
+                store.s3.delete([claim_key])  # unused: the number goes back
+                claim.release(ours=True)
+                return adopt(store, name, twin, aliases, bundle)
+            return _commit(store, staged, files, name, claim, (version, claim_key), signatures=signatures,
+                           aliases=aliases, description=description, tags=tags, meta=meta,
+                           source_label=source_label, bundle=bundle, progress=progress)
         except _Taken:
             continue
         finally:
-            if claim is not None:
-                claim.release()
+            claim.release()
     raise OperationFailed(f"could not register {name}: identical uploads kept taking over each other; retry")
 
 
@@ -201,12 +211,12 @@ def adopt(store: S3Store, name: str, version: int, aliases: list[str] | tuple[st
     return RegisterResult(store.resolve(ModelRef(name, version=version)), created=False)
 
 
-def _commit(store: S3Store, staged: Path, files: list[FileEntry], name: str, claim: ContentClaim | None, *,
-            signatures: dict[str, Any], aliases: list[str] | tuple[str, ...], description: str,
-            tags: dict[str, str] | None, meta: dict[str, Any] | None, source_label: str, bundle: bytes | None,
-            progress: Progress | None) -> RegisterResult:
+def _commit(store: S3Store, staged: Path, files: list[FileEntry], name: str, claim: ContentClaim | None,
+            claimed: tuple[int, str], *, signatures: dict[str, Any], aliases: list[str] | tuple[str, ...],
+            description: str, tags: dict[str, str] | None, meta: dict[str, Any] | None, source_label: str,
+            bundle: bytes | None, progress: Progress | None) -> RegisterResult:
     s3 = store.s3
-    version, claim_key = store._claim(name)
+    version, claim_key = claimed
     prefix = store._vprefix(name, version)
 
     def upload(f: FileEntry | None) -> None:
@@ -248,5 +258,5 @@ def _commit(store: S3Store, staged: Path, files: list[FileEntry], name: str, cla
     store._map(lambda f: f(), [lambda: index.add(version, entry),
                                lambda: store._record(name, store._event(name, "registered", version=version)),
                                *[(lambda a=a: store._move_alias(name, a, version)) for a in aliases],
-                               *([lambda: claim.release(committed=True)] if claim is not None else [])])
+                               *([lambda: claim.release(ours=True)] if claim is not None else [])])
     return RegisterResult(store._info(name, version, entry, sorted(set(aliases))), created=True)
