@@ -103,6 +103,10 @@ class ModelStore(Protocol):
         verify=False is for callers that hash what they read anyway (downloads are always checked).
         `progress(bytes)` hears about bytes downloaded (a remote store's cache miss)."""
 
+    def prefetch(self, info: VersionInfo) -> None:
+        """Start fetching a version into the local cache in the background (remote stores; locally a no-op),
+        so a loader can import TensorFlow meanwhile; its open_version then waits for the download."""
+
     def signature(self, info: VersionInfo) -> bytes | None:
         """The version's signature bundle (maas.sig, store/signing.py), None when unsigned."""
 
@@ -139,6 +143,9 @@ class StoreDefaults:
             self.resolve(name)  # raises NotFound with the usual message
         return [{"name": m.name, "alias": a, "version": v} for m in models if name in (None, m.name)
                 for a, v in m.aliases.items()]
+
+    def prefetch(self: Any, info: VersionInfo) -> None:
+        return None  # a local version is already on disk
 
     def signature(self: Any, info: VersionInfo) -> bytes | None:
         from maasctl.store.signing import read_bundle

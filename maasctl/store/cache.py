@@ -68,6 +68,7 @@ class VersionCache:
     def __init__(self, root: Path | None = None, limit: int | None = None) -> None:
         self.root = root or cache_root()
         self.limit = max_bytes() if limit is None else limit
+        self._fresh: set[str] = set()  # entries this object filled (digests checked while downloading)
 
     def entry(self, digest: str) -> Path:
         return self.root / "versions" / digest
@@ -84,7 +85,10 @@ class VersionCache:
         lock = self.root / "locks" / f"{digest}.lock"
         final = self.entry(digest)
         with _flock(lock, fcntl.LOCK_EX) as fd:
-            if final.is_dir() and verify and compare_tree(final, entries, skip=frozenset({"maas.json"})):
+            fresh = digest in self._fresh  # filled moments ago by this process (e.g. a prefetch): not re-hashed
+            self._fresh.discard(digest)
+            if final.is_dir() and verify and not fresh and compare_tree(final, entries,
+                                                                        skip=frozenset({"maas.json"})):
                 self._remove(final)  # a damaged cache entry: fetch it again
             if not final.is_dir():
                 tmp = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -92,6 +96,7 @@ class VersionCache:
                 try:
                     fill(tmp)
                     os.rename(tmp, final)
+                    self._fresh.add(digest)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
             os.utime(final)  # least recently used = oldest mtime

@@ -450,6 +450,16 @@ class S3Store(StoreDefaults):
         with self.cache.open(info.sha256, entries, fill, verify=verify) as path:
             yield path
 
+    def prefetch(self, info: VersionInfo) -> None:
+        """Download into the cache on a daemon thread; a failure is left for the real open_version to report."""
+        import threading
+
+        def fetch() -> None:
+            with contextlib.suppress(Exception), self.open_version(info):
+                pass
+
+        threading.Thread(target=fetch, name=f"maasctl-prefetch-{info.ref}", daemon=True).start()
+
     def _download(self, info: VersionInfo, entries: list[FileEntry], into: Path,
                   progress: Callable[[int], None] | None = None) -> list[str]:
         prefix = self._vprefix(info.name, info.version)

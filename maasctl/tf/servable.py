@@ -164,6 +164,8 @@ def store_loader(store: ModelStore) -> Callable[[str, int], tuple[Any, dict[str,
 
     def load(name: str, version: int) -> tuple[Any, dict[str, Any]]:
         info = store.resolve(ModelRef(name, version=version))
+        store.prefetch(info)  # a remote version downloads while TensorFlow imports (cold start)
+        load_tensorflow()
         with store.open_version(info) as path:  # digests checked (a remote version is fetched into the cache)
             model = load_servable(path)
         return model, dict(info.meta)
