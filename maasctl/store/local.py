@@ -218,7 +218,8 @@ class LocalStore(StoreDefaults):
         """
         check_name(name)
         if bundle is not None:  # `progress` is for remote stores: nothing is transferred here
-            (staged / mf.SIGNATURE_NAME).write_bytes(bundle)
+            with writing(staged / mf.SIGNATURE_NAME):
+                (staged / mf.SIGNATURE_NAME).write_bytes(bundle)
         if check is not None:
             check(staged)
         meta = dict(meta or {})
