@@ -112,8 +112,10 @@ def serve(
     tls = resolve_tls(tls_cert, tls_key, backend, tokens)  # one line, exit 2, before anything binds
     store = state(ctx).store
     parsed = [parse_ref(r) for r in refs]
-    for ref in parsed:
-        store.resolve(ref)  # fail fast (exit 3) on a name, version or alias that does not exist
+    resolved = [store.resolve(ref) for ref in parsed]  # fail fast (exit 3) on a name, version or alias
+    if not detach and backend == "maasctl" and workers == 1 and scaling is None:
+        for info in resolved:  # a remote version starts downloading into the cache now (no-op locally)
+            store.prefetch(info)
     if backend not in BACKENDS:
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     if poll_seconds is not None and poll_seconds <= 0:

@@ -83,6 +83,7 @@ class S3Store(StoreDefaults):
         self.cache = VersionCache()
         self._manifests: dict[tuple[str, int], dict[str, Any]] = {}
         self._indexes: dict[str, VersionIndex] = {}
+        self._prefetched: set[str] = set()
 
     # -- places --------------------------------------------------------------------------------------
     @property
@@ -451,8 +452,13 @@ class S3Store(StoreDefaults):
             yield path
 
     def prefetch(self, info: VersionInfo) -> None:
-        """Download into the cache on a daemon thread; a failure is left for the real open_version to report."""
+        """Download into the cache on a daemon thread (once per version); a failure is left for the real
+        open_version to report."""
         import threading
+
+        if info.sha256 in self._prefetched:
+            return
+        self._prefetched.add(info.sha256)
 
         def fetch() -> None:
             with contextlib.suppress(Exception), self.open_version(info):
