@@ -6,6 +6,8 @@ Kubernetes OpenAPI schemas (kubernetes-validate) and, for the InferenceService, 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,9 +43,15 @@ def _deploy_kserve(store: str, out_dir: Path) -> dict[str, dict]:
 
 
 def _kserve_download(uri: str, out: Path) -> Path:
-    storage = pytest.importorskip("kserve_storage")
+    """KServe's storage initializer, in a fresh interpreter as in its init container: it forks a
+    multiprocessing pool, and forking this threaded test process (moto's server, boto3's pools) deadlocked
+    the pool's workers on a lock held at the fork."""
+    pytest.importorskip("kserve_storage")
     out.mkdir()
-    storage.Storage.download(uri, str(out))
+    code = "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])"
+    proc = subprocess.run([sys.executable, "-c", code, uri, str(out)], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
 
