@@ -26,6 +26,9 @@ class PlainReporter:
 
     wants_batches = False
 
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix  # the role under tf.distribute ("chief: ", "worker 1: ")
+
     def start(self, epochs: int, steps: int) -> None:
         self.epochs = epochs
         self.t0 = time.perf_counter()
@@ -38,7 +41,7 @@ class PlainReporter:
 
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         width = len(str(self.epochs))
-        render.message(f"epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  "
+        render.message(f"{self.prefix}epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  "
                        f"({time.perf_counter() - self.t_epoch:.1f}s)")
 
     def end(self) -> None:
@@ -81,6 +84,16 @@ class RichReporter:
         self.progress.stop()
 
 
+def _reporter(prefix: str) -> Any:
+    import os
+
+    if os.environ.get("MAASCTL_TRAIN_EVENTS") == "1":  # a child of `train --workers`
+        from maasctl.cli.train_cluster import EventReporter
+
+        return EventReporter()
+    return RichReporter() if sys.stderr.isatty() and not prefix else PlainReporter(prefix)
+
+
 def _summary(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {render.number(v)}" for k, v in metrics.items())
 
@@ -96,6 +109,13 @@ def train(
     name: Annotated[str | None, name_option("Model name to register under (implies --register).")] = None,
     alias: Annotated[list[str], alias_option("Point ALIAS at the registered version (repeatable; implies "
                                              "--register; default: [register] aliases).")] = [],  # noqa: B006 - typer copies the default; never mutated
+    workers: Annotated[int | None, typer.Option("--workers", min=1, metavar="N",
+                                                help="Try a cluster on this machine: N local worker processes on "
+                                                     "loopback ports (generated TF_CONFIG); prints the chief's run "
+                                                     "id.")] = None,
+    cluster_timeout: Annotated[float, typer.Option("--cluster-timeout", min=1, metavar="SECONDS",
+                                                   help="Under multi_worker: how long to wait for the other "
+                                                        "workers, and for any one all-reduce.")] = 120.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a Keras model from a TOML config and record the run.
@@ -107,10 +127,21 @@ def train(
     Example: maasctl train iris.toml --set train.epochs=5 --alias candidate
     """
     started = time.time()
+    import os
+
     from maasctl.refs import check_alias, check_name
     from maasctl.training.data import prepare
+    from maasctl.training.distribute import resolve
 
     cfg, ds = prepare(config, set_)
+    if workers is not None:
+        from maasctl.cli.train_cluster import train_on_workers
+
+        train_on_workers(ctx, cfg, workers, config=config, set_=set_, cluster_timeout=cluster_timeout,
+                         register=register, name=name, alias=alias, json_out=json_out)
+        return
+    plan = resolve(cfg.train["distribute"], os.environ)  # TF_CONFIG and the mode, checked before TensorFlow
+    who = f"{plan.role}: " if plan.cluster is not None else ""
     register = register or name is not None or bool(alias)
     reg_name = name or cfg.register.get("name")
     if register:
@@ -123,15 +154,26 @@ def train(
     split = cfg.data.get("validation_split") or 0
     where = (f", from {cfg.data['validation_path']}" if cfg.data.get("validation_path")
              else f", validation_split {split:g}" if split else "")
-    render.message(ds.describe(where))
-    render.message("loading TensorFlow…")
-    from maasctl.tf.train import run_training
+    render.message(who + ds.describe(where))
+    render.message(who + "loading TensorFlow…")
+    from maasctl.tf.train import plan_for, run_training
 
-    store = state(ctx).store
-    reporter = RichReporter() if sys.stderr.isatty() else PlainReporter()
-    run, result = run_training(store, cfg, ds, reporter, started=started)
+    plan = plan_for(cfg)
+    if plan.mode != "none" or plan.cluster is not None:
+        render.message(f"{who}distribute: {plan.mode} ({plan.why})")
+    store = state(ctx).store if plan.is_chief else None  # the others write nothing to the store
+    reporter: Any = _reporter(who)
+    run, result = run_training(store, cfg, ds, reporter, started=started, plan=plan, cluster_timeout=cluster_timeout)
+    if run is None:  # not the chief: same final metrics, nothing recorded
+        if json_out:
+            render.emit_json({"run_id": None, "role": plan.role, "metrics": result.metrics,
+                              "epochs_run": result.epochs_run})
+        else:
+            render.message(f"{who}{_summary(result.metrics)} ({result.train_time_s:.1f}s training; "
+                           f"the chief records the run)")
+        return
     ref = None
-    if register:
+    if register and store is not None:
         from maasctl.registration import register_source
 
         ref = register_source(store, run.run_id, reg_name, aliases=alias).info.ref
@@ -145,7 +187,7 @@ def train(
         render.message(stop_message(result))
     epoch = result.extra.get("final_epoch")
     at = f"epoch {epoch}, " if epoch and epoch != result.epochs_run else ""
-    render.message(f"run {run.run_id}: {_summary(result.metrics)} ({at}{result.train_time_s:.1f}s training)")
+    render.message(f"{who}run {run.run_id}: {_summary(result.metrics)} ({at}{result.train_time_s:.1f}s training)")
     print(run.run_id)
     if ref:
         render.message(f"registered {ref}")

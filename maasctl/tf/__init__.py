@@ -42,8 +42,19 @@ def load_tensorflow() -> Any:
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
-        tf.constant(0)  # initialise the runtime (and its one-time banners) while fd 2 is quiet
+        _logical_cpus(tf)
+        if not os.environ.get("TF_CONFIG"):  # MultiWorkerMirroredStrategy must configure the runtime first
+            tf.constant(0)  # initialise the runtime (and its one-time banners) while fd 2 is quiet
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     return tf
+
+
+def _logical_cpus(tf: Any) -> None:
+    """MAASCTL_LOGICAL_CPUS=N splits the CPU into N logical devices (before the runtime starts), so that
+    `distribute = "mirrored"` can be tried and tested on a machine without GPUs."""
+    n = os.environ.get("MAASCTL_LOGICAL_CPUS", "")
+    if n.isdigit() and int(n) > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(n))

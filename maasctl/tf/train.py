@@ -27,6 +27,7 @@ from maasctl.store import ModelStore, utcnow
 from maasctl.tf import load_tensorflow
 from maasctl.training.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.training.data import Dataset
+from maasctl.training.distribute import Plan, describe_cluster, resolve
 from maasctl.training.runs import (
     CONFIG_COPY,
     FORMAT_VERSION,
@@ -243,12 +244,26 @@ def _class_weight(cfg: TrainConfig, ds: Dataset) -> dict[int, float] | None:
     return {i: float(cw.get(name, 1.0)) for i, name in enumerate(ds.class_names)}
 
 
-def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitResult:
+def plan_for(cfg: TrainConfig) -> Plan:
+    """Resolve `[train] distribute` here (TF_CONFIG, visible GPUs)."""
+    import os
+
+    return resolve(cfg.train.get("distribute", "auto"), os.environ,
+                   lambda: len(tf.config.list_physical_devices("GPU")))
+
+
+def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *, plan: Plan | None = None,
+        cluster_timeout: float = 120.0) -> FitResult:
     """Build, compile and fit; the final metrics are those of the epoch whose weights the model keeps."""
+    from maasctl.tf.distributed import fit_loop, make_strategy
+
     train = cfg.train
+    plan = plan_for(cfg) if plan is None else plan
+    strategy = make_strategy(plan, cluster_timeout)
     set_determinism(train["seed"])
-    model = build_model(cfg, ds)
-    compile_model(cfg, model)
+    with strategy.scope():
+        model = build_model(cfg, ds)
+        compile_model(cfg, model)
     callbacks: list[Any] = [_StopOnNaN()]
     es = train.get("early_stopping")
     es_callback = None
@@ -264,9 +279,16 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
     validation = (ds.x_val, ds.y_val) if ds.x_val is not None else None
     t0 = time.perf_counter()
     try:
-        hist = model.fit(ds.x_train, ds.y_train, batch_size=train["batch_size"], epochs=train["epochs"],
-                         validation_data=validation, shuffle=cfg.data["shuffle"], callbacks=callbacks,
-                         class_weight=_class_weight(cfg, ds), verbose=0)
+        if plan.mode == "none":
+            history_dict = model.fit(ds.x_train, ds.y_train, batch_size=train["batch_size"], epochs=train["epochs"],
+                                     validation_data=validation, shuffle=cfg.data["shuffle"], callbacks=callbacks,
+                                     class_weight=_class_weight(cfg, ds), verbose=0).history
+        else:
+            history_dict = fit_loop(strategy, plan, model, x=ds.x_train, y=ds.y_train, validation=validation,
+                                    batch_size=train["batch_size"], epochs=train["epochs"],
+                                    shuffle=cfg.data["shuffle"], seed=train["seed"],
+                                    class_weight=_class_weight(cfg, ds), callbacks=callbacks,
+                                    on_batch=lambda: reporter is not None and reporter.wants_batches)
     except (ValueError, TypeError) as exc:  # e.g. a loss that does not fit the labels
         raise InvalidInput(f"{cfg.path}: training failed: {_first_line(exc)} (check train.loss, train.metrics "
                            f"and the output layer)") from None
@@ -274,12 +296,12 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
         if reporter is not None:
             reporter.end()
     train_time = time.perf_counter() - t0
-    epochs_run = len(hist.history.get("loss", []))
-    losses = hist.history.get("loss", [])
+    epochs_run = len(history_dict.get("loss", []))
+    losses = history_dict.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise OperationFailed(f"{cfg.path}: training diverged (the loss became NaN or infinite in epoch "
                               f"{len(losses)}); try a lower train.learning_rate or model.normalize = true")
-    history = [{"epoch": e + 1, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(epochs_run)]
+    history = [{"epoch": e + 1, **{k: float(v[e]) for k, v in history_dict.items()}} for e in range(epochs_run)]
     # The final metrics are those of the epoch whose weights are exported: the last one, or the best one when
     # early stopping restored it. (Re-evaluating would cost a pass over the data for the same validation
     # figures; Keras's training figures are averaged over the epoch, as everywhere in Keras.)
@@ -291,7 +313,8 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None) -> FitR
     best = int(getattr(es_callback, "best_epoch", final)) + 1 if es_callback is not None else None
     metrics = {k: v for k, v in history[final].items() if k != "epoch"}
     return FitResult(model, history, metrics, epochs_run, epochs_run < train["epochs"], train_time,
-                     extra={"final_epoch": final + 1, "best_epoch": best, "restored_best": restored})
+                     extra={"final_epoch": final + 1, "best_epoch": best, "restored_best": restored,
+                            "plan": plan, "strategy": strategy})
 
 
 def stop_message(result: FitResult) -> str:
@@ -343,6 +366,7 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
         "stopped_early": result.stopped_early,
         "best_epoch": result.extra.get("best_epoch"),
         "data": ds.summary(),
+        **({"distribute": describe_cluster(result.extra["plan"])} if "plan" in result.extra else {}),
         "train_time_s": round(result.train_time_s, 3),
         "wall_time_s": round(wall_time_s, 3),
     }
@@ -414,20 +438,39 @@ def _writing(path: Any) -> Iterator[None]:
                                OSError(errno.ENOSPC if "No space" in text else errno.EDQUOT, why)) from None
 
 
-def run_training(store: ModelStore, cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *,
-                 started: float | None = None) -> tuple[Run, FitResult]:
-    """Fit, export into a staging dir, and rename it into `runs/<run-id>/` only when complete."""
+def run_training(store: ModelStore | None, cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *,
+                 started: float | None = None, plan: Plan | None = None,
+                 cluster_timeout: float = 120.0) -> tuple[Run | None, FitResult]:
+    """Fit, export into a staging dir, and rename it into `runs/<run-id>/` only when complete.
+
+    Under multi_worker every worker exports (saving may take part in collectives), but only the chief into the
+    store: the others export into a temporary directory they remove, and return no run (`store` may be None).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from maasctl.tf.distributed import sync_barrier
     from maasctl.tf.export import export_model
 
     started = time.time() if started is None else started
     t0 = time.perf_counter() - (time.time() - started)
-    result = fit(cfg, ds, reporter)
+    result = fit(cfg, ds, reporter, plan=plan, cluster_timeout=cluster_timeout)
+    plan = result.extra["plan"]
+    strategy = result.extra["strategy"]
+    if not plan.is_chief:
+        with tempfile.TemporaryDirectory(prefix="maasctl-worker-") as tmp:
+            export_model(result.model, Path(tmp) / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
+            sync_barrier(strategy, plan)
+        return None, result
+    if store is None:
+        raise OperationFailed("the chief needs a store to record the run")
     run_id = new_run_id()
     with contextlib.suppress(OSError):  # housekeeping must never fail a run
         store.sweep_staging()
     with store.staging() as staged:
         with _writing(staged / MODEL_DIR):
             export_model(result.model, staged / MODEL_DIR, n_features=ds.n_features, task=cfg.task)
+        sync_barrier(strategy, plan)  # every worker finished: no peer can fail the run after this point
         with _writing(staged / TENSORBOARD_DIR):
             write_tensorboard(staged / TENSORBOARD_DIR, result.history)
         with writing(staged / CONFIG_COPY):

@@ -259,7 +259,7 @@ SCHEMA: dict[str, dict[str, Checker | None]] = {
         "epochs": _int(1), "batch_size": _int(1), "optimizer": _choice(OPTIMIZERS, lower=True),
         "learning_rate": _number(0.0, low_open=True, high=None), "loss": _string,
         "metrics": _string_list(nonempty=False), "seed": _int(0), "early_stopping": None,
-        "class_weight": None,
+        "class_weight": None, "distribute": _choice(("auto", "none", "mirrored", "multi_worker")),
     },
     "register": {"name": _name, "aliases": _aliases, "description": _string, "tags": _str_table},
 }
@@ -502,6 +502,7 @@ def _check_train(out: dict[str, Any], cfg: TrainConfig) -> None:
     train.setdefault("loss", DEFAULT_LOSS[task])
     train.setdefault("metrics", list(DEFAULT_METRICS[task]))
     train.setdefault("seed", 42)
+    train.setdefault("distribute", "auto")
     es = train.get("early_stopping")
     if es is not None:
         if es is False:

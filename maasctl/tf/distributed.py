@@ -1,0 +1,221 @@
+"""tf.distribute for `maasctl train`: the strategy, and a training loop that drives Keras 3 under it.
+
+Why not `model.fit`: Keras 3's `fit` under `MultiWorkerMirroredStrategy` with more than one worker fails
+(keras-team/keras#20585: "Attempt to convert a value (PerReplica...)"). tf-keras (`TF_USE_LEGACY_KERAS=1`) works,
+but it is the legacy path and a second Keras: `model.builder` functions build Keras 3 models, and the export and
+serving code is Keras 3. So one loop here calls the model's own `train_step` / `test_step` under
+`strategy.run`: the same loss (scaled by the global batch), optimizer (all-reduced gradients), class weights and
+metrics (SUM-aggregated variables) as `fit`, for "mirrored" and "multi_worker" alike. `distribute = "none"` keeps
+`model.fit`. Same data order, same seed -> the same numbers as `fit` (to float rounding).
+
+A dead or unreachable peer must be an error, not a hang: the first all-reduce waits at most `cluster_timeout`
+seconds for every peer, every collective has the same timeout, and TF's peer health check runs every few
+seconds (it aborts the collectives with UNAVAILABLE naming the dead task).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from maasctl.errors import OperationFailed
+from maasctl.tf import load_tensorflow
+from maasctl.training.distribute import Plan, missing_task
+
+tf = load_tensorflow()
+
+# A dead peer is noticed by the coordination service's heartbeats (TF's Python-level health check is off when
+# the coordination service runs, which MultiWorkerMirroredStrategy enables): a peer is down after
+# HEARTBEAT_TIMEOUT_S without a heartbeat; workers wait at most SHUTDOWN_BARRIER_S for each other on exit.
+HEARTBEAT_TIMEOUT_S, SHUTDOWN_BARRIER_S = 10, 10
+
+
+def _configure_coordination(plan: Plan, cluster_timeout: float) -> None:
+    """Configure TF's coordination service as MultiWorkerMirroredStrategy would (it skips its own when one is
+    set), with timeouts: its default waits forever for every task to register."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    if plan.cluster is None or context.context().coordination_service is not None:
+        return
+    spec = plan.cluster.spec
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(spec[job]))
+            for job in ("chief", "worker") if job in spec]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        cluster_register_timeout_in_ms=int(cluster_timeout * 1000),
+        heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000,
+        shutdown_barrier_timeout_in_ms=SHUTDOWN_BARRIER_S * 1000, coordinated_jobs=jobs)
+
+
+def _peers(plan: Plan) -> list[list[str]]:
+    """[[label, host:port], ...] of every other training task."""
+    cluster = plan.cluster
+    if cluster is None:
+        return []
+    return [[f"{job} {i}", address] for job in ("chief", "worker") for i, address in enumerate(cluster.spec.get(job, []))
+            if (job, i) != (cluster.task_type, cluster.task_index)]
+
+
+# argv: parent pid, timeout s, message with {} for the missing peers, JSON [[label, host:port], ...]
+_WATCHDOG = """
+import json, os, select, signal, socket, sys, time
+pid, timeout, message, peers = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+ready, _, _ = select.select([sys.stdin], [], [], timeout)
+if ready:
+    sys.exit(0)
+missing = []
+for label, address in peers:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+    except (OSError, ValueError):
+        missing.append(f"{label} ({address})")
+who = ", ".join(missing) or "the other workers (their ports answer, but they did not join)"
+sys.stderr.write(message.format(who) + "\\n")
+sys.stderr.flush()
+os.kill(pid, signal.SIGTERM)
+time.sleep(3)
+try:
+    os.kill(pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
+def make_strategy(plan: Plan, cluster_timeout: float) -> Any:
+    """The tf.distribute strategy for a resolved plan (records the devices it uses in plan.devices)."""
+    if plan.mode == "none":
+        return tf.distribute.get_strategy()
+    if plan.mode == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        plan.devices[:] = devices
+        return tf.distribute.MirroredStrategy(devices)
+    _configure_coordination(plan, cluster_timeout)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(cluster_timeout))
+    # Joining the cluster blocks in TF's C++ runtime holding the GIL: no timeout option bounds it when a peer never
+    # comes, and neither a Python thread nor a signal handler gets to run. A tiny watchdog process does: unless
+    # this process closes its stdin in time, it prints the one-line error and kills this process.
+    message = f"Error: {plan.role}: could not reach {{}} within {cluster_timeout:g}s (--cluster-timeout); no run committed"
+    peers = _peers(plan)
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(cluster_timeout), message,
+                                 json.dumps(peers)], stdin=subprocess.PIPE)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        sync_barrier(strategy, plan)  # every worker is up
+    finally:
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()
+        watchdog.wait()
+    return strategy
+
+
+def _dataset(strategy: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, batch_size: int, *,
+             shuffle: bool, seed: int) -> tuple[Any, Any]:
+    """A distributed dataset of global batches (auto-sharded by data) and one plain batch for building."""
+    parts = (x, y) if w is None else (x, y, w)
+    d = tf.data.Dataset.from_tensor_slices(parts)
+    if shuffle:
+        d = d.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    d = d.batch(batch_size)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    d = d.with_options(options)
+    return strategy.experimental_distribute_dataset(d), next(iter(d))
+
+
+def _sample_weights(y: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray | None:
+    if class_weight is None:
+        return None
+    lut = np.array([class_weight.get(i, 1.0) for i in range(max(class_weight) + 1)], dtype=np.float32)
+    return lut[np.asarray(y).astype(np.int64).ravel()]
+
+
+def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndarray,
+             validation: tuple[np.ndarray, Any] | None, batch_size: int, epochs: int, shuffle: bool,
+             seed: int, class_weight: dict[int, float] | None, callbacks: list[Any],
+             on_batch: Callable[[], bool]) -> dict[str, list[float]]:
+    """Train `model` (built and compiled under `strategy.scope()`) like `fit`; returns fit's history dict.
+
+    `on_batch()` says whether the callbacks want per-batch logs (reading the metrics costs a sync per step).
+    """
+    import keras
+
+    train_ds, first = _dataset(strategy, x, y, _sample_weights(y, class_weight), batch_size,
+                               shuffle=shuffle, seed=seed)
+    val_ds = None
+    if validation is not None:
+        val_ds, _ = _dataset(strategy, validation[0], validation[1], None, batch_size, shuffle=False, seed=seed)
+    with strategy.scope():
+        model._symbolic_build(data_batch=first)  # optimizer and metric variables, created under the strategy
+
+    @tf.function
+    def train_step(batch: Any) -> None:
+        strategy.run(model.train_step, args=(batch,))
+
+    @tf.function
+    def test_step(batch: Any) -> None:
+        strategy.run(model.test_step, args=(batch,))
+
+    steps = math.ceil(len(x) / batch_size)
+    cbs = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps, verbose=0)
+    history: dict[str, list[float]] = {}
+    model.stop_training = False
+    want_batches = on_batch()
+    try:
+        cbs.on_train_begin()
+        for epoch in range(epochs):
+            model.reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            for step, batch in enumerate(train_ds):
+                train_step(batch)
+                if want_batches:
+                    cbs.on_train_batch_end(step, _floats(model.get_metrics_result()))
+            logs = _floats(model.get_metrics_result())
+            if val_ds is not None:
+                model.reset_metrics()
+                for batch in val_ds:
+                    test_step(batch)
+                logs.update({f"val_{k}": v for k, v in _floats(model.get_metrics_result()).items()})
+            cbs.on_epoch_end(epoch, logs)
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            if model.stop_training:
+                break
+        cbs.on_train_end()
+    except _PEER_ERRORS as exc:
+        raise _lost_peer(exc, plan, f"in epoch {len(history.get('loss', [])) + 1}") from None
+    return history
+
+
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.InternalError, tf.errors.AbortedError)
+
+
+def _lost_peer(exc: BaseException, plan: Plan, when: str) -> OperationFailed:
+    who = missing_task(str(exc), plan.cluster) or "a peer"
+    return OperationFailed(f"{plan.role}: lost {who} {when} ({type(exc).__name__}); no run committed")
+
+
+def _floats(logs: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in logs.items()}
+
+
+def sync_barrier(strategy: Any, plan: Plan) -> None:
+    """Wait until every worker got here (a tiny all-reduce); no-op on one worker."""
+    if plan.mode != "multi_worker" or plan.n_workers < 2:
+        return
+    try:
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+    except _PEER_ERRORS as exc:
+        raise _lost_peer(exc, plan, "after training, while saving") from None

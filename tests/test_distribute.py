@@ -1,0 +1,120 @@
+"""`[train] distribute` resolution and TF_CONFIG parsing (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import cli
+
+from maasctl.errors import InvalidInput
+from maasctl.training.distribute import free_ports, local_tf_configs, missing_task, parse_tf_config, resolve
+
+
+def tfc(cluster: dict, task_type: str = "worker", index: int = 0) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+TWO = {"worker": ["127.0.0.1:2001", "127.0.0.1:2002"]}
+WITH_CHIEF = {"chief": ["h0:2000"], "worker": ["h1:2001", "h2:2002"], "evaluator": ["h3:2003"]}
+
+
+def test_roles_worker_zero_is_chief_without_a_chief_job():
+    w0, w1 = parse_tf_config(tfc(TWO, "worker", 0)), parse_tf_config(tfc(TWO, "worker", 1))
+    assert w0 is not None and w1 is not None
+    assert (w0.is_chief, w0.role, w0.n_workers) == (True, "chief", 2)
+    assert (w1.is_chief, w1.role) == (False, "worker 1")
+
+
+def test_roles_with_a_chief_job():
+    chief, w0 = parse_tf_config(tfc(WITH_CHIEF, "chief", 0)), parse_tf_config(tfc(WITH_CHIEF, "worker", 0))
+    assert chief is not None and w0 is not None
+    assert (chief.is_chief, chief.role, chief.n_workers) == (True, "chief", 3)  # the evaluator does not train
+    assert (w0.is_chief, w0.role) == (False, "worker 0")
+
+
+@pytest.mark.parametrize("text", [None, "", "  ", '{"task": {"type": "worker", "index": 0}}', '{"cluster": {}}'])
+def test_no_cluster(text):
+    assert parse_tf_config(text) is None
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    (json.dumps({"cluster": {"worker": "h:1"}, "task": {"type": "worker", "index": 0}}), "cluster.worker"),
+    (json.dumps({"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker"}}), "cluster.worker"),
+    (json.dumps({"cluster": TWO}), '"task" is missing'),
+    (tfc(TWO, "chief", 0), 'task.type "chief" is not a job'),
+    (tfc(TWO, "worker", 2), "task.index 2 is out of range"),
+    (tfc({"ps": ["h:1"]}, "ps", 0), 'no "chief" or "worker" job'),
+    (tfc(WITH_CHIEF, "evaluator", 0), "does not train"),
+    (tfc({"chief": ["a:1", "b:2"]}, "chief", 0), "exactly one task"),
+])
+def test_invalid_tf_config_is_one_line_naming_it(text, needle):
+    with pytest.raises(InvalidInput) as info:
+        parse_tf_config(text)
+    msg = str(info.value)
+    assert msg.startswith("TF_CONFIG: ") and needle in msg and "\n" not in msg
+
+
+def test_resolve_auto():
+    gpus = {"n": 0}
+    count = lambda: gpus["n"]
+    assert resolve("auto", {}, count).mode == "none"
+    gpus["n"] = 2
+    assert resolve("auto", {}, count).mode == "mirrored"
+    plan = resolve("auto", {"TF_CONFIG": tfc(TWO, "worker", 1)}, count)
+    assert (plan.mode, plan.role, plan.is_chief, plan.n_workers) == ("multi_worker", "worker 1", False, 2)
+    one = {"worker": ["127.0.0.1:2001"]}  # a one-worker cluster is not a cluster worth a strategy
+    gpus["n"] = 0
+    assert resolve("auto", {"TF_CONFIG": tfc(one)}, count).mode == "none"
+
+
+def test_resolve_explicit_modes():
+    assert resolve("none", {}).mode == "none"
+    assert resolve("mirrored", {}).mode == "mirrored"
+    plan = resolve("multi_worker", {})
+    assert (plan.mode, plan.cluster, plan.is_chief) == ("multi_worker", None, True)
+    with pytest.raises(InvalidInput, match='train.distribute = "none" but TF_CONFIG names a cluster of 2'):
+        resolve("none", {"TF_CONFIG": tfc(TWO)})
+    with pytest.raises(InvalidInput, match="train.distribute: expected one of"):
+        resolve("fast", {})
+
+
+def test_local_tf_configs_and_ports():
+    ports = free_ports(3)
+    assert len(set(ports)) == 3
+    docs = [json.loads(t) for t in local_tf_configs(3, ports)]
+    assert [d["task"] for d in docs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert all(d["cluster"] == {"worker": [f"127.0.0.1:{p}" for p in ports]} for d in docs)
+    assert parse_tf_config(local_tf_configs(3, ports)[0]).is_chief  # type: ignore[union-attr]
+
+
+def test_missing_task_names_the_peer_not_itself():
+    me = parse_tf_config(tfc(TWO, "worker", 0))
+    msg = ("{{function_node __wrapped__CollectiveReduceV2_device_/job:worker/replica:0/task:0/device:CPU:0}} "
+           "Collective ops is aborted by: Error reported from /job:worker/task:1: unhealthy")
+    assert missing_task(msg, me) == "worker 1 (127.0.0.1:2002)"
+    assert missing_task("cluster check alive failed, /job:worker/replica:0/task:1 is down", me) \
+        == "worker 1 (127.0.0.1:2002)"
+    assert missing_task("something else", me) is None
+
+
+def test_bad_distribute_value_in_config(tmp_path):
+    (tmp_path / "d.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
+    (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\nlabel = "y"\n[model]\ntask = "classification"\n'
+                                     '[[model.layers]]\ntype = "Dense"\nunits = 2\nactivation = "softmax"\n[train]\ndistribute = "many"\n')
+    r = cli("train", str(tmp_path / "c.toml"), store=tmp_path / "store")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        (f"Error: {tmp_path / 'c.toml'}: train.distribute: expected one of auto, none, mirrored, multi_worker, "
+         "got the string \"many\"")]
+    assert "Traceback" not in r.stderr and not (tmp_path / "store" / "runs").exists()
+    # a broken TF_CONFIG is an input error before TensorFlow loads
+    (tmp_path / "c.toml").write_text((tmp_path / "c.toml").read_text().replace('"many"', '"auto"'))
+    r = cli("train", str(tmp_path / "c.toml"), store=tmp_path / "store", env={"TF_CONFIG": "{oops"})
+    assert r.returncode == 2 and r.stderr.startswith("Error: TF_CONFIG: not valid JSON") \
+        and len(r.stderr.strip().splitlines()) == 1
+    r = cli("train", str(tmp_path / "c.toml"), "--workers", "2", "--set", 'train.distribute="none"',
+            store=tmp_path / "store")
+    assert r.returncode == 2 and "--workers needs" in r.stderr

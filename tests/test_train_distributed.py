@@ -1,0 +1,229 @@
+"""`maasctl train` under tf.distribute: real worker processes on loopback ports (TF_CONFIG), as TFJob runs them.
+
+Every TF process costs seconds of import on a small box, so the module runs few of them: one `--workers 2`
+cluster, one hand-written chief + worker pair, one pair whose worker is killed, one lone worker whose peer never
+comes, one mirrored run on two logical CPUs, and a Ctrl-C before TensorFlow loads.
+
+The reference is a single-process run (`distribute = "none"`: Keras's `fit`) with the same seed and global
+batch. `data.shuffle = false` gives every run the same batches: the distributed loop shuffles with tf.data
+(seeded, the same order on every worker), `fit` with its own generator, so with shuffling the runs would see
+different (equally valid) orders and agree only statistically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from maasctl.store import Store
+from maasctl.training.distribute import free_ports
+from maasctl.training.runs import list_runs
+
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
+CONFIG = """
+[data]
+path = "d.csv"
+label = "label"
+validation_split = 0.25
+shuffle = false
+
+[model]
+task = "classification"
+[[model.layers]]
+type = "Dense"
+units = 8
+activation = "relu"
+[[model.layers]]
+type = "Dense"
+units = 2
+activation = "softmax"
+
+[train]
+epochs = 3
+batch_size = 16
+learning_rate = 0.02
+seed = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dist")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=122)  # 91 training rows: the last global batch is partial
+    x = rng.normal(size=(122, 3)) + y[:, None] * 2
+    rows = "\n".join(",".join(f"{v:.4f}" for v in r) + f",{'yes' if c else 'no'}" for r, c in zip(x, y))
+    (root / "d.csv").write_text("a,b,c,label\n" + rows + "\n")
+    (root / "t.toml").write_text(CONFIG)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tf, data_dir, tmp_path_factory) -> dict:
+    """One process, `fit`, same seed and global batch."""
+    from maasctl.tf.train import run_training
+    from maasctl.training.data import prepare
+
+    cfg, ds = prepare(data_dir / "t.toml", ('train.distribute="none"',))
+    run, result = run_training(Store(tmp_path_factory.mktemp("ref") / "store"), cfg, ds)
+    assert run is not None
+    return result.metrics
+
+
+def close(metrics: dict, ref: dict, tol: float = 1e-3) -> bool:
+    return set(metrics) == set(ref) and all(abs(metrics[k] - ref[k]) <= tol for k in ref)
+
+
+def tf_config(cluster: dict, task_type: str, index: int) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+def start(args: list[str], *, store: Path, tf_config: str | None, log: Path, env: dict | None = None
+          ) -> subprocess.Popen:
+    full = {**os.environ, **(env or {}), "MAASCTL_HOME": str(store)}
+    full.pop("MAASCTL_DEBUG", None)
+    if tf_config is not None:
+        full["TF_CONFIG"] = tf_config
+    return subprocess.Popen([sys.executable, "-m", "maasctl", "train", *args], env=full, stdout=subprocess.PIPE,
+                            stderr=log.open("w"), text=True)
+
+
+def wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 120) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, path.read_text())
+        if m:
+            return m
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in {path}:\n{path.read_text()}")
+
+
+def test_two_local_workers(data_dir, reference, tmp_path):
+    store = tmp_path / "store"
+    r = run_cli("train", str(data_dir / "t.toml"), "--workers", "2", "--cluster-timeout", "60", "--json",
+                store=store, timeout=240)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    runs = list_runs(Store(store))
+    assert [run.run_id for run in runs] == [doc["run_id"]]  # exactly one run, by the chief
+    assert close(doc["metrics"], reference), (doc["metrics"], reference)
+    assert runs[0].record["distribute"] == {"mode": "multi_worker", "workers": 2}
+    assert re.search(r"^chief: started \(pid \d+, 127\.0\.0\.1:\d+\)$", r.stderr, re.MULTILINE)
+    assert re.search(r"^worker 1: started", r.stderr, re.MULTILINE) and "worker 1: distribute: multi_worker" in r.stderr
+    assert re.search(r"^chief: epoch 3/3 ", r.stderr, re.MULTILINE)
+
+
+def test_hand_written_tf_configs_chief_writes_worker_does_not(data_dir, reference, tmp_path):
+    ports = free_ports(2)
+    cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"]}
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    args = [str(data_dir / "t.toml"), "--cluster-timeout", "60"]
+    chief = start(args, store=tmp_path / "chief-store", tf_config=tf_config(cluster, "chief", 0),
+                  log=tmp_path / "chief.log")
+    worker = start(args, store=tmp_path / "worker-store", tf_config=tf_config(cluster, "worker", 0),
+                   log=tmp_path / "worker.log", env={"TMPDIR": str(worker_tmp)})
+    out_c, _ = chief.communicate(timeout=240)
+    out_w, _ = worker.communicate(timeout=60)
+    err_c, err_w = (tmp_path / "chief.log").read_text(), (tmp_path / "worker.log").read_text()
+    assert chief.returncode == 0 and worker.returncode == 0, (err_c, err_w)
+    runs = list_runs(Store(tmp_path / "chief-store"))
+    assert [r.run_id for r in runs] == [out_c.strip()]
+    assert close(runs[0].meta["metrics"], reference)
+    assert out_w == "" and not (tmp_path / "worker-store").exists()  # nothing written by the worker
+    assert list(worker_tmp.iterdir()) == []  # its export went to a temporary directory it removed
+    final_c = err_c.strip().splitlines()[-1]
+    final_w = err_w.strip().splitlines()[-1]
+    assert final_c.startswith(f"chief: run {out_c.strip()}: ") and final_w.startswith("worker 0: ")
+    assert final_c.split(": ", 2)[2].split(" (")[0] == final_w.split(": ", 1)[1].split(" (")[0]  # same metrics
+    assert "the chief records the run" in final_w
+
+
+def test_killed_worker_fails_the_chief_without_a_run(data_dir, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = [str(data_dir / "t.toml"), "--set", "train.epochs=2000", "--cluster-timeout", "60"]
+    chief = start(args, store=tmp_path / "store", tf_config=tf_config(cluster, "worker", 0), log=tmp_path / "c.log")
+    worker = start(args, store=tmp_path / "store", tf_config=tf_config(cluster, "worker", 1), log=tmp_path / "w.log")
+    try:
+        wait_for(tmp_path / "w.log", r"epoch +2/2000", worker)
+        worker.kill()
+        worker.wait()
+        t0 = time.monotonic()
+        chief.wait(timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        for p in (chief, worker):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    err = (tmp_path / "c.log").read_text().strip().splitlines()
+    assert chief.returncode == 1, err
+    assert re.fullmatch(rf"Error: chief: lost worker 1 \(127\.0\.0\.1:{ports[1]}\) (in epoch \d+|after training"
+                        r".*) \(\w+\); no run committed", err[-1]), err[-1]
+    assert elapsed < 45
+    assert not (tmp_path / "store" / "runs").exists() or list_runs(Store(tmp_path / "store")) == []
+
+
+def test_unreachable_peer_times_out(data_dir, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    t0 = time.monotonic()
+    r = run_cli("train", str(data_dir / "t.toml"), "--cluster-timeout", "3", store=tmp_path / "store",
+                env={"TF_CONFIG": tf_config(cluster, "worker", 0)}, timeout=120)
+    assert r.returncode != 0  # killed by its watchdog: TF blocks in C++ while it joins the cluster
+    assert r.stderr.strip().splitlines()[-1] == (f"Error: chief: could not reach worker 1 (127.0.0.1:{ports[1]}) "
+                                                 "within 3s (--cluster-timeout); no run committed")
+    assert time.monotonic() - t0 < 60 and not (tmp_path / "store" / "runs").exists()
+
+
+def test_mirrored_on_two_logical_cpus(data_dir, reference, tmp_path):
+    r = run_cli("train", str(data_dir / "t.toml"), "--set", 'train.distribute="mirrored"', "--json",
+                store=tmp_path / "store", env={"MAASCTL_LOGICAL_CPUS": "2"}, timeout=240)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert close(doc["metrics"], reference), (doc["metrics"], reference)
+    (run,) = list_runs(Store(tmp_path / "store"))
+    assert run.record["distribute"]["mode"] == "mirrored" and len(run.record["distribute"]["devices"]) == 2
+
+
+def test_ctrl_c_stops_every_worker(data_dir, tmp_path):
+    launcher = start([str(data_dir / "t.toml"), "--workers", "2"], store=tmp_path / "store", tf_config=None,
+                     log=tmp_path / "l.log")
+    try:
+        wait_for(tmp_path / "l.log", r"worker 1: started \(pid (\d+)", launcher, timeout=60)
+        pids = [int(p) for p in re.findall(r"started \(pid (\d+)", (tmp_path / "l.log").read_text())]
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 130
+    assert (tmp_path / "l.log").read_text().strip().splitlines()[-1] == "Error: interrupted"
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        time.sleep(0.1)
+    assert len(pids) == 2 and alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
