@@ -390,7 +390,7 @@ def test_cli_bad_input_exit_2_and_no_run(tmp_path, blob_dir):
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr == f"Error: {bad}: train.epoch: unknown key in [train] (did you mean 'epochs'?); expected one of " \
-                       "epochs, batch_size, optimizer, learning_rate, loss, metrics, seed, early_stopping, class_weight, "
+                       "epochs, batch_size, optimizer, learning_rate, loss, metrics, seed, early_stopping, class_weight, " \
                        "distribute\n"
     assert not store.exists()
     r = run_cli("train", str(blob_dir / "blobs.toml"), "--set", "train.epoch=3", store=store)

@@ -137,8 +137,42 @@ def gc(
                    f"{name}; kept {len(report.kept)}")
 
 
+def tfjob(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The training config (TOML); it goes into a "
+                                           "ConfigMap.")],
+    workers: Annotated[int, typer.Option("--workers", metavar="N", min=1,
+                                         help="Training pods: one Chief and N-1 Workers.")] = 2,
+    image: Annotated[str, typer.Option("--image", metavar="IMAGE",
+                                       help="Container image with maasctl[s3] and TensorFlow.")] = "maasctl:latest",
+    output: OutOpt = None,
+    name: NameOpt = None,
+    s3_endpoint: EndpointOpt = None,
+    s3_region: RegionOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A Kubeflow TFJob (kubeflow.org/v1) running `maasctl train CONFIG` on N pods.
+
+    The Training Operator sets TF_CONFIG in each pod; the Chief records the run in the store (--store
+    s3://BUCKET/PREFIX; the pods read it, and S3 credentials, from the Secret NAME-s3). The config's data
+    must be reachable from the pods (s3://, or a path in the image).
+
+    Example: maasctl deploy tfjob iris.toml --workers 4 --store s3://models/reg
+    """
+    from maasctl.deploy import tfjob_plan
+
+    store = state(ctx).store_path
+    plan = tfjob_plan(config, workers=workers, image=image, store=store, name=name,
+                      s3=_settings(s3_endpoint, s3_region))
+    if not store:
+        render.message("warning: no --store: the run stays in the Chief pod's filesystem and is lost with it; "
+                       "pass --store s3://BUCKET/PREFIX")
+    _emit(plan, output, json_out, "apply with: kubectl apply -f DIR")
+
+
 def attach(app: typer.Typer) -> None:
     deploy_app.command("kserve")(kserve)
     deploy_app.command("k8s")(k8s)
     deploy_app.command("gc")(gc)
+    deploy_app.command("tfjob")(tfjob)
     app.add_typer(deploy_app, name="deploy")

@@ -8,14 +8,24 @@ Kubernetes objects as plain dicts and writes them. Nothing here talks to a clust
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from maasctl.deploy.manifests import FleetSpec, Obj, S3Settings, fleet_objects, k8s_name, kserve_objects
+from maasctl.deploy.manifests import (
+    FleetSpec,
+    Obj,
+    S3Settings,
+    TFJobSpec,
+    fleet_objects,
+    k8s_name,
+    kserve_objects,
+    tfjob_objects,
+)
 from maasctl.deploy.publish import PinnedVersion, pin_version, require_s3
 from maasctl.refs import parse_ref
 from maasctl.store.base import ModelStore
 
-__all__ = ["FleetSpec", "Plan", "S3Settings", "fleet_plan", "kserve_plan"]
+__all__ = ["FleetSpec", "Plan", "S3Settings", "fleet_plan", "kserve_plan", "tfjob_plan"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +55,20 @@ def fleet_plan(store: ModelStore, ref: str, spec: FleetSpec, *, name: str | None
     return Plan(k_name, objects, {"name": info.name, "ref": ref, "version": info.version, "sha256": info.sha256,
                                   "store": s3store.location, "replicas": spec.replicas, "image": spec.image,
                                   "kubernetes_name": k_name})
+
+
+def tfjob_plan(config: Path, *, workers: int, image: str, store: str | None, name: str | None = None,
+               s3: S3Settings | None = None) -> Plan:
+    """A TFJob training CONFIG on `workers` pods (the config is checked here; its data is read in the pods)."""
+    from maasctl.training.config import load_config
+
+    cfg = load_config(config)
+    if cfg.train["distribute"] not in ("auto", "multi_worker"):
+        raise cfg.error("train.distribute", f"a TFJob needs \"auto\" or \"multi_worker\", got "
+                                            f"\"{cfg.train['distribute']}\"")
+    k_name = k8s_name(name or cfg.register.get("name") or config.stem)
+    spec = TFJobSpec(config_name=config.name, config_text=cfg.path.read_text(encoding="utf-8"), workers=workers,
+                     image=image, store=store)
+    objects = tfjob_objects(k_name, spec, s3 or S3Settings.from_env())
+    return Plan(k_name, objects, {"config": str(cfg.path.resolve()), "workers": workers, "image": image,
+                                  "store": store, "kubernetes_name": k_name})

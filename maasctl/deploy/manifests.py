@@ -194,3 +194,67 @@ def write_objects(objects: list[Obj], out_dir: Path) -> list[Path]:
         tmp.replace(path)
         paths.append(path)
     return paths
+
+
+TFJOB_PORT = 2222
+CONFIG_MOUNT = "/etc/maasctl"
+
+
+@dataclass(frozen=True)
+class TFJobSpec:
+    """What `deploy tfjob` varies: N training processes (1 Chief + N-1 Workers) running `maasctl train`."""
+
+    config_name: str  # the file name inside the ConfigMap
+    config_text: str
+    workers: int
+    image: str = DEFAULT_IMAGE
+    store: str | None = None
+    cluster_timeout: float = 300.0
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+
+def tfjob_objects(name: str, spec: TFJobSpec, s3: S3Settings) -> list[Obj]:
+    """ConfigMap (the config) + a kubeflow.org/v1 TFJob whose Chief and Workers run `maasctl train`.
+
+    The Training Operator sets TF_CONFIG in each pod (jobs "chief" and "worker"); `distribute = "auto"` then
+    picks multi_worker, the Chief commits the run into the store. Pods are not restarted (`Never`): maasctl does
+    not checkpoint, so a lost worker fails the job with the error in the survivors' logs instead of a retry loop.
+    """
+    if spec.workers < 1:
+        raise InvalidInput(f"--workers must be at least 1 (got {spec.workers})")
+    config_map = f"{name}-config"
+    command = ["maasctl", "train", f"{CONFIG_MOUNT}/{spec.config_name}", "--cluster-timeout",
+               f"{spec.cluster_timeout:g}"]
+    if spec.store:
+        command += ["--store", spec.store]
+    env: list[Obj] = [{"name": "HOME", "value": "/tmp"}]
+    uses_s3 = (spec.store or "").startswith("s3://") or "s3://" in spec.config_text
+    if uses_s3:
+        env = [*s3.env(f"{name}-s3"), *env]
+    container = {
+        "name": "tensorflow",  # the Training Operator finds the TF container by this name
+        "image": spec.image,
+        "command": command,
+        "env": env,
+        "ports": [{"name": "tfjob-port", "containerPort": TFJOB_PORT}],
+        "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory}, "limits": {"memory": spec.memory}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
+    }
+
+    def replica(count: int) -> Obj:
+        return {"replicas": count, "restartPolicy": "Never", "template": {
+            "metadata": {"labels": {**MANAGED, "app.kubernetes.io/name": name}},
+            "spec": {"containers": [container],
+                     "volumes": [{"name": "config", "configMap": {"name": config_map}}]}}}
+
+    replicas = {"Chief": replica(1)}
+    if spec.workers > 1:
+        replicas["Worker"] = replica(spec.workers - 1)
+    labels = {**MANAGED, "app.kubernetes.io/name": name}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map, "labels": labels},
+          "data": {spec.config_name: spec.config_text}}
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": name, "labels": labels},
+           "spec": {"runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 0},
+                    "tfReplicaSpecs": replicas}}
+    return [cm, job]
