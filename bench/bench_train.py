@@ -10,7 +10,15 @@ Both figures are ratios against a baseline measured in the same run on the same 
   validation data, SavedModel export), each a fresh process, alternated, median of N wall times.
   Target: <= 1.10x.
 
+- distributed (`[train] distribute`, each a fresh `maasctl train` process, alternated, median wall):
+  `multi_worker` with one worker (no TF_CONFIG: MultiWorkerMirroredStrategy and maasctl's strategy.run loop)
+  vs `none` (Keras's fit). Target: <= 1.3x. And `--workers 2` vs `--workers 1` (local processes on loopback):
+  reported only. On one box both workers share its cores and add an all-reduce per step, so no speed-up is
+  expected here; on two real hosts each worker computes half of every global batch, so with a model whose step
+  outweighs the all-reduce of its gradients (not this tiny one) the epoch time approaches half.
+
 Usage: python bench/bench_train.py [--rows 50000] [--features 20] [--epochs 5] [--batch-size 128] [--repeats 3]
+                                   [--distributed-only]
 """
 
 from __future__ import annotations
@@ -124,6 +132,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-train", action="store_true", help="Only measure data loading.")
+    ap.add_argument("--distributed-only", action="store_true", help="Only the distributed comparisons.")
     args = ap.parse_args()
 
     from maasctl.training.config import load_config
@@ -137,6 +146,9 @@ def main() -> None:
         (root / "plain_keras.py").write_text(textwrap.dedent(PLAIN))
         size_mb = csv_path.stat().st_size / 1e6
         print(f"data: {args.rows} rows x {args.features} features + label, {size_mb:.1f} MB CSV")
+        if args.distributed_only:
+            distributed(root, args.repeats)
+            return
 
         cfg = load_config(root / "bench.toml")
         t_np = best_of(5, lambda: np.loadtxt(csv_path, delimiter=",", skiprows=1))
@@ -171,6 +183,26 @@ def main() -> None:
             print(f"       {label} ratio {o / p:.3f}x median, {best:.3f}x best-of-{args.repeats}  (target <= 1.10x){verdict}")
         print(f"       epochs {args.epochs}, batch size {args.batch_size}, wall time of fresh processes "
               f"(import, load, fit, export)")
+        distributed(root, args.repeats)
+
+
+def distributed(root: Path, repeats: int) -> None:
+    env = {**os.environ, "MAASCTL_HOME": str(root / "store"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    train = [sys.executable, "-m", "maasctl", "train", "bench.toml"]
+    runs: dict[str, list[float]] = {"none": [], "multi_worker": [], "workers1": [], "workers2": []}
+    for _ in range(repeats):  # alternated, so background load hits all alike
+        runs["none"].append(timed([*train, "--set", 'train.distribute="none"'], root, env)[0])
+        runs["multi_worker"].append(timed([*train, "--set", 'train.distribute="multi_worker"'], root, env)[0])
+        runs["workers1"].append(timed([*train, "--workers", "1"], root, env)[0])
+        runs["workers2"].append(timed([*train, "--workers", "2"], root, env)[0])
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    for k, v in runs.items():
+        print(f"dist   wall {k:<14} {med[k]:7.2f} s  (median of {repeats}: {', '.join(f'{t:.2f}' for t in v)})")
+    ratio = med["multi_worker"] / med["none"]
+    print(f"       multi_worker (1 worker) / none   {ratio:.3f}x  (target <= 1.3x) {'ok' if ratio <= 1.3 else 'MISSED'}")
+    print(f"       --workers 2 / --workers 1        {med['workers2'] / med['workers1']:.3f}x  (reported; one box: "
+          f"{os.cpu_count()} cores shared by both workers, no speed-up expected)")
 
 
 if __name__ == "__main__":

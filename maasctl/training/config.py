@@ -207,6 +207,22 @@ def _data_path(value: Any) -> str:
     return value
 
 
+def _data_paths(value: Any) -> str | list[str]:
+    """One file, a glob ("parts/*.csv") or s3:// URL, or a list of them, all of one type."""
+    if not isinstance(value, list):
+        return _data_path(value)
+    if not value:
+        raise _Bad("a file, a glob or a non-empty list of files")
+    paths = [_data_path(v) for v in value]
+    if len({p.lower().rsplit(".", 1)[-1] for p in paths}) > 1:
+        raise _Bad(f"files of one type (got {', '.join(paths)})")
+    return paths
+
+
+def first_path(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else value[0]
+
+
 def _single_char(value: Any) -> str:
     if not isinstance(value, str) or len(value) != 1 or value in "\"\r\n":
         raise _Bad("a single character such as \",\", \";\" or \"\\t\"")
@@ -249,7 +265,7 @@ def _str_table(value: Any) -> dict[str, str]:
 # (`_check_data`, `_check_model`, `_check_train`).
 SCHEMA: dict[str, dict[str, Checker | None]] = {
     "data": {
-        "path": _data_path, "label": _label, "features": _string_list(), "validation_split": _number(0.0, 1.0),
+        "path": _data_paths, "label": _label, "features": _string_list(), "validation_split": _number(0.0, 1.0),
         "validation_path": _data_path, "shuffle": _bool, "delimiter": _single_char,
     },
     "model": {
@@ -433,7 +449,7 @@ def _required_hint(section: str, key: str) -> str:
 
 
 def _check_data(data: dict[str, Any], task: str, cfg: TrainConfig) -> None:
-    is_npz = data["path"].lower().endswith(".npz")
+    is_npz = first_path(data["path"]).lower().endswith(".npz")
     if "label" not in data and not is_npz:
         raise cfg.error("data.label", "required key is missing: name the label column (e.g. label = \"species\")")
     if is_npz:
@@ -451,7 +467,7 @@ def _check_data(data: dict[str, Any], task: str, cfg: TrainConfig) -> None:
     if "validation_path" in data:
         if "validation_split" in data:
             raise cfg.error("data.validation_split", "give either validation_split or validation_path, not both")
-        if data["validation_path"].lower().rsplit(".", 1)[-1] != data["path"].lower().rsplit(".", 1)[-1]:
+        if data["validation_path"].lower().rsplit(".", 1)[-1] != first_path(data["path"]).lower().rsplit(".", 1)[-1]:
             raise cfg.error("data.validation_path", "expected the same file type as data.path")
         data["validation_split"] = 0.0
     data.setdefault("validation_split", 0.2)

@@ -24,6 +24,7 @@ from maasctl.errors import InvalidInput, NotFound
 from maasctl.store.hashing import hash_file
 from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
 from maasctl.training.limits import check_file_lines
+from maasctl.training.sources import data_sources
 
 
 @dataclass
@@ -98,14 +99,19 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     """Read the training (and validation) data a config names; split, map labels, hash the files."""
     data = cfg.data
     classify = cfg.task == "classification"
-    path = _existing(cfg, "data.path", data["path"])
-    table = read_table(path, cfg, features=data.get("features"))
-    files = [_file_record("train", path)]
+    sources = data_sources(cfg, "data.path", data["path"])
+    paths = [_existing(cfg, "data.path", str(src.local)) for src in sources]
+    path = paths[0]
+    tables = [read_table(path, cfg, features=data.get("features"))]
+    tables += [read_table(p, cfg, features=tables[0].feature_names) for p in paths[1:]]
+    table = concat_tables(tables)
+    files = [_file_record("train", p, src.name) for src, p in zip(sources, paths)]
     val_table = None
     if "validation_path" in data:
-        vpath = _existing(cfg, "data.validation_path", data["validation_path"])
+        (vsource,) = data_sources(cfg, "data.validation_path", data["validation_path"])[:1]
+        vpath = _existing(cfg, "data.validation_path", str(vsource.local))
         val_table = read_table(vpath, cfg, features=table.feature_names)
-        files.append(_file_record("validation", vpath))
+        files.append(_file_record("validation", vpath, vsource.name))
     class_names = None
     y = table.y
     y_val = val_table.y if val_table is not None else None
@@ -144,9 +150,26 @@ def _existing(cfg: TrainConfig, key: str, value: str) -> Path:
     return path
 
 
-def _file_record(role: str, path: Path) -> dict[str, Any]:
+def _file_record(role: str, path: Path, name: str | None = None) -> dict[str, Any]:
     entry = hash_file(path)
-    return {"role": role, "path": str(path.resolve()), "size": entry.size, "sha256": entry.sha256}
+    shown = name if name and name.startswith("s3://") else str(path.resolve())
+    return {"role": role, "path": shown, "size": entry.size, "sha256": entry.sha256}
+
+
+def concat_tables(tables: list[Table]) -> Table:
+    """Several files of one dataset as one table (their label tokens merged, in order of appearance)."""
+    if len(tables) == 1:
+        return tables[0]
+    x = np.concatenate([t.x for t in tables])
+    if tables[0].tokens is None:
+        return Table(x, np.concatenate([t.y for t in tables]), tables[0].feature_names)
+    index: dict[str, int] = {}
+    ys = []
+    for t in tables:
+        assert t.tokens is not None
+        lut = np.array([index.setdefault(tok, len(index)) for tok in t.tokens], dtype=np.int64)
+        ys.append(lut[np.asarray(t.y, dtype=np.int64)])
+    return Table(x, np.concatenate(ys), tables[0].feature_names, list(index))
 
 
 def split(x: np.ndarray, y: np.ndarray, fraction: float, *, shuffle: bool, seed: int, where: str
