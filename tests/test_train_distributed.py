@@ -159,7 +159,7 @@ def test_killed_worker_fails_the_chief_without_a_run(data_dir, tmp_path):
     chief = start(args, store=tmp_path / "store", tf_config=tf_config(cluster, "worker", 0), log=tmp_path / "c.log")
     worker = start(args, store=tmp_path / "store", tf_config=tf_config(cluster, "worker", 1), log=tmp_path / "w.log")
     try:
-        wait_for(tmp_path / "w.log", r"epoch +2/2000", worker)
+        wait_for(tmp_path / "w.log", r"epoch +1/2000", worker)  # mid-training
         worker.kill()
         worker.wait()
         t0 = time.monotonic()
@@ -227,3 +227,14 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_workers_failure_is_one_line_and_no_run(data_dir, tmp_path):
+    """A child that fails (here: a layer argument only Keras rejects) fails the launcher with its exit status."""
+    r = run_cli("train", str(data_dir / "t.toml"), "--workers", "2", "--cluster-timeout", "60",
+                "--set", "model.layers[0].units=-3", store=tmp_path / "store", timeout=240)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"Error: (chief|worker 1) \(pid \d+\) exited with code 2: .*model\.layers\[0\]: Dense: .*; "
+                        r"stopped the other workers; no run committed", last), last
+    assert not (tmp_path / "store" / "runs").exists() or list_runs(Store(tmp_path / "store")) == []

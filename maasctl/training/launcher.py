@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from maasctl.errors import OperationFailed
+from maasctl.errors import InvalidInput, NotFound, OperationFailed
 from maasctl.training.distribute import free_ports, local_tf_configs
 
 EVENT_PREFIX = "@maasctl "
@@ -128,8 +128,10 @@ def run_local_cluster(n: int, train_args: Sequence[str], *, env: dict[str, str] 
         errors = [ln for ln in failed.lines if ln.startswith("Error:")]
         why = f": {errors[-1][len('Error: '):]}" if errors else ""
         epoch = f" in epoch {failed.last_epoch}" if failed.last_epoch else ""
-        raise OperationFailed(f"{failed.role} (pid {failed.proc.pid}) {_exit_text(failed.proc.returncode)}{epoch}"
-                              f"{why}; stopped the other workers; no run committed")
+        # the child's own exit status where it means bad input (2) or not found (3); else "failed" (1)
+        kind = {2: InvalidInput, 3: NotFound}.get(failed.proc.returncode, OperationFailed)
+        raise kind(f"{failed.role} (pid {failed.proc.pid}) {_exit_text(failed.proc.returncode)}{epoch}"
+                   f"{why}; stopped the other workers; no run committed")
     return children[0].stdout
 
 
