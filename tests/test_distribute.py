@@ -118,3 +118,41 @@ def test_bad_distribute_value_in_config(tmp_path):
     r = cli("train", str(tmp_path / "c.toml"), "--workers", "2", "--set", 'train.distribute="none"',
             store=tmp_path / "store")
     assert r.returncode == 2 and "--workers needs" in r.stderr
+
+
+def test_cluster_view_lines_in_a_pipe(capsys):
+    """`train --workers` without a terminal: who started, the chief's epochs, every child's own lines."""
+    from maasctl.cli.train_cluster import ClusterView
+
+    view = ClusterView(2, tty=False)
+    view(0, {"event": "started", "pid": 11, "address": "127.0.0.1:5000"})
+    view(1, {"event": "started", "pid": 12, "address": "127.0.0.1:5001"})
+    for i in (0, 1):
+        view(i, {"event": "start", "epochs": 2, "steps": 3})
+        view(i, {"event": "epoch_start", "epoch": 1})
+        view(i, {"event": "batch", "step": 2, "logs": {"loss": 0.5}})
+        view(i, {"event": "epoch_end", "epoch": 1, "logs": {"loss": 0.25, "accuracy": 0.5}})
+    view(1, {"event": "line", "text": "worker 1: loss 0.2500 (the chief records the run)"})
+    view.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "chief: started (pid 11, 127.0.0.1:5000)",
+        "worker 1: started (pid 12, 127.0.0.1:5001)",
+        "chief: epoch 1/2  loss 0.2500  accuracy 0.5000",
+        "worker 1: loss 0.2500 (the chief records the run)",
+    ]
+    assert view.states == {0: "epoch 1/2 done", 1: "epoch 1/2 done"}
+
+
+def test_cluster_view_rich_does_not_lose_the_chief_epochs(capsys):
+    from maasctl.cli.train_cluster import ClusterView
+
+    view = ClusterView(2, tty=True)  # rich bars (not live here: capsys is no terminal)
+    view(0, {"event": "started", "pid": 11, "address": "127.0.0.1:5000"})
+    view(0, {"event": "start", "epochs": 1, "steps": 3})
+    view(0, {"event": "epoch_start", "epoch": 1})
+    view(0, {"event": "batch", "step": 3, "logs": {"loss": 0.5}})
+    view(0, {"event": "epoch_end", "epoch": 1, "logs": {"loss": 0.25}})
+    view(0, {"event": "end"})
+    view.close()
+    assert "chief: epoch 1/1  loss 0.2500" in capsys.readouterr().err
+    assert view.states[0] == "saving" and view.states[1] == "starting"
