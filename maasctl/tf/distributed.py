@@ -40,7 +40,10 @@ HEARTBEAT_TIMEOUT_S, SHUTDOWN_BARRIER_S = 10, 10
 def _configure_coordination(plan: Plan, cluster_timeout: float) -> None:
     """Configure TF's coordination service as MultiWorkerMirroredStrategy would (it skips its own when one is
     set), with timeouts: its default waits forever for every task to register."""
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    try:  # where TF 2.21 keeps it (what collective_all_reduce_strategy imports); older TFs: tsl.protobuf
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    except ImportError:  # pragma: no cover - depends on the TF version
+        from tsl.protobuf import coordination_config_pb2  # type: ignore[no-redef,import-not-found]
     from tensorflow.python.distribute import multi_worker_util
     from tensorflow.python.eager import context
 
@@ -157,7 +160,7 @@ def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndar
     if validation is not None:
         val_ds, _ = _dataset(strategy, validation[0], validation[1], None, batch_size, shuffle=False, seed=seed)
     with strategy.scope():
-        model._symbolic_build(data_batch=first)  # optimizer and metric variables, created under the strategy
+        model._symbolic_build(data_batch=first)  # optimizer + metric variables under the strategy (private; fit does it)
 
     @tf.function
     def train_step(batch: Any) -> None:
