@@ -162,15 +162,21 @@ def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndar
     with strategy.scope():
         model._symbolic_build(data_batch=first)  # optimizer + metric variables under the strategy (private; fit does it)
 
+    # The iterator goes into the tf.function (as in `fit`): iterating a distributed dataset in Python costs more
+    # per step than the step itself for small models.
     @tf.function
-    def train_step(batch: Any) -> None:
-        strategy.run(model.train_step, args=(batch,))
+    def train_step(iterator: Any) -> None:
+        strategy.run(model.train_step, args=(next(iterator),))
 
     @tf.function
-    def test_step(batch: Any) -> None:
-        strategy.run(model.test_step, args=(batch,))
+    def test_step(iterator: Any) -> None:
+        strategy.run(model.test_step, args=(next(iterator),))
 
-    steps = math.ceil(len(x) / batch_size)
+    steps = math.ceil(len(x) / batch_size)  # the same on every worker: global batches
+    val_steps = math.ceil(len(validation[0]) / batch_size) if validation is not None else 0
+    # Reading the metrics is an all-reduce across workers, so every worker must do it at the same steps: per-batch
+    # logs only within one process; across processes the callbacks see the step without figures.
+    logs_per_batch = plan.n_workers < 2
     cbs = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps, verbose=0)
     history: dict[str, list[float]] = {}
     model.stop_training = False
@@ -180,15 +186,17 @@ def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndar
         for epoch in range(epochs):
             model.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            for step, batch in enumerate(train_ds):
-                train_step(batch)
+            iterator = iter(train_ds)
+            for step in range(steps):
+                train_step(iterator)
                 if want_batches:
-                    cbs.on_train_batch_end(step, _floats(model.get_metrics_result()))
+                    cbs.on_train_batch_end(step, _floats(model.get_metrics_result()) if logs_per_batch else {})
             logs = _floats(model.get_metrics_result())
             if val_ds is not None:
                 model.reset_metrics()
-                for batch in val_ds:
-                    test_step(batch)
+                val_iterator = iter(val_ds)
+                for _ in range(val_steps):
+                    test_step(val_iterator)
                 logs.update({f"val_{k}": v for k, v in _floats(model.get_metrics_result()).items()})
             cbs.on_epoch_end(epoch, logs)
             for k, v in logs.items():
