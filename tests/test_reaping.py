@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SESSION_ENV, _alive, reap
+from conftest import FORBID_ENV, GUARD_DIR, REPO, SESSION_ENV, _alive, reap
 
 INNER = '''
 import os, subprocess, sys, time
@@ -42,6 +42,11 @@ def _inner_session(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     pidfile = tmp_path / "child.pid"
     env = {**os.environ, "PIDFILE": str(pidfile)}
     env.pop(SESSION_ENV, None)
+    # under `-m "not tf"` this session forbids TensorFlow through a guard its conftest finds beside itself; the
+    # inner session's conftest is a copy in tmp_path, with no guard beside it: it runs without one
+    env.pop(FORBID_ENV, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                        if p and Path(p) != GUARD_DIR)
     inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
                               str(tmp_path), str(tmp_path / "test_inner.py")], cwd=tmp_path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
