@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,11 +109,27 @@ def test_predict_client_round_trips_nonfinite_values_like_local(detached, tmp_pa
     assert len(doc["predictions"]) == 5
 
 
+def _healthz_waits_while(request: Callable[[], None], session: requests.Session, url: str) -> list[float]:
+    """Run `request` in a thread; meanwhile time GET /healthz over and over (each must be 200)."""
+    import threading
+    import time
+
+    t = threading.Thread(target=request)
+    t.start()
+    waits = []
+    while t.is_alive():
+        t0 = time.monotonic()
+        assert session.get(url + "/healthz", timeout=600).status_code == 200
+        waits.append(time.monotonic() - t0)
+        time.sleep(0.01)
+    t.join()
+    return waits
+
+
 # -- one huge request must not stall the event loop ----------------------------------------------------------
 def test_healthz_answers_while_a_million_row_request_is_in_flight(detached):
     """/healthz polled through a 1M-row :predict: no wait may take most of the big request's time (a relative
     bound, so machine load can't fail it; before the fix one wait spanned the whole decode, call and encode)."""
-    import threading
     import time
 
     import numpy as np
@@ -129,15 +146,7 @@ def test_healthz_answers_while_a_million_row_request_is_in_flight(detached):
         r = requests.post(url + "/v1/models/iris:predict", data=body, timeout=600)
         big["status"], big["rows"], big["seconds"] = r.status_code, len(r.json()["predictions"]), time.monotonic() - t0
 
-    t = threading.Thread(target=post_big)
-    t.start()
-    waits = []
-    while t.is_alive():
-        t0 = time.monotonic()
-        assert session.get(url + "/healthz", timeout=600).status_code == 200
-        waits.append(time.monotonic() - t0)
-        time.sleep(0.01)
-    t.join()
+    waits = _healthz_waits_while(post_big, session, url)
     assert big["status"] == 200 and big["rows"] == 1_000_000
     assert max(waits) < 0.5 * big["seconds"], (max(waits), big["seconds"], len(waits))
 
@@ -146,7 +155,6 @@ def test_healthz_answers_while_a_million_row_request_is_in_flight(detached):
 def test_healthz_answers_while_a_big_classify_or_regress_is_in_flight(detached, verb, model):
     """As for :predict: a big examples body is turned into arrays, and its results into JSON, off the event loop
     (before, the examples were walked and the results built on it)."""
-    import threading
     import time
 
     import numpy as np
@@ -165,15 +173,7 @@ def test_healthz_answers_while_a_big_classify_or_regress_is_in_flight(detached, 
         big["seconds"] = time.monotonic() - t0  # until the answer arrived (not counting reading it here)
         big["status"], big["results"] = r.status_code, r.json()["results"]
 
-    t = threading.Thread(target=post_big)
-    t.start()
-    waits = []
-    while t.is_alive():
-        t0 = time.monotonic()
-        assert session.get(url + "/healthz", timeout=600).status_code == 200
-        waits.append(time.monotonic() - t0)
-        time.sleep(0.01)
-    t.join()
+    waits = _healthz_waits_while(post_big, session, url)
     assert big["status"] == 200 and len(big["results"]) == 300_000
     first, inline = big["results"][0], small.json()["results"][0]  # the helper's answer is the inline one
     if verb == "classify":
