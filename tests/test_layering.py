@@ -15,7 +15,7 @@ HEAVY = {"tensorflow", "keras", "uvicorn"}
 # The layers (design notes §1): a unit may import its own modules, the units of lower layers, and the same-layer
 # units listed in SIDEWAYS. "maasctl" is the package's __init__ (the version).
 LAYERS: dict[str, int] = {
-    "maasctl": 0, "errors": 0, "refs": 0, "tensors": 0,
+    "maasctl": 0, "errors": 0, "refs": 0, "tensors": 0, "settings": 0,
     "store": 1, "training": 1,
     "package": 2, "registration": 2, "predict": 2, "serving": 2, "ui": 2, "housekeeping": 2,
     "deploy": 2,
@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
 SIDEWAYS: dict[str, set[str]] = {
     "refs": {"errors"},
     "tensors": {"errors"},
+    "settings": {"errors"},
     "training": {"store"},          # a run is registered into the store
     "registration": {"package"},    # registering a .maas file reads it
     "predict": {"serving"},         # `predict` finds running servers through serving.records

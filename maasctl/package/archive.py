@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from maasctl.errors import InvalidInput, NotFound, OperationFailed, writing
+from maasctl.settings import env_int
 from maasctl.store import manifest as mf
 from maasctl.store.hashing import CHUNK, FileEntry, fsync_tree_dirs, write_all
 
@@ -344,20 +345,7 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(_env_int(ENV_MAX_BYTES, DEFAULT_MAX_EXTRACT_BYTES), _env_int(ENV_MAX_ENTRIES, DEFAULT_MAX_ENTRIES))
-
-
-def _env_int(var: str, default: int) -> int:
-    text = os.environ.get(var, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise InvalidInput(f"{var}={text!r}: expected a positive whole number")
-    return value
+        return cls(env_int(ENV_MAX_BYTES, DEFAULT_MAX_EXTRACT_BYTES), env_int(ENV_MAX_ENTRIES, DEFAULT_MAX_ENTRIES))
 
 
 class _PackageReader:

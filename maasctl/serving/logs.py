@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from maasctl.settings import env_int
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 3
@@ -21,11 +23,6 @@ MAX_BYTES_ENV = "MAASCTL_SERVER_LOG_MAX_BYTES"
 BACKUPS_ENV = "MAASCTL_SERVER_LOG_BACKUPS"
 
 
-def _env_int(name: str, default: int, minimum: int) -> int:
-    try:
-        return max(minimum, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
 
 
 class CappedLog(logging.handlers.RotatingFileHandler):
@@ -56,7 +53,7 @@ def configure(log_file: str | Path | None = None, tag: str = "") -> None:
         return
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)  # a server started with --server-id by hand, not by --detach
-    handler = CappedLog(log_file, maxBytes=_env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, 1024),
-                        backupCount=_env_int(BACKUPS_ENV, DEFAULT_BACKUPS, 1), encoding="utf-8")
+    handler = CappedLog(log_file, maxBytes=env_int(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, minimum=1024),
+                        backupCount=env_int(BACKUPS_ENV, DEFAULT_BACKUPS), encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(handler)

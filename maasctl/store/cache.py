@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from maasctl.errors import InvalidInput
+from maasctl.settings import env_int
 from maasctl.store.hashing import FileEntry, compare_tree
 
 DEFAULT_MAX_BYTES = 10 << 30
@@ -38,16 +38,7 @@ def cache_root() -> Path:
 
 
 def max_bytes() -> int:
-    raw = os.environ.get("MAASCTL_CACHE_MAX_BYTES")
-    if not raw:
-        return DEFAULT_MAX_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"MAASCTL_CACHE_MAX_BYTES: expected a number of bytes (got {raw!r})") from None
-    if value < 0:
-        raise InvalidInput(f"MAASCTL_CACHE_MAX_BYTES cannot be negative (got {value})")
-    return value
+    return env_int("MAASCTL_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES, minimum=0)
 
 
 @contextlib.contextmanager

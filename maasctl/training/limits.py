@@ -8,12 +8,12 @@ is `MAASCTL_MAX_LINE_BYTES` (default 4 MiB), far above any real row (10,000 nume
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 from maasctl.errors import InvalidInput
+from maasctl.settings import env_int
 
 ENV = "MAASCTL_MAX_LINE_BYTES"
 DEFAULT = 4 * 1024 * 1024
@@ -21,16 +21,7 @@ _CHUNK = 4 * 1024 * 1024
 
 
 def max_line_bytes() -> int:
-    text = os.environ.get(ENV, "")
-    if not text:
-        return DEFAULT
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInput(f"{ENV}={text!r}: expected a number of bytes") from None
-    if value < 1:
-        raise InvalidInput(f"{ENV}={text!r}: must be positive")
-    return value
+    return env_int(ENV, DEFAULT)
 
 
 def too_long(where: str, line: int, limit: int) -> InvalidInput:
