@@ -14,7 +14,6 @@ writer that trusted such an index would reuse `models/<name>/1` and `gc` would d
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from maasctl.errors import InvalidInput, OperationFailed, writing
 from maasctl.store import manifest as mf
+from maasctl.store import staging
 
 if TYPE_CHECKING:
     from maasctl.store.local import LocalStore as Store
@@ -143,42 +143,18 @@ def mismatch_message(store: Store, unknown: list[str]) -> str:
             f"run: {FIX}")
 
 
-# -- publish intents: how a crashed writer's directory is told apart from an index that lost it ------------------
-def write_intent(lock_path: Path, name: str, version: int) -> None:
-    """Record in the writer's (flock-held) staging lock file which version directory it is about to create."""
-    with writing(lock_path), open(lock_path, "w", encoding="utf-8") as f:
-        f.write(f"{name}/{version}\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_intent(lock_path: Path) -> str | None:
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        text = lock_path.read_text(encoding="utf-8").strip()
-        return text or None
-    return None
-
-
 def _dead_intents(store: Store) -> dict[str, list[Path]]:
     """`name/N` -> lock files of dead writers that were publishing it."""
     out: dict[str, list[Path]] = {}
     if not store.staging_root.is_dir():
         return out
     for lock_path in store.staging_root.glob("*.lock"):
-        target = read_intent(lock_path)
+        target = staging.read_intent(lock_path)
         if target is None:
             continue
-        try:
-            fd = os.open(lock_path, os.O_RDWR)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a live writer
-        finally:
-            os.close(fd)
-        out.setdefault(target, []).append(lock_path)
+        with staging.dead_owner_lock(lock_path) as dead:
+            if dead:
+                out.setdefault(target, []).append(lock_path)
     return out
 
 

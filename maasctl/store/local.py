@@ -254,7 +254,7 @@ class LocalStore(StoreDefaults):
                     raise doctor.IndexMismatch(doctor.mismatch_message(self, [f"{name}/{version}"]))
                 lock_path = staged.parent / f"{staged.name}.lock"
                 if lock_path.exists():  # so a crash between rename and COMMIT leaves a recognisable directory
-                    doctor.write_intent(lock_path, name, version)
+                    staging.write_intent(lock_path, name, version)
                 os.rename(staged, final)
                 renamed = final
                 fsync_dir(final.parent)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from maasctl.store import doctor
+from maasctl.errors import writing
 
 
 @contextlib.contextmanager
@@ -58,40 +58,60 @@ def sweep(root: Path, *, dry_run: bool = False) -> list[str]:
                     entry.unlink()
             continue
         lock_path = root / f"{entry.name}.lock"
-        try:
-            fd = os.open(lock_path, os.O_RDWR)
-        except FileNotFoundError:
-            fd = None  # the owner never had a lock, or already gave it up: the dir is dead
-        try:
-            if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live writer
+        with dead_owner_lock(lock_path) as dead:  # None: the owner never had a lock, or gave it up: dead too
+            if dead is False:
+                continue  # a live writer
             removed.append(entry.name)
             if not dry_run:
                 with contextlib.suppress(FileNotFoundError):  # its owner may have just finished
                     shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
-                if fd is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        lock_path.unlink()
-        finally:
-            if fd is not None:
-                os.close(fd)
+                if dead:
+                    lock_path.unlink(missing_ok=True)
     # lock files whose directory is gone and whose owner is dead
     for lock_path in root.glob("*.lock"):
-        if (root / lock_path.stem).exists() or doctor.read_intent(lock_path):
+        if (root / lock_path.stem).exists() or read_intent(lock_path):
             continue  # a publish intent is settled by doctor.check_models under the write lock
-        try:
-            fd = os.open(lock_path, os.O_RDWR)
-        except FileNotFoundError:
-            continue
+        with dead_owner_lock(lock_path) as dead:
+            if dead and not dry_run:
+                lock_path.unlink(missing_ok=True)
+    return removed
+
+
+@contextlib.contextmanager
+def dead_owner_lock(lock_path: Path) -> Iterator[bool | None]:
+    """Try a writer's lock file: yields True while holding it (its owner died), False when a live writer holds
+    it (or it cannot be opened: hands off), None when there is no lock file. Holding it keeps a new owner out
+    while the dead one's leftovers go."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        yield None
+        return
+    except OSError:
+        yield False
+        return
+    try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if not dry_run:
-                lock_path.unlink()
-        except (BlockingIOError, FileNotFoundError):
-            pass
-        finally:
-            os.close(fd)
-    return removed
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
+# -- publish intents: how a crashed writer's directory is told apart from an index that lost it ------------------
+def write_intent(lock_path: Path, name: str, version: int) -> None:
+    """Record in the writer's (flock-held) staging lock file which version directory it is about to create."""
+    with writing(lock_path), open(lock_path, "w", encoding="utf-8") as f:
+        f.write(f"{name}/{version}\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_intent(lock_path: Path) -> str | None:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        text = lock_path.read_text(encoding="utf-8").strip()
+        return text or None
+    return None
