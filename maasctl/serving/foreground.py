@@ -50,15 +50,18 @@ def serve_here(store: ModelStore, parsed: list[ModelRef], refs: list[str], model
         grpc_server = GrpcServer(app, host, grpc_port, tls=tls,  # the app's tokens, scopes and TLS
                                  reuse_port=worker).start()
     grpc_address = grpc_server.address if grpc_server else None
-    app.start()  # load models while uvicorn starts
     if reporter is not None:  # its supervisor publishes the server and says where it is
+        app.start()  # load models while uvicorn starts
         try:
             run(app, sock, tls, grpc_server)
         finally:
             reporter.stop()
         return
     with records.published(store, server_id, url=url, models=models, refs=list(refs), grpc=grpc_address):
+        # announce first: the first load imports TensorFlow with file descriptor 2 silenced (tf.load_tensorflow),
+        # which would swallow a line written meanwhile from this thread
         announce(url, grpc_address)
+        app.start()  # load models while uvicorn starts
         run(app, sock, tls, grpc_server)
 
 
