@@ -477,7 +477,15 @@ def test_cli_ctrl_c_leaves_no_run(tmp_path, blob_dir):
         assert b"loss" in seen, seen[-2000:]
         assert b"epoch" in seen
         proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
+        # keep reading the terminal: a child whose last writes fill the pty's small buffer would block in them
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # the child's end is closed: it is exiting
+                    break
+        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:
             proc.kill()
