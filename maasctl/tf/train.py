@@ -256,6 +256,7 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *, plan
         cluster_timeout: float = 120.0) -> FitResult:
     """Build, compile and fit; the final metrics are those of the epoch whose weights the model keeps."""
     from maasctl.tf.distributed import fit_loop, make_strategy
+    from maasctl.tf.interrupt import InterruptCheck, sigint_recorded
 
     train = cfg.train
     plan = plan_for(cfg) if plan is None else plan
@@ -277,24 +278,30 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *, plan
         cls = _BatchProgress if reporter.wants_batches else _EpochProgress
         callbacks.append(cls(reporter, train["epochs"], steps))
     validation = (ds.x_val, ds.y_val) if ds.x_val is not None else None
-    t0 = time.perf_counter()
-    try:
-        if plan.mode == "none":
-            history_dict = model.fit(ds.x_train, ds.y_train, batch_size=train["batch_size"], epochs=train["epochs"],
-                                     validation_data=validation, shuffle=cfg.data["shuffle"], callbacks=callbacks,
-                                     class_weight=_class_weight(cfg, ds), verbose=0).history
-        else:
-            history_dict = fit_loop(strategy, plan, model, x=ds.x_train, y=ds.y_train, validation=validation,
-                                    batch_size=train["batch_size"], epochs=train["epochs"],
-                                    shuffle=cfg.data["shuffle"], seed=train["seed"],
-                                    class_weight=_class_weight(cfg, ds), callbacks=callbacks,
-                                    on_batch=lambda: reporter is not None and reporter.wants_batches)
-    except (ValueError, TypeError) as exc:  # e.g. a loss that does not fit the labels
-        raise InvalidInput(f"{cfg.path}: training failed: {_first_line(exc)} (check train.loss, train.metrics "
-                           f"and the output layer)") from None
-    finally:
-        if reporter is not None:
-            reporter.end()
+    with sigint_recorded() as interrupted:
+        callbacks.append(InterruptCheck(interrupted))
+        t0 = time.perf_counter()
+        try:
+            if plan.mode == "none":
+                history_dict = model.fit(ds.x_train, ds.y_train, batch_size=train["batch_size"], epochs=train["epochs"],
+                                         validation_data=validation, shuffle=cfg.data["shuffle"], callbacks=callbacks,
+                                         class_weight=_class_weight(cfg, ds), verbose=0).history
+            else:
+                history_dict = fit_loop(strategy, plan, model, x=ds.x_train, y=ds.y_train, validation=validation,
+                                        batch_size=train["batch_size"], epochs=train["epochs"],
+                                        shuffle=cfg.data["shuffle"], seed=train["seed"],
+                                        class_weight=_class_weight(cfg, ds), callbacks=callbacks,
+                                        on_batch=lambda: reporter is not None and reporter.wants_batches)
+        except Exception as exc:
+            if interrupted.is_set():  # Ctrl-C inside TensorFlow can surface as another error (ValueError, SystemError)
+                raise KeyboardInterrupt from None
+            if isinstance(exc, (ValueError, TypeError)):  # e.g. a loss that does not fit the labels
+                raise InvalidInput(f"{cfg.path}: training failed: {_first_line(exc)} (check train.loss, "
+                                   f"train.metrics and the output layer)") from None
+            raise
+        finally:
+            if reporter is not None:
+                reporter.end()
     train_time = time.perf_counter() - t0
     epochs_run = len(history_dict.get("loss", []))
     losses = history_dict.get("loss", [])
