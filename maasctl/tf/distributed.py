@@ -15,12 +15,15 @@ seconds (it aborts the collectives with UNAVAILABLE naming the dead task).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -69,6 +72,8 @@ def _peers(plan: Plan) -> list[list[str]]:
 
 
 # argv: parent pid, timeout s, message with {} for the missing peers, JSON [[label, host:port], ...]
+# It prints the line, then sends SIGHUP: while this process joins, SIGHUP's handler is libc's `_exit` (see
+# _exit_1_on_sighup), so this process exits with status 1 although it holds the GIL. SIGKILL is the backstop.
 _WATCHDOG = """
 import json, os, select, signal, socket, sys, time
 pid, timeout, message, peers = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
@@ -82,16 +87,41 @@ for label, address in peers:
         socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
     except (OSError, ValueError):
         missing.append(f"{label} ({address})")
+if select.select([sys.stdin], [], [], 0)[0]:
+    sys.exit(0)  # it joined meanwhile
 who = ", ".join(missing) or "the other workers (their ports answer, but they did not join)"
 sys.stderr.write(message.format(who) + "\\n")
 sys.stderr.flush()
-os.kill(pid, signal.SIGTERM)
-time.sleep(3)
-try:
+os.kill(pid, signal.SIGHUP)
+deadline = time.monotonic() + 5
+while os.getppid() == pid and time.monotonic() < deadline:  # reparented once it is gone (no pid reuse race)
+    time.sleep(0.05)
+if os.getppid() == pid:
     os.kill(pid, signal.SIGKILL)
-except ProcessLookupError:
-    pass
 """
+
+
+@contextlib.contextmanager
+def _exit_1_on_sighup() -> Iterator[None]:
+    """While inside: SIGHUP ends this process at once with exit status 1, even while TF's C++ holds the GIL.
+
+    A Python signal handler would wait for the GIL (forever, here); libc's `_exit` as the C-level handler does
+    not, and receives the signal number as its argument: SIGHUP is 1 (POSIX), the status for "failed".
+    """
+    previous = signal.getsignal(signal.SIGHUP)
+    installed = False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        installed = libc.signal(signal.SIGHUP, ctypes.cast(libc._exit, ctypes.c_void_p)) != ctypes.c_void_p(-1).value
+    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc: the watchdog's SIGKILL ends it
+        pass
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
 
 
 def make_strategy(plan: Plan, cluster_timeout: float) -> Any:
@@ -106,19 +136,23 @@ def make_strategy(plan: Plan, cluster_timeout: float) -> Any:
     _configure_coordination(plan, cluster_timeout)
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(cluster_timeout))
     # Joining the cluster blocks in TF's C++ runtime holding the GIL: no timeout option bounds it when a peer never
-    # comes, and neither a Python thread nor a signal handler gets to run. A tiny watchdog process does: unless
-    # this process closes its stdin in time, it prints the one-line error and kills this process.
+    # comes (not even the coordination service's register timeout), and neither a Python thread nor a Python
+    # signal handler gets to run. A tiny watchdog process does: unless this process closes its stdin in time, it
+    # prints the one-line error and sends SIGHUP, which ends this process with exit status 1.
     message = f"Error: {plan.role}: could not reach {{}} within {cluster_timeout:g}s (--cluster-timeout); no run committed"
     peers = _peers(plan)
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(cluster_timeout), message,
                                  json.dumps(peers)], stdin=subprocess.PIPE)
-    try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        sync_barrier(strategy, plan)  # every worker is up
-    finally:
-        assert watchdog.stdin is not None
-        watchdog.stdin.close()
-        watchdog.wait()
+    sys.stdout.flush()
+    sys.stderr.flush()  # `_exit` flushes nothing
+    with _exit_1_on_sighup():  # until the watchdog is gone: its SIGHUP must never meet the default handler
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            sync_barrier(strategy, plan)  # every worker is up
+        finally:
+            assert watchdog.stdin is not None
+            watchdog.stdin.close()
+            watchdog.wait()
     return strategy
 
 
