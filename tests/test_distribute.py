@@ -156,3 +156,82 @@ def test_cluster_view_rich_does_not_lose_the_chief_epochs(capsys):
     view.close()
     assert "chief: epoch 1/1  loss 0.2500" in capsys.readouterr().err
     assert view.states[0] == "saving" and view.states[1] == "starting"
+
+
+# -- sharding by file (the parts without TensorFlow) ----------------------------------------------------------
+def test_plan_files_gives_each_rank_every_nth_file():
+    from maasctl.training.shard import plan_files, rank_of
+
+    names = [f"/d/p{i}.csv" for i in range(5)]
+    ranks = {}
+    for task, index in (("chief", 0), ("worker", 0), ("worker", 1)):
+        plan = resolve("multi_worker", {"TF_CONFIG": tfc({"chief": ["h0:1"], "worker": ["h1:1", "h2:1"]}, task, index)})
+        assert plan.cluster is not None
+        mine, note = plan_files(plan, names, 30)
+        ranks[rank_of(plan.cluster)] = mine
+        assert note == f"reads {len(mine)} of 5 files (sharded by file): " + ", ".join(names[i] for i in mine)
+    assert ranks == {0: [0, 3], 1: [1, 4], 2: [2]}
+
+
+def test_plan_files_falls_back_to_sharding_by_data():
+    from maasctl.training.shard import plan_files
+
+    two = resolve("auto", {"TF_CONFIG": tfc(TWO, "worker", 1)})
+    assert plan_files(two, ["/d/a.csv"], 16) == (None, "reads every file (/d/a.csv): 1 file for 2 workers, so "
+                                                       "batches are sharded by data")
+    assert plan_files(two, ["/d/a.csv", "/d/b.csv"], 15)[1].endswith(
+        "train.batch_size 15 is not a multiple of the 2 workers, so batches are sharded by data")
+    assert plan_files(resolve("none", {}), ["/d/a.csv", "/d/b.csv"], 16) == (None, "reads every file (/d/a.csv, "
+                                                                                  "/d/b.csv)")
+
+
+SHARD_TOML = """
+[data]
+path = "p*.csv"
+label = "label"
+validation_split = 0.25
+shuffle = false
+[model]
+task = "classification"
+[[model.layers]]
+type = "Dense"
+units = 3
+activation = "softmax"
+[train]
+batch_size = 4
+"""
+
+
+def test_a_worker_reads_only_its_files_and_merges_labels(tmp_path):
+    """In-process: worker 1 of 2 reads p1.csv only (p0 and p2 are unreadable garbage here); its labels stay raw
+    until merged with worker 0's report, which adds a class it never saw."""
+    from maasctl.training.data import prepare
+    from maasctl.training.shard import merge, shard_doc
+
+    (tmp_path / "t.toml").write_text(SHARD_TOML)
+    for name in ("p0.csv", "p2.csv"):
+        (tmp_path / name).write_bytes(b"\xff not worker 1's file")
+    (tmp_path / "p1.csv").write_text("a,b,label\n" + "".join(f"{i},{i * 2},{'2' if i % 2 else '10'}\n"
+                                                             for i in range(8)))
+    cfg, ds = prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
+    assert ds.shard is not None and ds.class_names is None and (len(ds.x_train), len(ds.x_val)) == (6, 2)
+    assert ds.reading == f"reads 1 of 3 files (sharded by file): {tmp_path}/p1.csv"
+    assert ds.describe().startswith("data (this worker's shard): 8 rows (6 training, 2 validation)")
+    other = {"rank": 0, "features": ["a", "b"], "tokens": ["1.0", "10"], "n_outputs": None,
+             "files": [{"role": "train", "path": f"{tmp_path}/p0.csv", "size": 1, "sha256": "0"},
+                       {"role": "train", "path": f"{tmp_path}/p2.csv", "size": 1, "sha256": "2"}]}
+    merge(cfg, ds, [other, shard_doc(ds)])
+    assert ds.class_names == ["1", "2", "10"]  # numeric order over every worker's labels
+    assert ds.y_train.tolist() == [2, 1, 2, 1, 2, 1] and ds.y_val.tolist() == [2, 1]
+    assert [f["path"] for f in ds.files] == [f"{tmp_path}/p{i}.csv" for i in range(3)]
+    bad = {**other, "features": ["a", "c"]}
+    cfg, ds = prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
+    with pytest.raises(InvalidInput, match=r"p1\.csv: feature columns a, b differ from those of .*p0\.csv \(a, c\)"):
+        merge(cfg, ds, [bad, shard_doc(ds)])
+
+
+def test_shard_steps_are_the_largest_shards():
+    from maasctl.training.shard import Shard
+
+    shard = Shard(rank=0, n_workers=2, names=["a", "b"], mine=[0], batch_size=16)
+    assert (shard.per_worker_batch, shard.steps([32, 33]), shard.steps([1, 0])) == (8, 5, 1)

@@ -124,6 +124,9 @@ def test_two_local_workers(data_dir, reference, tmp_path):
     assert re.search(r"^chief: started \(pid \d+, 127\.0\.0\.1:\d+\)$", r.stderr, re.MULTILINE)
     assert re.search(r"^worker 1: started", r.stderr, re.MULTILINE) and "worker 1: distribute: multi_worker" in r.stderr
     assert re.search(r"^chief: epoch 3/3 ", r.stderr, re.MULTILINE)
+    for role in ("chief", "worker 1"):  # one file for two workers: each reads it, batches are sharded by data
+        assert (f"{role}: reads every file ({data_dir / 'd.csv'}): 1 file for 2 workers, so batches are sharded by "
+                f"data\n") in r.stderr
 
 
 def test_hand_written_tf_configs_chief_writes_worker_does_not(data_dir, reference, tmp_path):
@@ -238,3 +241,102 @@ def test_workers_failure_is_one_line_and_no_run(data_dir, tmp_path):
     assert re.fullmatch(r"Error: (chief|worker 1) \(pid \d+\) exited with code 2: .*model\.layers\[0\]: Dense: .*; "
                         r"stopped the other workers; no run committed", last), last
     assert not (tmp_path / "store" / "runs").exists() or list_runs(Store(tmp_path / "store")) == []
+
+
+# -- sharding by file --------------------------------------------------------------------------------------
+# Three files, two workers: worker 0 (the chief) reads part-0 and part-2 (20 + 22 rows), worker 1 part-1 (43).
+# validation_split 0.25 holds out the last rows of each worker's own rows: 10 and 11, leaving 32 + 32 for
+# training = 4 steps of 8 rows per worker (batch_size 16), no padding; validation: 2 steps each, worker 0's
+# second batch 2 real rows + 6 zero-weight ones, worker 1's 3 + 5. Each worker has its own copy of the directory
+# where the other worker's files are garbage: reading one fails the run (exit 2).
+SHARD_ROWS = {"part-0.csv": 20, "part-1.csv": 43, "part-2.csv": 22}
+SHARD_CONFIG = CONFIG.replace('path = "d.csv"', 'path = "part-*.csv"')
+
+
+def _csv(x: np.ndarray, y: np.ndarray) -> str:
+    rows = "\n".join(",".join(f"{v:.4f}" for v in r) + f",{'yes' if c else 'no'}" for r, c in zip(x, y))
+    return "a,b,c,label\n" + rows + "\n"
+
+
+def _rows(name: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(int(name[5]) + 10)
+    y = rng.integers(0, 2, size=SHARD_ROWS[name])
+    return np.round(rng.normal(size=(len(y), 3)) * (1 + int(name[5])) + y[:, None] * 2 + int(name[5]), 4), y
+
+
+@pytest.fixture(scope="module")
+def shard_run(tf, tmp_path_factory) -> dict:
+    """The 2-worker cluster (hand-written TF_CONFIGs) and the single-process run that sees the same batches."""
+    root = tmp_path_factory.mktemp("shard")
+    mine = {0: ("part-0.csv", "part-2.csv"), 1: ("part-1.csv",)}
+    for worker, names in mine.items():
+        folder = root / f"w{worker}"
+        folder.mkdir()
+        (folder / "t.toml").write_text(SHARD_CONFIG)
+        for name in SHARD_ROWS:
+            text = _csv(*_rows(name)) if name in names else f"this file is worker {1 - worker}'s; reading it is a bug\n"
+            (folder / name).write_text(text)
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = [start([str(root / f"w{i}" / "t.toml"), "--cluster-timeout", "60"], store=root / f"store{i}",
+                   tf_config=tf_config(cluster, "worker", i), log=root / f"w{i}.log") for i in range(2)]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    logs = [(root / f"w{i}.log").read_text() for i in range(2)]
+    # The reference: one process, global batch j = worker 0's j-th 8 training rows + worker 1's; validation = both
+    # workers' held-out rows (as validation_path).
+    parts = []
+    for names in mine.values():
+        x = np.concatenate([_rows(n)[0] for n in names])
+        y = np.concatenate([_rows(n)[1] for n in names])
+        n_val = round(len(x) * 0.25)
+        parts.append((x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]))
+    blocks = [np.arange(b, b + 8) for b in range(0, 32, 8)]
+    x_tr = np.concatenate([p[0][i] for i in blocks for p in parts])
+    y_tr = np.concatenate([p[1][i] for i in blocks for p in parts])
+    (root / "train.csv").write_text(_csv(x_tr, y_tr))
+    (root / "val.csv").write_text(_csv(np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts])))
+    (root / "ref.toml").write_text(CONFIG.replace('path = "d.csv"', 'path = "train.csv"')
+                                   .replace("validation_split = 0.25", 'validation_path = "val.csv"'))
+    from maasctl.tf.train import run_training
+    from maasctl.training.data import prepare
+
+    cfg, ds = prepare(root / "ref.toml", ('train.distribute="none"',))
+    run, result = run_training(Store(root / "ref-store"), cfg, ds)
+    norm = result.model.get_layer("normalize")
+    return {"root": root, "procs": procs, "outs": outs, "logs": logs, "ports": ports, "reference": result.metrics,
+            "ref_norm": (np.asarray(norm.mean).ravel(), np.asarray(norm.variance).ravel()),
+            "ref_rows": len(x_tr)}
+
+
+def test_shard_by_file_each_worker_reads_only_its_files(shard_run):
+    root, logs = shard_run["root"], shard_run["logs"]
+    assert [p.returncode for p in shard_run["procs"]] == [0, 0], logs  # the other worker's files are garbage here
+    assert f"chief: reads 2 of 3 files (sharded by file): {root}/w0/part-0.csv, {root}/w0/part-2.csv\n" in logs[0]
+    assert f"worker 1: reads 1 of 3 files (sharded by file): {root}/w1/part-1.csv\n" in logs[1]
+    runs = list_runs(Store(root / "store0"))
+    assert [r.run_id for r in runs] == [shard_run["outs"][0].strip()]  # exactly one run, by the chief
+    assert shard_run["outs"][1] == "" and not (root / "store1").exists()
+    record = runs[0].record
+    assert record["distribute"] == {"mode": "multi_worker", "workers": 2, "shard": "file",
+                                    "worker_files": [[f"{root}/w0/part-0.csv", f"{root}/w0/part-2.csv"],
+                                                     [f"{root}/w0/part-1.csv"]], "worker_train_rows": [32, 32]}
+    # the lineage lists every file in order, each hashed by the worker that read it
+    assert [f["path"] for f in runs[0].meta["lineage"]["data_files"]] == [
+        f"{root}/w0/part-0.csv", f"{root}/w1/part-1.csv", f"{root}/w0/part-2.csv"]
+    assert record["data"]["train_rows"] == 64 and record["data"]["validation_rows"] == 21
+    final = [log.strip().splitlines()[-1] for log in logs]
+    assert final[0].split(": ", 2)[2].split(" (")[0] == final[1].split(": ", 1)[1].split(" (")[0]  # same metrics
+
+
+def test_shard_by_file_matches_one_process_with_the_same_batches(tf, shard_run):
+    """Normalization statistics from all shards (all-reduced), and the same metrics as one process that sees the
+    same global batches (validation included: its zero-weight padding does not count)."""
+    root = shard_run["root"]
+    (run,) = list_runs(Store(root / "store0"))
+    assert close(run.meta["metrics"], shard_run["reference"], 1e-4), (run.meta["metrics"], shard_run["reference"])
+    loaded = tf.saved_model.load(str(run.model_dir))
+    stats = {v.name.split("/")[-1].split(":")[0]: v.numpy().ravel() for v in loaded.variables
+             if v.name.startswith("normalize/")}
+    ref_mean, ref_var = shard_run["ref_norm"]
+    assert np.abs(stats["mean"] - ref_mean).max() <= 1e-6 and np.abs(stats["variance"] - ref_var).max() <= 1e-6, \
+        (stats, shard_run["ref_norm"])

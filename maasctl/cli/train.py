@@ -133,7 +133,7 @@ def train(
     from maasctl.training.data import prepare
     from maasctl.training.distribute import resolve
 
-    cfg, ds = prepare(config, set_)
+    cfg, ds = prepare(config, set_, env=None if workers is not None else os.environ)  # a worker: maybe its files only
     if workers is not None:
         from maasctl.cli.train_cluster import train_on_workers
 
@@ -155,6 +155,8 @@ def train(
     where = (f", from {cfg.data['validation_path']}" if cfg.data.get("validation_path")
              else f", validation_split {split:g}" if split else "")
     render.message(who + ds.describe(where))
+    if plan.cluster is not None:
+        render.message(who + ds.reading)
     render.message(who + "loading TensorFlow…")
     from maasctl.tf.train import plan_for, run_training
 

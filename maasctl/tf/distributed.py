@@ -181,18 +181,36 @@ def _sample_weights(y: np.ndarray, class_weight: dict[int, float] | None) -> np.
 def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndarray,
              validation: tuple[np.ndarray, Any] | None, batch_size: int, epochs: int, shuffle: bool,
              seed: int, class_weight: dict[int, float] | None, callbacks: list[Any],
-             on_batch: Callable[[], bool]) -> dict[str, list[float]]:
+             on_batch: Callable[[], bool], shard: Any = None) -> dict[str, list[float]]:
     """Train `model` (built and compiled under `strategy.scope()`) like `fit`; returns fit's history dict.
 
     `on_batch()` says whether the callbacks want per-batch logs (reading the metrics costs a sync per step).
+    With `shard` (a settled maasctl.training.shard.Shard) each worker feeds only its own rows, zero-weight padded.
     """
     import keras
 
-    train_ds, first = _dataset(strategy, x, y, _sample_weights(y, class_weight), batch_size,
-                               shuffle=shuffle, seed=seed)
+    weights = _sample_weights(y, class_weight)
+    steps = math.ceil(len(x) / batch_size)  # the same on every worker: global batches
+    val_steps = math.ceil(len(validation[0]) / batch_size) if validation is not None else 0
+    train_fn, test_fn = model.train_step, model.test_step
+    if shard is None:
+        train_ds, first = _dataset(strategy, x, y, weights, batch_size, shuffle=shuffle, seed=seed)
+    else:
+        from maasctl.tf.shard import padded_dataset, replica_steps
+
+        steps = shard.steps(shard.train_rows)
+        train_ds, first = padded_dataset(strategy, plan, (x, y, weights), steps=steps, batch_size=batch_size,
+                                         shuffle=shuffle, seed=seed + shard.rank)
+        train_fn, test_fn = replica_steps(model, strategy)
     val_ds = None
-    if validation is not None:
+    if validation is not None and shard is not None and shard.local_split:  # each worker holds out its own rows
+        val_steps = shard.steps(shard.val_rows)
+        val_ds, _ = padded_dataset(strategy, plan, (validation[0], validation[1], None), steps=val_steps,
+                                   batch_size=batch_size, shuffle=False, seed=seed)
+    elif validation is not None:
         val_ds, _ = _dataset(strategy, validation[0], validation[1], None, batch_size, shuffle=False, seed=seed)
+        if shard is not None:  # validation_path, read whole by every worker and sharded by data
+            test_fn = model.test_step
     with strategy.scope():
         model._symbolic_build(data_batch=first)  # optimizer + metric variables under the strategy (private; fit does it)
 
@@ -200,14 +218,12 @@ def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndar
     # per step than the step itself for small models.
     @tf.function
     def train_step(iterator: Any) -> None:
-        strategy.run(model.train_step, args=(next(iterator),))
+        strategy.run(train_fn, args=(next(iterator),))
 
     @tf.function
     def test_step(iterator: Any) -> None:
-        strategy.run(model.test_step, args=(next(iterator),))
+        strategy.run(test_fn, args=(next(iterator),))
 
-    steps = math.ceil(len(x) / batch_size)  # the same on every worker: global batches
-    val_steps = math.ceil(len(validation[0]) / batch_size) if validation is not None else 0
     # Reading the metrics is an all-reduce across workers, so every worker must do it at the same steps: per-batch
     # logs only within one process; across processes the callbacks see the step without figures.
     logs_per_batch = plan.n_workers < 2
@@ -238,16 +254,16 @@ def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndar
             if model.stop_training:
                 break
         cbs.on_train_end()
-    except _PEER_ERRORS as exc:
-        raise _lost_peer(exc, plan, f"in epoch {len(history.get('loss', [])) + 1}") from None
+    except PEER_ERRORS as exc:
+        raise lost_peer(exc, plan, f"in epoch {len(history.get('loss', [])) + 1}") from None
     return history
 
 
-_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
                 tf.errors.InternalError, tf.errors.AbortedError)
 
 
-def _lost_peer(exc: BaseException, plan: Plan, when: str) -> OperationFailed:
+def lost_peer(exc: BaseException, plan: Plan, when: str) -> OperationFailed:
     who = missing_task(str(exc), plan.cluster) or "a peer"
     return OperationFailed(f"{plan.role}: lost {who} {when} ({type(exc).__name__}); no run committed")
 
@@ -262,5 +278,5 @@ def sync_barrier(strategy: Any, plan: Plan) -> None:
         return
     try:
         strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
-    except _PEER_ERRORS as exc:
-        raise _lost_peer(exc, plan, "after training, while saving") from None
+    except PEER_ERRORS as exc:
+        raise lost_peer(exc, plan, "after training, while saving") from None

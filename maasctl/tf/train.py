@@ -91,7 +91,13 @@ def build_model(cfg: TrainConfig, ds: Dataset) -> Any:
     x = inputs
     if cfg.model["normalize"]:
         norm = keras.layers.Normalization(axis=-1, name="normalize")
-        norm.adapt(ds.x_train)
+        if ds.shard is not None and ds.shard.norm is not None:  # all shards' statistics: what adapt would compute
+            norm.build((None, n_features))
+            norm.adapt_mean.assign(ds.shard.norm[0])
+            norm.adapt_variance.assign(ds.shard.norm[1])
+            norm.finalize_state()
+        else:
+            norm.adapt(ds.x_train)
         x = norm(x)
     if "builder" in cfg.model:
         outputs = _apply_builder(cfg, x, n_features, n_outputs if ds.class_names is not None else None)
@@ -240,7 +246,9 @@ def _class_weight(cfg: TrainConfig, ds: Dataset) -> dict[int, float] | None:
         return None
     if cw == "balanced":
         counts = np.bincount(ds.y_train, minlength=len(ds.class_names))
-        return {i: (len(ds.y_train) / (len(counts) * c) if c else 0.0) for i, c in enumerate(counts)}
+        if ds.shard is not None and ds.shard.class_counts is not None:  # sharded by file: every worker's rows
+            counts = ds.shard.class_counts
+        return {i: (int(counts.sum()) / (len(counts) * c) if c else 0.0) for i, c in enumerate(counts)}
     return {i: float(cw.get(name, 1.0)) for i, name in enumerate(ds.class_names)}
 
 
@@ -261,6 +269,10 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *, plan
     train = cfg.train
     plan = plan_for(cfg) if plan is None else plan
     strategy = make_strategy(plan, cluster_timeout)
+    if ds.shard is not None:  # sharded by file: agree with the other workers on classes, counts and statistics
+        from maasctl.tf.shard import settle
+
+        settle(strategy, plan, cfg, ds, cluster_timeout)
     set_determinism(train["seed"])
     with strategy.scope():
         model = build_model(cfg, ds)
@@ -274,6 +286,8 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *, plan
             restore_best_weights=es["restore_best_weights"], mode=es["mode"])
         callbacks.append(es_callback)
     steps = math.ceil(len(ds.x_train) / train["batch_size"])
+    if ds.shard is not None:
+        steps = ds.shard.steps(ds.shard.train_rows)
     if reporter is not None:
         cls = _BatchProgress if reporter.wants_batches else _EpochProgress
         callbacks.append(cls(reporter, train["epochs"], steps))
@@ -291,7 +305,8 @@ def fit(cfg: TrainConfig, ds: Dataset, reporter: Reporter | None = None, *, plan
                                         batch_size=train["batch_size"], epochs=train["epochs"],
                                         shuffle=cfg.data["shuffle"], seed=train["seed"],
                                         class_weight=_class_weight(cfg, ds), callbacks=callbacks,
-                                        on_batch=lambda: reporter is not None and reporter.wants_batches)
+                                        on_batch=lambda: reporter is not None and reporter.wants_batches,
+                                        shard=ds.shard)
         except Exception as exc:
             if interrupted.is_set():  # Ctrl-C inside TensorFlow can surface as another error (ValueError, SystemError)
                 raise KeyboardInterrupt from None
@@ -373,7 +388,7 @@ def build_record(run_id: str, cfg: TrainConfig, ds: Dataset, result: FitResult, 
         "stopped_early": result.stopped_early,
         "best_epoch": result.extra.get("best_epoch"),
         "data": ds.summary(),
-        **({"distribute": describe_cluster(result.extra["plan"])} if "plan" in result.extra else {}),
+        **({"distribute": describe_cluster(result.extra["plan"], ds.shard)} if "plan" in result.extra else {}),
         "train_time_s": round(result.train_time_s, 3),
         "wall_time_s": round(wall_time_s, 3),
     }

@@ -13,7 +13,7 @@ import json
 import math
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ import numpy as np
 from maasctl.errors import InvalidInput, NotFound
 from maasctl.store.hashing import hash_file
 from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
+from maasctl.training.distribute import Plan, resolve
 from maasctl.training.limits import check_file_lines
+from maasctl.training.shard import Shard, plan_files, rank_of
 from maasctl.training.sources import data_sources
 
 
@@ -49,6 +51,8 @@ class Dataset:
     class_names: list[str] | None
     task: str
     files: list[dict[str, Any]] = field(default_factory=list)  # [{"role", "path", "size", "sha256"}]
+    reading: str = ""  # which files this process reads, for its log (under multi_worker)
+    shard: Shard | None = None  # sharded by file: this worker's part (see maasctl.training.shard)
 
     @property
     def n_features(self) -> int:
@@ -62,7 +66,12 @@ class Dataset:
         return int(self.y_train.shape[1])
 
     def summary(self) -> dict[str, Any]:
-        return {"train_rows": len(self.x_train), "validation_rows": 0 if self.x_val is None else len(self.x_val),
+        if self.shard is not None and self.shard.train_rows:  # every worker's rows
+            n_val = sum(self.shard.val_rows) if self.shard.local_split else 0 if self.x_val is None else len(self.x_val)
+            rows = {"train_rows": sum(self.shard.train_rows), "validation_rows": n_val}
+        else:
+            rows = {"train_rows": len(self.x_train), "validation_rows": 0 if self.x_val is None else len(self.x_val)}
+        return {**rows,
                 "n_features": self.n_features, "n_outputs": self.n_outputs, "files": self.files}
 
     def describe(self, validation: str = "") -> str:
@@ -71,6 +80,8 @@ class Dataset:
         rows = f"{n_train + n_val:,} rows ({n_train:,} training, {n_val:,} validation{validation})"
         names = ", ".join(self.feature_names[:6]) + (", ..." if len(self.feature_names) > 6 else "")
         parts = [rows, f"{self.n_features} features ({names})"]
+        if self.shard is not None:  # the classes and their counts are the cluster's, known once it is up
+            return f"data (this worker's shard): {'; '.join(parts)}"
         if self.class_names is not None:
             codes = [np.asarray(y).ravel().astype(np.int64) for y in (self.y_train, self.y_val) if y is not None]
             counts = np.bincount(np.concatenate(codes), minlength=len(self.class_names))
@@ -87,19 +98,34 @@ def _num(v: float) -> str:
     return f"{v:.4g}"
 
 
-def prepare(config_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[TrainConfig, Dataset]:
-    """Everything that can be checked before TensorFlow loads: the config, the data, and how they fit."""
+def prepare(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+            env: Mapping[str, str] | None = None) -> tuple[TrainConfig, Dataset]:
+    """Everything that can be checked before TensorFlow loads: the config, the data, and how they fit.
+
+    With `env` (a training process's environment: TF_CONFIG) a multi_worker worker reads only its files when
+    data.path names at least one per worker; the checks that need every worker's data come later (merge).
+    """
     cfg = load_config(config_path, overrides)
-    ds = load_dataset(cfg)
-    check_against_data(cfg, ds.n_features, ds.n_outputs, ds.class_names)
+    plan = resolve(cfg.train["distribute"], env) if env is not None else None
+    ds = load_dataset(cfg, plan)
+    if ds.shard is None:
+        check_against_data(cfg, ds.n_features, ds.n_outputs, ds.class_names)
     return cfg, ds
 
 
-def load_dataset(cfg: TrainConfig) -> Dataset:
+def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
     """Read the training (and validation) data a config names; split, map labels, hash the files."""
     data = cfg.data
     classify = cfg.task == "classification"
-    sources = data_sources(cfg, "data.path", data["path"])
+    picked: dict[str, Any] = {}
+
+    def pick(names: list[str]) -> Sequence[int]:
+        assert plan is not None
+        picked["mine"], picked["note"] = plan_files(plan, names, cfg.train["batch_size"])
+        picked["names"] = names
+        return range(len(names)) if picked["mine"] is None else picked["mine"]
+
+    sources = data_sources(cfg, "data.path", data["path"], pick if plan is not None else None)
     paths = [_existing(cfg, "data.path", str(src.local)) for src in sources]
     path = paths[0]
     tables = [read_table(path, cfg, features=data.get("features"))]
@@ -112,6 +138,11 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
         vpath = _existing(cfg, "data.validation_path", str(vsource.local))
         val_table = read_table(vpath, cfg, features=table.feature_names)
         files.append(_file_record("validation", vpath, vsource.name))
+    if picked.get("mine") is not None:
+        assert plan is not None and plan.cluster is not None
+        shard = Shard(rank_of(plan.cluster), plan.n_workers, picked["names"], picked["mine"], cfg.train["batch_size"],
+                      tokens=table.tokens, val_tokens=val_table.tokens if val_table is not None else None)
+        return _shard_dataset(cfg, table, val_table, files, shard, picked["note"])
     class_names = None
     y = table.y
     y_val = val_table.y if val_table is not None else None
@@ -135,7 +166,22 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     if val_table is None and data["validation_split"] > 0:
         x, y, x_val, y_val = split(x, y, data["validation_split"], shuffle=data["shuffle"],
                                    seed=cfg.train["seed"], where=f"{cfg.path}: data.validation_split")
-    return Dataset(x, y, x_val, y_val, table.feature_names, class_names, cfg.task, files)
+    return Dataset(x, y, x_val, y_val, table.feature_names, class_names, cfg.task, files,
+                   reading=picked.get("note", ""))
+
+
+def _shard_dataset(cfg: TrainConfig, table: Table, val_table: Table | None, files: list[dict[str, Any]],
+                   shard: Shard, note: str) -> Dataset:
+    """This worker's rows; labels stay raw token codes until merged with the cluster's (maasctl.training.shard).
+    validation_split holds out that fraction of this worker's own rows (the same rule as one process)."""
+    x, y = table.x, table.y
+    x_val, y_val = (val_table.x, val_table.y) if val_table is not None else (None, None)
+    if val_table is None and cfg.data["validation_split"] > 0:
+        mine = ", ".join(shard.names[i] for i in shard.mine)
+        x, y, x_val, y_val = split(x, y, cfg.data["validation_split"], shuffle=cfg.data["shuffle"],
+                                   seed=cfg.train["seed"], where=f"{cfg.path}: data.validation_split (on {mine})")
+        shard.local_split = True
+    return Dataset(x, y, x_val, y_val, table.feature_names, None, cfg.task, files, reading=note, shard=shard)
 
 
 def _existing(cfg: TrainConfig, key: str, value: str) -> Path:

@@ -177,9 +177,14 @@ def missing_task(message: str, me: Cluster | None) -> str | None:
     return f"{job} {index}" + (f" ({address})" if address else "")
 
 
-def describe_cluster(plan: Plan) -> dict[str, Any]:
-    """For the run record: how the run was distributed."""
+def describe_cluster(plan: Plan, shard: Any = None) -> dict[str, Any]:
+    """For the run record: how the run was distributed (`shard`: a maasctl.training.shard.Shard when sharded by
+    file: which files each worker read and its training rows)."""
     out: dict[str, Any] = {"mode": plan.mode, "workers": plan.n_workers}
     if plan.devices:
         out["devices"] = list(plan.devices)
+    if shard is not None:
+        n = shard.n_workers
+        out.update({"shard": "file", "worker_files": [shard.names[r::n] for r in range(n)],
+                    "worker_train_rows": list(shard.train_rows)})
     return out

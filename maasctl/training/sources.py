@@ -11,6 +11,7 @@ import fnmatch
 import glob
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ def _download_dir() -> Path:
     return Path(_TMP[0])
 
 
-def _s3_sources(cfg: Any, key: str, url: str) -> list[Source]:
+def _s3_sources(cfg: Any, key: str, url: str) -> list[tuple[str, Any]]:
+    """[(s3://bucket/key, a function that downloads it and returns its Source)] for one URL or glob."""
     from maasctl.store.s3io import S3, Location
 
     rest = url[len("s3://"):]
@@ -57,31 +59,37 @@ def _s3_sources(cfg: Any, key: str, url: str) -> list[Source]:
             raise NotFound(f"{cfg.path}: {key}: no object matches {url}")
     else:
         keys = [path]
-    out = []
-    for k in keys:
+
+    def download(k: str) -> Source:
         local = _download_dir() / f"{len(list(_download_dir().iterdir())):04d}-{Path(k).name}"
         try:
             s3.download_file(k, str(local))
         except NotFound:
             raise NotFound(f"{cfg.path}: {key}: object not found: s3://{bucket}/{k}") from None
-        out.append(Source(f"s3://{bucket}/{k}", local))
-    return out
+        return Source(f"s3://{bucket}/{k}", local)
+
+    return [(f"s3://{bucket}/{k}", lambda k=k: download(k)) for k in keys]
 
 
-def _local_sources(cfg: Any, key: str, value: str) -> list[Source]:
+def _local_sources(cfg: Any, key: str, value: str) -> list[tuple[str, Any]]:
     path = cfg.resolve(value)
     if not is_glob(value):
-        return [Source(str(path), path)]
+        return [(str(path), lambda: Source(str(path), path))]
     matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
     if not matches:
         raise NotFound(f"{cfg.path}: {key}: no file matches {path}")
-    return [Source(str(m), m) for m in matches]
+    return [(str(m), lambda m=m: Source(str(m), m)) for m in matches]
 
 
-def data_sources(cfg: Any, key: str, value: str | list[str]) -> list[Source]:
-    """Every file `value` names, in order (globs sorted), each once."""
-    out: list[Source] = []
+def data_sources(cfg: Any, key: str, value: str | list[str],
+                 pick: Callable[[list[str]], Sequence[int]] | None = None) -> list[Source]:
+    """Every file `value` names, in order (globs sorted), each once; with `pick`, only the files at the indexes it
+    returns for the list of all names (an S3 object that is not picked is not downloaded)."""
+    found: dict[str, Callable[[], Source]] = {}
     for item in [value] if isinstance(value, str) else value:
-        found = _s3_sources(cfg, key, item) if item.startswith("s3://") else _local_sources(cfg, key, item)
-        out += [s for s in found if s.name not in {o.name for o in out}]
-    return out
+        listed = _s3_sources(cfg, key, item) if item.startswith("s3://") else _local_sources(cfg, key, item)
+        for name, fetch in listed:
+            found.setdefault(name, fetch)
+    names = list(found)
+    chosen = range(len(names)) if pick is None else pick(names)
+    return [found[names[i]]() for i in chosen]
