@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from pathlib import Path
 
@@ -81,6 +82,15 @@ def test_s3_glob_and_missing_object(s3_endpoint, parts):
     check_both_parts(ds, [f"s3://{bucket}/sets/p1.csv", f"s3://{bucket}/sets/p2.csv"])
     _, ds = prepare(config(parts, f'["s3://{bucket}/sets/p1.csv", "parts/p2.csv"]'))
     check_both_parts(ds, [f"s3://{bucket}/sets/p1.csv", str(parts / "parts" / "p2.csv")])
+    # sharded by file: worker 1 of 2 downloads and reads only the second object
+    from maasctl.training import sources
+
+    before = set(Path(sources._TMP[0]).iterdir())
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}})
+    _, ds = prepare(config(parts, f'"s3://{bucket}/sets/p*.csv"'), env={"TF_CONFIG": tf_config})
+    assert ds.x_train.tolist() == [[7, 8], [9, 10]] and ds.shard is not None
+    assert ds.reading == f"reads 1 of 2 files (sharded by file): s3://{bucket}/sets/p2.csv"
+    assert [p.name.split("-", 1)[1] for p in set(Path(sources._TMP[0]).iterdir()) - before] == ["p2.csv"]
     with pytest.raises(NotFound, match=rf"data\.path: object not found: s3://{bucket}/sets/p3\.csv$"):
         prepare(config(parts, f'"s3://{bucket}/sets/p3.csv"'))
     with pytest.raises(NotFound, match=rf"data\.path: no object matches s3://{bucket}/other/\*\.csv$"):

@@ -177,12 +177,12 @@ def test_plan_files_falls_back_to_sharding_by_data():
     from maasctl.training.shard import plan_files
 
     two = resolve("auto", {"TF_CONFIG": tfc(TWO, "worker", 1)})
-    assert plan_files(two, ["/d/a.csv"], 16) == (None, "reads every file (/d/a.csv): 1 file for 2 workers, so "
-                                                       "batches are sharded by data")
+    assert plan_files(two, ["/d/a.csv"], 16) == (None, ("reads every file (/d/a.csv): 1 file for 2 workers, so "
+                                                        "batches are sharded by data"))
     assert plan_files(two, ["/d/a.csv", "/d/b.csv"], 15)[1].endswith(
         "train.batch_size 15 is not a multiple of the 2 workers, so batches are sharded by data")
     assert plan_files(resolve("none", {}), ["/d/a.csv", "/d/b.csv"], 16) == (None, "reads every file (/d/a.csv, "
-                                                                                  "/d/b.csv)")
+                                                                                  + "/d/b.csv)")
 
 
 SHARD_TOML = """

@@ -2,7 +2,8 @@
 
 Every TF process costs seconds of import on a small box, so the module runs few of them: one `--workers 2`
 cluster, one hand-written chief + worker pair, one pair whose worker is killed, one lone worker whose peer never
-comes, one mirrored run on two logical CPUs, and a Ctrl-C before TensorFlow loads.
+comes, one mirrored run on two logical CPUs, a Ctrl-C before TensorFlow loads, and one pair sharding by file
+(with its single-process reference in this process).
 
 The reference is a single-process run (`distribute = "none"`: Keras's `fit`) with the same seed and global
 batch. `data.shuffle = false` gives every run the same batches: the distributed loop shuffles with tf.data
@@ -301,11 +302,10 @@ def shard_run(tf, tmp_path_factory) -> dict:
     from maasctl.training.data import prepare
 
     cfg, ds = prepare(root / "ref.toml", ('train.distribute="none"',))
-    run, result = run_training(Store(root / "ref-store"), cfg, ds)
+    _, result = run_training(Store(root / "ref-store"), cfg, ds)
     norm = result.model.get_layer("normalize")
     return {"root": root, "procs": procs, "outs": outs, "logs": logs, "ports": ports, "reference": result.metrics,
-            "ref_norm": (np.asarray(norm.mean).ravel(), np.asarray(norm.variance).ravel()),
-            "ref_rows": len(x_tr)}
+            "ref_norm": (np.asarray(norm.mean).ravel(), np.asarray(norm.variance).ravel())}
 
 
 def test_shard_by_file_each_worker_reads_only_its_files(shard_run):

@@ -6,7 +6,8 @@ but it is the legacy path and a second Keras: `model.builder` functions build Ke
 serving code is Keras 3. So one loop here calls the model's own `train_step` / `test_step` under
 `strategy.run`: the same loss (scaled by the global batch), optimizer (all-reduced gradients), class weights and
 metrics (SUM-aggregated variables) as `fit`, for "mirrored" and "multi_worker" alike. `distribute = "none"` keeps
-`model.fit`. Same data order, same seed -> the same numbers as `fit` (to float rounding).
+`model.fit`. Same data order, same seed -> the same numbers as `fit` (to float rounding). Sharded by file, each
+worker feeds its own zero-weight-padded rows instead (maasctl.tf.shard).
 
 A dead or unreachable peer must be an error, not a hang: the first all-reduce waits at most `cluster_timeout`
 seconds for every peer, every collective has the same timeout, and TF's peer health check runs every few
