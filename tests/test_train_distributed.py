@@ -259,9 +259,9 @@ def _csv(x: np.ndarray, y: np.ndarray) -> str:
     return "a,b,c,label\n" + rows + "\n"
 
 
-def _rows(name: str) -> tuple[np.ndarray, np.ndarray]:
+def _rows(name: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(int(name[5]) + 10)
-    y = rng.integers(0, 2, size=SHARD_ROWS[name])
+    y = rng.integers(0, 2, size=n or SHARD_ROWS[name])
     return np.round(rng.normal(size=(len(y), 3)) * (1 + int(name[5])) + y[:, None] * 2 + int(name[5]), 4), y
 
 
@@ -340,3 +340,22 @@ def test_shard_by_file_matches_one_process_with_the_same_batches(tf, shard_run):
     ref_mean, ref_var = shard_run["ref_norm"]
     assert np.abs(stats["mean"] - ref_mean).max() <= 1e-6 and np.abs(stats["variance"] - ref_var).max() <= 1e-6, \
         (stats, shard_run["ref_norm"])
+
+
+def test_shard_by_file_unequal_shards_stay_in_lockstep(tmp_path):
+    """`--workers 2` on files of 20, 30 and 22 rows, shuffled, balanced class weights: 38 training rows for worker
+    0 (5 steps of 8) and 27 for worker 1 (4 steps), so worker 1 runs a step of padding only, and both finish every
+    epoch (a worker that ran fewer steps would leave the other waiting in an all-reduce until --cluster-timeout)."""
+    for name, n in (("part-0.csv", 20), ("part-1.csv", 30), ("part-2.csv", 22)):
+        (tmp_path / name).write_text(_csv(*_rows(name, n)))
+    (tmp_path / "t.toml").write_text(SHARD_CONFIG.replace("shuffle = false", "shuffle = true")
+                                     .replace("validation_split = 0.25", "validation_split = 0.1")
+                                     .replace("seed = 3", 'seed = 3\nclass_weight = "balanced"'))
+    r = run_cli("train", str(tmp_path / "t.toml"), "--workers", "2", "--cluster-timeout", "60", "--json",
+                store=tmp_path / "store", timeout=240)
+    assert r.returncode == 0, r.stderr
+    (run,) = list_runs(Store(tmp_path / "store"))
+    assert run.record["distribute"]["worker_train_rows"] == [38, 27]  # 42 - 4 and 30 - 3 held out
+    assert run.record["data"]["train_rows"] == 65 and run.record["data"]["validation_rows"] == 7
+    assert len(run.record["history"]) == 3 and all(np.isfinite(v) for v in json.loads(r.stdout)["metrics"].values())
+    assert "worker 1: reads 1 of 3 files (sharded by file): " in r.stderr
