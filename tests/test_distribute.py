@@ -171,6 +171,11 @@ def test_plan_files_gives_each_rank_every_nth_file():
         ranks[rank_of(plan.cluster)] = mine
         assert note == f"reads {len(mine)} of 5 files (sharded by file): " + ", ".join(names[i] for i in mine)
     assert ranks == {0: [0, 3], 1: [1, 4], 2: [2]}
+    from maasctl.training.shard import task_of_rank
+
+    assert [task_of_rank(plan.cluster, r) for r in range(3)] == ["chief 0 (h0:1)", "worker 0 (h1:1)", "worker 1 (h2:1)"]
+    two = parse_tf_config(tfc(TWO, "worker", 1))
+    assert two is not None and task_of_rank(two, 1) == "worker 1 (127.0.0.1:2002)"
 
 
 def test_plan_files_falls_back_to_sharding_by_data():

@@ -22,7 +22,7 @@ from maasctl.tf.distributed import PEER_ERRORS, lost_peer
 from maasctl.training.config import TrainConfig, check_against_data
 from maasctl.training.data import Dataset
 from maasctl.training.distribute import Plan
-from maasctl.training.shard import merge, shard_doc
+from maasctl.training.shard import merge, shard_doc, task_of_rank
 
 tf = load_tensorflow()
 
@@ -52,8 +52,10 @@ def _exchange(plan: Plan, doc: dict[str, Any], timeout_s: float) -> list[dict[st
         try:
             docs.append(json.loads(ctx.get_config_key_value(_KEY.format(rank), timeout_in_ms=int(timeout_s * 1000))))
         except PEER_ERRORS as exc:
-            raise OperationFailed(f"{plan.role}: no shard report from worker rank {rank} within {timeout_s:g}s "
-                                  f"(--cluster-timeout; {type(exc).__name__}); no run committed") from None
+            assert plan.cluster is not None
+            raise OperationFailed(f"{plan.role}: no report of its data shard from {task_of_rank(plan.cluster, rank)} "
+                                  f"within {timeout_s:g}s (--cluster-timeout; {type(exc).__name__}); "
+                                  f"no run committed") from None
     return docs
 
 

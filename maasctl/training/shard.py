@@ -59,6 +59,14 @@ def rank_of(cluster: Cluster) -> int:
     return cluster.task_index + (1 if "chief" in cluster.spec else 0)
 
 
+def task_of_rank(cluster: Cluster, rank: int) -> str:
+    """The task `rank_of` numbers `rank`, for messages: "worker 1 (10.0.0.5:2222)"."""
+    job, index = ("chief", 0) if "chief" in cluster.spec and rank == 0 else \
+        ("worker", rank - (1 if "chief" in cluster.spec else 0))
+    address = cluster.address_of(job, index)
+    return f"{job} {index}" + (f" ({address})" if address else "")
+
+
 def plan_files(plan: Plan, names: list[str], batch_size: int) -> tuple[list[int] | None, str]:
     """This worker's file indexes (None: it reads every file, batches are sharded by data) and the log line."""
     cluster, n = plan.cluster, plan.n_workers
