@@ -15,7 +15,9 @@ Both figures are ratios against a baseline measured in the same run on the same 
   vs `none` (Keras's fit). Target: <= 1.3x. And `--workers 2` vs `--workers 1` (local processes on loopback):
   reported only. On one box both workers share its cores and add an all-reduce per step, so no speed-up is
   expected here; on two real hosts each worker computes half of every global batch, so with a model whose step
-  outweighs the all-reduce of its gradients (not this tiny one) the epoch time approaches half.
+  outweighs the all-reduce of its gradients (not this tiny one) the epoch time approaches half. And `--workers 2`
+  on the same rows split into two files (sharded by file: each worker reads and parses one) vs one file (sharded
+  by data: each reads both halves): reported only.
 
 Usage: python bench/bench_train.py [--rows 50000] [--features 20] [--epochs 5] [--batch-size 128] [--repeats 3]
                                    [--distributed-only]
@@ -190,12 +192,19 @@ def distributed(root: Path, repeats: int) -> None:
     env = {**os.environ, "MAASCTL_HOME": str(root / "store"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     train = [sys.executable, "-m", "maasctl", "train", "bench.toml"]
-    runs: dict[str, list[float]] = {"none": [], "multi_worker": [], "workers1": [], "workers2": []}
+    lines = (root / "data.csv").read_text().splitlines(keepends=True)
+    half = 1 + (len(lines) - 1) // 2
+    (root / "part-0.csv").write_text("".join(lines[:half]))
+    (root / "part-1.csv").write_text(lines[0] + "".join(lines[half:]))
+    runs: dict[str, list[float]] = {"none": [], "multi_worker": [], "workers1": [], "workers2": [],
+                                    "workers2_files": []}
     for _ in range(repeats):  # alternated, so background load hits all alike
         runs["none"].append(timed([*train, "--set", 'train.distribute="none"'], root, env)[0])
         runs["multi_worker"].append(timed([*train, "--set", 'train.distribute="multi_worker"'], root, env)[0])
         runs["workers1"].append(timed([*train, "--workers", "1"], root, env)[0])
         runs["workers2"].append(timed([*train, "--workers", "2"], root, env)[0])
+        runs["workers2_files"].append(timed([*train, "--workers", "2", "--set",
+                                             'data.path=["part-0.csv", "part-1.csv"]'], root, env)[0])
     med = {k: statistics.median(v) for k, v in runs.items()}
     for k, v in runs.items():
         print(f"dist   wall {k:<14} {med[k]:7.2f} s  (median of {repeats}: {', '.join(f'{t:.2f}' for t in v)})")
@@ -203,6 +212,8 @@ def distributed(root: Path, repeats: int) -> None:
     print(f"       multi_worker (1 worker) / none   {ratio:.3f}x  (target <= 1.3x) {'ok' if ratio <= 1.3 else 'MISSED'}")
     print(f"       --workers 2 / --workers 1        {med['workers2'] / med['workers1']:.3f}x  (reported; one box: "
           f"{os.cpu_count()} cores shared by both workers, no speed-up expected)")
+    print(f"       --workers 2 by file / by data    {med['workers2_files'] / med['workers2']:.3f}x  (reported; the "
+          f"same rows in 2 files: each worker reads one, and holds out its own validation rows)")
 
 
 if __name__ == "__main__":
