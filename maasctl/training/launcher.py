@@ -126,7 +126,7 @@ def run_local_cluster(n: int, train_args: Sequence[str], *, env: dict[str, str] 
         c.proc.stdout.close()
     if failed is not None:
         errors = [ln for ln in failed.lines if ln.startswith("Error:")]
-        why = f": {errors[-1][len('Error: '):]}" if errors else ""
+        why = f": {errors[-1][len('Error: '):].removesuffix('; no run committed')}" if errors else ""
         epoch = f" in epoch {failed.last_epoch}" if failed.last_epoch else ""
         # the child's own exit status where it means bad input (2) or not found (3); else "failed" (1)
         kind = {2: InvalidInput, 3: NotFound}.get(failed.proc.returncode, OperationFailed)
