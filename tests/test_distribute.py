@@ -231,8 +231,27 @@ def test_a_worker_reads_only_its_files_and_merges_labels(tmp_path):
     assert [f["path"] for f in ds.files] == [f"{tmp_path}/p{i}.csv" for i in range(3)]
     bad = {**other, "features": ["a", "c"]}
     cfg, ds = prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
-    with pytest.raises(InvalidInput, match=r"p1\.csv: feature columns a, b differ from those of .*p0\.csv \(a, c\)"):
+    with pytest.raises(InvalidInput, match=r"^\S+/p1\.csv: feature column 'c' \(of \S+/p0\.csv\) not found; "
+                                           r"feature columns found: a, b$"):
         merge(cfg, ds, [bad, shard_doc(ds)])
+
+
+def test_a_worker_takes_the_first_files_column_order(tmp_path):
+    """One process reads every file's feature columns by name, in the first file's order; so does a worker whose
+    file names them in another order (or has more): its columns are reordered, not refused."""
+    from maasctl.training.data import prepare
+    from maasctl.training.shard import merge, shard_doc
+
+    (tmp_path / "t.toml").write_text(SHARD_TOML)
+    (tmp_path / "p0.csv").write_bytes(b"\xff not worker 1's file")
+    (tmp_path / "p1.csv").write_text("extra,b,label,a\n" + "".join(f"{-i},{i * 2},{i % 3},{i}\n" for i in range(8)))
+    other = {"rank": 0, "features": ["a", "b"], "tokens": ["0", "1", "2"], "n_outputs": None,
+             "files": [{"role": "train", "path": f"{tmp_path}/p0.csv", "size": 1, "sha256": "0"}]}
+    cfg, ds = prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
+    assert ds.feature_names == ["extra", "b", "a"]
+    merge(cfg, ds, [other, shard_doc(ds)])
+    assert ds.feature_names == ["a", "b"] and ds.n_features == 2
+    assert ds.x_train.tolist() == [[i, i * 2] for i in range(6)] and ds.x_val.tolist() == [[6, 12], [7, 14]]
 
 
 def test_shard_steps_are_the_largest_shards():

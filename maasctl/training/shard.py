@@ -101,12 +101,22 @@ def merge(cfg: Any, ds: Any, docs: list[dict[str, Any]]) -> None:
     shard = ds.shard
     first = docs[0]
     for doc in docs[1:]:
-        if doc["features"] != first["features"]:
-            raise InvalidInput(f"{doc['files'][0]['path']}: feature columns {', '.join(doc['features'])} differ from "
-                               f"those of {first['files'][0]['path']} ({', '.join(first['features'])})")
+        # As in one process, the first file's feature columns are the dataset's; other files may name them in
+        # another order (or have more columns): selected by name.
+        missing = [name for name in first["features"] if name not in doc["features"]]
+        if missing:
+            raise InvalidInput(f"{doc['files'][0]['path']}: feature column '{missing[0]}' (of "
+                               f"{first['files'][0]['path']}) not found; feature columns found: "
+                               f"{', '.join(doc['features'])}")
         if doc["n_outputs"] != first["n_outputs"]:
             raise InvalidInput(f"{doc['files'][0]['path']}: {doc['n_outputs']} regression targets, but "
                                f"{first['files'][0]['path']} has {first['n_outputs']}")
+    if ds.feature_names != first["features"]:  # this worker's columns in the first file's order
+        columns = [ds.feature_names.index(name) for name in first["features"]]
+        ds.x_train = np.ascontiguousarray(ds.x_train[:, columns])
+        if ds.x_val is not None:
+            ds.x_val = np.ascontiguousarray(ds.x_val[:, columns])
+        ds.feature_names = list(first["features"])
     n = shard.n_workers
     files = [docs[j % n]["files"][j // n] for j in range(len(shard.names))]
     ds.files = files + [f for f in ds.files if f["role"] != "train"]
