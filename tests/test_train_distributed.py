@@ -359,3 +359,62 @@ def test_shard_by_file_unequal_shards_stay_in_lockstep(tmp_path):
     assert run.record["data"]["train_rows"] == 65 and run.record["data"]["validation_rows"] == 7
     assert len(run.record["history"]) == 3 and all(np.isfinite(v) for v in json.loads(r.stdout)["metrics"].values())
     assert "worker 1: reads 1 of 3 files (sharded by file): " in r.stderr
+
+
+# Loaded by the workers of the test below (PYTHONPATH): worker 1 reads the shard reports slowly (a busy host), so
+# the chief, which finds the bad data first, would exit while worker 1 still reads from its coordination service.
+SLOW_REPORTS = '''
+import json as _json, os, sys, time
+
+class _SlowJson:
+    dumps = staticmethod(_json.dumps)
+
+    @staticmethod
+    def loads(text):
+        time.sleep(1.5)
+        return _json.loads(text)
+
+class _Hook:
+    def find_spec(self, name, path, target=None):
+        if name != "maasctl.tf.shard":
+            return None
+        import importlib.util
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module.json = _SlowJson
+        spec.loader.exec_module = exec_module
+        return spec
+
+if os.environ.get("SLOW_SHARD_REPORTS"):
+    sys.meta_path.insert(0, _Hook())
+'''
+
+
+def test_shard_by_file_bad_data_is_the_same_error_on_every_worker(tmp_path):
+    """Worker 1's file lacks a feature column of the first file: every worker exits 2 with that one line, also the
+    one still reading the shard reports when the chief found it (not 'no report ... from worker 1')."""
+    root = tmp_path.resolve()
+    hook = root / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_REPORTS)
+    (root / "t.toml").write_text(SHARD_CONFIG)
+    (root / "part-0.csv").write_text(_csv(*_rows("part-0.csv")))
+    x, y = _rows("part-1.csv", 16)
+    (root / "part-1.csv").write_text(_csv(x, y).replace("a,b,c,label", "a,b,c2,label"))  # no column 'c'
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    procs = [start([str(root / "t.toml"), "--cluster-timeout", "60"], store=root / f"store{i}",
+                   tf_config=tf_config(cluster, "worker", i), log=root / f"w{i}.log",
+                   env={"PYTHONPATH": path, **({"SLOW_SHARD_REPORTS": "1"} if i else {})}) for i in range(2)]
+    for p in procs:
+        p.communicate(timeout=240)
+    logs = [(root / f"w{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [2, 2], logs
+    for log in logs:
+        assert log.strip().splitlines()[-1] == (f"Error: {root}/part-1.csv: feature column 'c' (of {root}/part-0.csv) "
+                                                "not found; feature columns found: a, b, c2"), log
+    assert not (root / "store0" / "runs").exists()

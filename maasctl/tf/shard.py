@@ -42,11 +42,17 @@ def all_sum(strategy: Any, plan: Plan, values: np.ndarray) -> np.ndarray:
     return np.asarray(strategy.reduce("SUM", per_replica, axis=None))
 
 
-def _exchange(plan: Plan, doc: dict[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+def _exchange(strategy: Any, plan: Plan, doc: dict[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+    """Every worker's shard_doc, in rank order. Returns only once every worker has read them all: a worker that
+    then finds bad data (merge) raises the same error as the others and exits, and the chief's exit takes the
+    coordination service with it; a worker still reading would get UnavailableError instead of that error."""
     from tensorflow.python.eager import context
 
     ctx = context.context()
-    ctx.set_config_key_value(_KEY.format(doc["rank"]), json.dumps(doc))
+    try:
+        ctx.set_config_key_value(_KEY.format(doc["rank"]), json.dumps(doc))
+    except PEER_ERRORS as exc:
+        raise lost_peer(exc, plan, "while reporting its data shard") from None
     docs = []
     for rank in range(plan.n_workers):
         try:
@@ -56,6 +62,10 @@ def _exchange(plan: Plan, doc: dict[str, Any], timeout_s: float) -> list[dict[st
             raise OperationFailed(f"{plan.role}: no report of its data shard from {task_of_rank(plan.cluster, rank)} "
                                   f"within {timeout_s:g}s (--cluster-timeout; {type(exc).__name__}); "
                                   f"no run committed") from None
+    try:
+        all_sum(strategy, plan, np.zeros(1))  # everyone has read every report
+    except PEER_ERRORS as exc:
+        raise lost_peer(exc, plan, "while exchanging the data shards") from None
     return docs
 
 
@@ -63,7 +73,7 @@ def settle(strategy: Any, plan: Plan, cfg: TrainConfig, ds: Dataset, timeout_s: 
     """Make this worker's shard agree with the cluster: global classes, row counts, statistics (in place)."""
     shard = ds.shard
     assert shard is not None
-    merge(cfg, ds, _exchange(plan, shard_doc(ds), timeout_s))
+    merge(cfg, ds, _exchange(strategy, plan, shard_doc(ds), timeout_s))
     check_against_data(cfg, ds.n_features, ds.n_outputs, ds.class_names)
     n, f = shard.n_workers, ds.n_features
     k = len(ds.class_names) if ds.class_names is not None else 0
