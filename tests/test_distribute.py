@@ -259,3 +259,18 @@ def test_shard_steps_are_the_largest_shards():
 
     shard = Shard(rank=0, n_workers=2, names=["a", "b"], mine=[0], batch_size=16)
     assert (shard.per_worker_batch, shard.steps([32, 33]), shard.steps([1, 0])) == (8, 5, 1)
+
+
+def test_the_record_names_each_workers_files_absolute(tmp_path, monkeypatch):
+    """A relative config path gives relative file names (as the logs show them); the run record's
+    distribute.worker_files are absolute, as its lineage's data_files."""
+    from maasctl.training.distribute import describe_cluster
+    from maasctl.training.shard import Shard
+
+    monkeypatch.chdir(tmp_path)
+    shard = Shard(rank=0, n_workers=2, names=["p0.csv", "s3://b/p1.csv", "d/p2.csv"], mine=[0, 2], batch_size=4,
+                  train_rows=[5, 3])
+    plan = resolve("multi_worker", {"TF_CONFIG": tfc(TWO, "worker", 0)})
+    assert describe_cluster(plan, shard) == {
+        "mode": "multi_worker", "workers": 2, "shard": "file", "worker_train_rows": [5, 3],
+        "worker_files": [[f"{tmp_path.resolve()}/p0.csv", f"{tmp_path.resolve()}/d/p2.csv"], ["s3://b/p1.csv"]]}

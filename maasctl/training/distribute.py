@@ -183,8 +183,11 @@ def describe_cluster(plan: Plan, shard: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": plan.mode, "workers": plan.n_workers}
     if plan.devices:
         out["devices"] = list(plan.devices)
-    if shard is not None:
+    if shard is not None:  # the names as the config gave them, absolute (as the lineage's data_files)
+        from pathlib import Path
+
         n = shard.n_workers
-        out.update({"shard": "file", "worker_files": [shard.names[r::n] for r in range(n)],
+        names = [name if name.startswith("s3://") else str(Path(name).resolve()) for name in shard.names]
+        out.update({"shard": "file", "worker_files": [names[r::n] for r in range(n)],
                     "worker_train_rows": list(shard.train_rows)})
     return out
