@@ -60,6 +60,21 @@ def test_glob_and_list(parts):
     check_both_parts(ds, names)
 
 
+def test_a_config_given_by_a_relative_path_in_another_folder(parts, monkeypatch):
+    """`maasctl train examples/iris/config.toml` from the repository root: data.path is relative to the config's
+    folder, once (it was prefixed twice: 'file not found: examples/iris/examples/iris/iris.csv')."""
+    monkeypatch.chdir(parts.parent)
+    relative = Path(parts.name)
+    for path in ('["parts/p1.csv", "parts/p2.csv"]', '"parts/p*.csv"'):
+        _, ds = prepare(relative / config(parts, path).name)
+        assert [f["path"] for f in ds.files] == [str(parts / "parts" / f"p{i}.csv") for i in (1, 2)]
+    (parts / "v.csv").write_text(PART1)
+    text = config(parts, '"parts/p*.csv"').read_text().replace("validation_split = 0.0", 'validation_path = "v.csv"')
+    (parts / "c.toml").write_text(text)
+    _, ds = prepare(relative / "c.toml")
+    assert ds.files[-1] == {**ds.files[-1], "role": "validation", "path": str(parts / "v.csv")}
+
+
 def test_bad_paths(parts):
     with pytest.raises(NotFound, match=r"c\.toml: data\.path: no file matches .*parts/q\*\.csv$"):
         prepare(config(parts, '"parts/q*.csv"'))

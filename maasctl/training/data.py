@@ -126,7 +126,7 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
         return range(len(names)) if picked["mine"] is None else picked["mine"]
 
     sources = data_sources(cfg, "data.path", data["path"], pick if plan is not None else None)
-    paths = [_existing(cfg, "data.path", str(src.local)) for src in sources]
+    paths = [_existing(cfg, "data.path", src.local) for src in sources]
     path = paths[0]
     tables = [read_table(path, cfg, features=data.get("features"))]
     tables += [read_table(p, cfg, features=tables[0].feature_names) for p in paths[1:]]
@@ -135,7 +135,7 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
     val_table = None
     if "validation_path" in data:
         (vsource,) = data_sources(cfg, "data.validation_path", data["validation_path"])[:1]
-        vpath = _existing(cfg, "data.validation_path", str(vsource.local))
+        vpath = _existing(cfg, "data.validation_path", vsource.local)
         val_table = read_table(vpath, cfg, features=table.feature_names)
         files.append(_file_record("validation", vpath, vsource.name))
     if picked.get("mine") is not None:
@@ -184,8 +184,8 @@ def _shard_dataset(cfg: TrainConfig, table: Table, val_table: Table | None, file
     return Dataset(x, y, x_val, y_val, table.feature_names, None, cfg.task, files, reading=note, shard=shard)
 
 
-def _existing(cfg: TrainConfig, key: str, value: str) -> Path:
-    path = cfg.resolve(value)
+def _existing(cfg: TrainConfig, key: str, path: Path) -> Path:
+    """`path` as data_sources resolved it (resolving it again would prefix a relative config's folder twice)."""
     if path.is_dir():
         raise InvalidInput(f"{cfg.path}: {key}: is a directory: {path}")
     if path.exists() and not path.is_file():
