@@ -222,7 +222,8 @@ def test_a_worker_reads_only_its_files_and_merges_labels(tmp_path):
     assert ds.shard is not None and ds.class_names is None and (len(ds.x_train), len(ds.x_val)) == (6, 2)
     assert ds.reading == f"reads 1 of 3 files (sharded by file): {tmp_path}/p1.csv"
     assert ds.describe().startswith("data (this worker's shard): 8 rows (6 training, 2 validation)")
-    other = {"rank": 0, "features": ["a", "b"], "tokens": ["1.0", "10"], "n_outputs": None,
+    other = {"rank": 0, "role": "chief", "names": ["p0.csv", "p1.csv", "p2.csv"], "features": ["a", "b"],
+             "tokens": ["1.0", "10"], "n_outputs": None,
              "files": [{"role": "train", "path": f"{tmp_path}/p0.csv", "size": 1, "sha256": "0"},
                        {"role": "train", "path": f"{tmp_path}/p2.csv", "size": 1, "sha256": "2"}]}
     merge(cfg, ds, [other, shard_doc(ds)])
@@ -234,6 +235,14 @@ def test_a_worker_reads_only_its_files_and_merges_labels(tmp_path):
     with pytest.raises(InvalidInput, match=r"^\S+/p1\.csv: feature column 'c' \(of \S+/p0\.csv\) not found; "
                                            r"feature columns found: a, b$"):
         merge(cfg, ds, [bad, shard_doc(ds)])
+    # every worker must list the same files (a host whose folder holds another set would read the wrong ones)
+    for names, what in ((["p0.csv", "p1.csv", "p2.csv", "p3.csv"], "3 files there but 4 on chief"),
+                        (["p0.csv", "p1.csv", "p9.csv"], "file 3 is p2.csv there but p9.csv on chief")):
+        cfg, ds = prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
+        with pytest.raises(InvalidInput, match=rf"t\.toml: data\.path: worker 1 lists other files than chief "
+                                               rf"\({what}\); sharding by file needs every worker to list the same "
+                                               rf"files$"):
+            merge(cfg, ds, [{**other, "names": names}, shard_doc(ds, "worker 1")])
 
 
 def test_a_worker_takes_the_first_files_column_order(tmp_path):
@@ -245,7 +254,8 @@ def test_a_worker_takes_the_first_files_column_order(tmp_path):
     (tmp_path / "t.toml").write_text(SHARD_TOML)
     (tmp_path / "p0.csv").write_bytes(b"\xff not worker 1's file")
     (tmp_path / "p1.csv").write_text("extra,b,label,a\n" + "".join(f"{-i},{i * 2},{i % 3},{i}\n" for i in range(8)))
-    other = {"rank": 0, "features": ["a", "b"], "tokens": ["0", "1", "2"], "n_outputs": None,
+    other = {"rank": 0, "role": "chief", "names": ["p0.csv", "p1.csv"], "features": ["a", "b"],
+             "tokens": ["0", "1", "2"], "n_outputs": None,
              "files": [{"role": "train", "path": f"{tmp_path}/p0.csv", "size": 1, "sha256": "0"}]}
     cfg, ds = prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
     assert ds.feature_names == ["extra", "b", "a"]

@@ -73,7 +73,7 @@ def settle(strategy: Any, plan: Plan, cfg: TrainConfig, ds: Dataset, timeout_s: 
     """Make this worker's shard agree with the cluster: global classes, row counts, statistics (in place)."""
     shard = ds.shard
     assert shard is not None
-    merge(cfg, ds, _exchange(strategy, plan, shard_doc(ds), timeout_s))
+    merge(cfg, ds, _exchange(strategy, plan, shard_doc(ds, plan.role), timeout_s))
     check_against_data(cfg, ds.n_features, ds.n_outputs, ds.class_names)
     n, f = shard.n_workers, ds.n_features
     k = len(ds.class_names) if ds.class_names is not None else 0

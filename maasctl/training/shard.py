@@ -85,10 +85,16 @@ def plan_files(plan: Plan, names: list[str], batch_size: int) -> tuple[list[int]
                   f"{', '.join(names[i] for i in mine)}")
 
 
-def shard_doc(ds: Any) -> dict[str, Any]:
-    """What this worker tells the others about its shard (JSON)."""
+def _base(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def shard_doc(ds: Any, role: str | None = None) -> dict[str, Any]:
+    """What this worker tells the others about its shard (JSON): `names` are the files data.path named here (file
+    names only: each host may keep the data in another folder)."""
     shard = ds.shard
-    return {"rank": shard.rank, "files": [f for f in ds.files if f["role"] == "train"],
+    return {"rank": shard.rank, "role": role or f"rank {shard.rank}", "names": [_base(n) for n in shard.names],
+            "files": [f for f in ds.files if f["role"] == "train"],
             "features": ds.feature_names, "tokens": shard.tokens,
             "n_outputs": None if shard.tokens is not None else int(ds.y_train.shape[1])}
 
@@ -100,7 +106,14 @@ def merge(cfg: Any, ds: Any, docs: list[dict[str, Any]]) -> None:
 
     shard = ds.shard
     first = docs[0]
-    for doc in docs[1:]:
+    for doc in docs[1:]:  # worker r reads files r::W of the list: a worker that lists others reads the wrong ones
+        if doc["names"] != first["names"]:
+            a, b = first["names"], doc["names"]
+            i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            what = (f"file {i + 1} is {b[i]} there but {a[i]} on {first['role']}" if i < min(len(a), len(b)) else
+                    f"{len(b)} files there but {len(a)} on {first['role']}")
+            raise InvalidInput(f"{cfg.path}: data.path: {doc['role']} lists other files than {first['role']} ({what}); "
+                               f"sharding by file needs every worker to list the same files")
         # As in one process, the first file's feature columns are the dataset's; other files may name them in
         # another order (or have more columns): selected by name.
         missing = [name for name in first["features"] if name not in doc["features"]]
