@@ -1,9 +1,10 @@
 """The only package that imports TensorFlow at module level (through `load_tensorflow`).
 
 TensorFlow's C++ runtime prints oneDNN and CUDA banners on fd 2 before its logging is configured, so
-TF_CPP_MIN_LOG_LEVEL alone (or any absl/glog variable) does not silence them. While it imports, fd 2 is a pipe
-that a thread reads: lines in absl's C++ format are dropped, every other line (another thread's message, a
-Python warning) goes on to the real stderr, so nothing of ours is lost.
+TF_CPP_MIN_LOG_LEVEL alone (or any absl/glog variable) does not silence them. While it imports, fd 2 is an
+anonymous file (memfd) that a thread follows: lines in absl's C++ format are dropped, every other line (another
+thread's message, a Python warning) goes on to the real stderr, in order, so nothing of ours is lost. A file, not
+a pipe: a writer never blocks on it, even one holding the GIL that the forwarding thread would need.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,28 +22,41 @@ from typing import Any
 # time is epoch seconds) and its notice about that
 _CPP_LOG_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] |"
                            rb"WARNING: All log messages before absl::InitializeLog\(\) is called)")
+_POLL_S = 0.02
 
 
-def _forward(pipe: int, stderr: int) -> None:
-    """Copy `pipe` to `stderr` line by line, leaving out TensorFlow's C++ log lines; close both at EOF."""
-    pending = b""
-    try:
-        while chunk := os.read(pipe, 65536):
+def _forward(source: int, stderr: int, done: threading.Event) -> None:
+    """Follow `source` (from its start) and copy it to `stderr` line by line, leaving out TensorFlow's C++ log
+    lines, until `done` is set and everything written before that has been read."""
+    offset, pending = 0, b""
+    while True:
+        finished = done.is_set()  # read before the last pass: nothing written before `done` is missed
+        while chunk := os.pread(source, 65536, offset):
+            offset += len(chunk)
             *lines, pending = (pending + chunk).split(b"\n")
             kept = b"".join(line + b"\n" for line in lines if not _CPP_LOG_LINE.match(line))
             if kept:
                 _write_all(stderr, kept)
-        if pending and not _CPP_LOG_LINE.match(pending):
-            _write_all(stderr, pending)
-    finally:
-        os.close(pipe)
-        os.close(stderr)
+        if finished:
+            break
+        done.wait(_POLL_S)
+    if pending and not _CPP_LOG_LINE.match(pending):
+        _write_all(stderr, pending)
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    with contextlib.suppress(OSError):  # stderr closed (a pipe whose reader left): keep draining, say nothing
+    with contextlib.suppress(OSError):  # stderr closed (a pipe whose reader left): say nothing
         while data:
             data = data[os.write(fd, data):]
+
+
+def _anonymous_file() -> int:
+    """A file with no name: in memory where Linux allows it, else an unlinked temporary file."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.memfd_create("maasctl-stderr")
+    fd, name = tempfile.mkstemp(prefix="maasctl-stderr-")
+    os.unlink(name)
+    return fd
 
 
 @contextlib.contextmanager
@@ -50,22 +65,26 @@ def quiet_stderr_fd() -> Iterator[None]:
     if os.environ.get("MAASCTL_TF_VERBOSE"):
         yield
         return
+    try:
+        buffer = _anonymous_file()
+    except OSError:  # no memfd and no writable temporary directory: TensorFlow imports unfiltered
+        yield
+        return
     sys.stderr.flush()
     real = os.dup(2)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    forwarder = threading.Thread(target=_forward, args=(read_end, os.dup(real)), name="maasctl-stderr",
-                                 daemon=True)
+    done = threading.Event()
+    os.dup2(buffer, 2)
+    forwarder = threading.Thread(target=_forward, args=(buffer, real, done), name="maasctl-stderr", daemon=True)
     forwarder.start()
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(real, 2)  # the pipe's last write end closes: the forwarder drains it and stops
+        os.dup2(real, 2)
+        done.set()
+        forwarder.join()  # before anything else reaches the real stderr: the order stays
         os.close(real)
-        # a child process started meanwhile may hold a write end: then the forwarder outlives this call
-        forwarder.join(timeout=2)
+        os.close(buffer)
 
 
 def load_tensorflow() -> Any:
