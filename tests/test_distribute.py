@@ -284,3 +284,34 @@ def test_the_record_names_each_workers_files_absolute(tmp_path, monkeypatch):
     assert describe_cluster(plan, shard) == {
         "mode": "multi_worker", "workers": 2, "shard": "file", "worker_train_rows": [5, 3],
         "worker_files": [[f"{tmp_path.resolve()}/p0.csv", f"{tmp_path.resolve()}/d/p2.csv"], ["s3://b/p1.csv"]]}
+
+
+def test_a_worker_that_cannot_read_its_own_files_says_so_to_the_others(tmp_path):
+    """Sharded by file, bad input in this worker's own files is ShardUnreadable (same message and exit status),
+    which becomes its error report; the others' error names it. A file every worker reads fails as before."""
+    from maasctl.errors import NotFound
+    from maasctl.training.data import prepare
+    from maasctl.training.shard import ShardUnreadable, error_doc, reported_failure
+
+    (tmp_path / "t.toml").write_text(SHARD_TOML)
+    (tmp_path / "p0.csv").write_text("a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
+    (tmp_path / "p1.csv").write_text("a,b,label\n1,2,x\n3,?,y\n")
+    with pytest.raises(ShardUnreadable, match=rf"^{tmp_path}/p1\.csv:3: column 'b': ") as info:
+        prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 1)})
+    assert info.value.exit_code == 2 and isinstance(info.value.cause, InvalidInput)
+    doc = error_doc(info.value)
+    assert doc == {"rank": 1, "role": "worker 1", "error": str(info.value), "exit": 2}
+    chief = resolve("multi_worker", {"TF_CONFIG": tfc(TWO, "worker", 0)})
+    failure = reported_failure(chief, [{"rank": 0, "names": []}, json.loads(json.dumps(doc))])
+    assert isinstance(failure, InvalidInput) and str(failure) == (
+        f"chief: worker 1 (127.0.0.1:2002) could not read its data: {info.value}; no run committed")
+    assert reported_failure(chief, [{"rank": 0}, {"rank": 1}]) is None
+    (tmp_path / "p1.csv").unlink()  # a missing file of its own: exit 3
+    with pytest.raises(ShardUnreadable, match=r"data\.path: file not found: \S+/p1\.csv$") as info:
+        prepare(tmp_path / "t.toml", ('data.path = ["p0.csv", "p1.csv"]',), env={"TF_CONFIG": tfc(TWO, "worker", 1)})
+    assert info.value.exit_code == 3 and isinstance(reported_failure(chief, [error_doc(info.value)]), NotFound)
+    (tmp_path / "p1.csv").write_text("a,b,label\n1,2,x\n3,?,y\n")
+    (tmp_path / "t.toml").write_text(SHARD_TOML.replace("batch_size = 4", "batch_size = 3"))  # sharded by data
+    with pytest.raises(InvalidInput, match=r"p1\.csv:3: column 'b'") as plain:
+        prepare(tmp_path / "t.toml", env={"TF_CONFIG": tfc(TWO, "worker", 0)})
+    assert not isinstance(plain.value, ShardUnreadable)

@@ -418,3 +418,35 @@ def test_shard_by_file_bad_data_is_the_same_error_on_every_worker(tmp_path):
         assert log.strip().splitlines()[-1] == (f"Error: {root}/part-1.csv: feature column 'c' (of {root}/part-0.csv) "
                                                 "not found; feature columns found: a, b, c2"), log
     assert not (root / "store0" / "runs").exists()
+
+
+def test_shard_by_file_a_worker_that_cannot_read_its_file_tells_the_chief(tmp_path):
+    """Worker 1's own file has a bad cell: only worker 1 sees it, yet the chief's last line names worker 1 and the
+    cell, at once (not 'could not reach worker 1' after --cluster-timeout); both exit 2, no run."""
+    root = tmp_path.resolve()
+    (root / "t.toml").write_text(SHARD_CONFIG)
+    (root / "part-0.csv").write_text(_csv(*_rows("part-0.csv")))
+    lines = _csv(*_rows("part-1.csv", 16)).splitlines()
+    lines[4] = "1.5,oops,0.5,yes"  # line 5
+    (root / "part-1.csv").write_text("\n".join(lines) + "\n")
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    t0 = time.monotonic()
+    procs = [start([str(root / "t.toml"), "--cluster-timeout", "60"], store=root / "store",
+                   tf_config=tf_config(cluster, "worker", i), log=root / f"w{i}.log") for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    elapsed = time.monotonic() - t0
+    logs = [(root / f"w{i}.log").read_text().strip().splitlines() for i in range(2)]
+    assert [p.returncode for p in procs] == [2, 2], logs
+    cause = f"{root}/part-1.csv:5: column 'b': "
+    assert logs[1][-1].startswith(f"Error: {cause}"), logs[1]  # its own error
+    assert logs[0][-1].startswith(f"Error: chief: worker 1 (127.0.0.1:{ports[1]}) could not read its data: {cause}")
+    assert logs[0][-1].endswith("; no run committed") and logs[0][-1][len("Error: chief: "):].count(cause) == 1
+    assert elapsed < 40, (elapsed, logs)  # well within the cluster timeout
+    assert outs == ["", ""] and (not (root / "store" / "runs").exists() or list_runs(Store(root / "store")) == [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -13,6 +13,9 @@ from maasctl.cli import render
 from maasctl.cli._complete import complete_run
 from maasctl.cli._options import JsonOpt, alias_option, name_option, state
 from maasctl.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from maasctl.training.shard import ShardUnreadable
 
 runs_app = typer.Typer(help="Training runs recorded in the store.", no_args_is_help=True)
 
@@ -98,6 +101,22 @@ def _summary(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {render.number(v)}" for k, v in metrics.items())
 
 
+def _report_unreadable(exc: ShardUnreadable, cluster_timeout: float) -> NoReturn:
+    """Sharded by file, this worker could not read its own files (a ShardUnreadable): the other workers would
+    wait for it until --cluster-timeout, so it joins the cluster to tell them why, then fails. Under --workers
+    the launcher sees every worker's error and stops the others: it fails at once."""
+    import os
+
+    if os.environ.get("MAASCTL_TRAIN_EVENTS") == "1":
+        raise exc
+    who = f"{exc.plan.role}: "
+    render.message(f"{who}could not read its data: {exc}")
+    render.message(f"{who}loading TensorFlow to tell the other workers…")
+    from maasctl.tf.shard import report_unreadable
+
+    report_unreadable(exc, cluster_timeout)
+
+
 def train(
     ctx: typer.Context,
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The training config (TOML); see README, 'Training config reference'.")],
@@ -132,8 +151,12 @@ def train(
     from maasctl.refs import check_alias, check_name
     from maasctl.training.data import prepare
     from maasctl.training.distribute import resolve
+    from maasctl.training.shard import ShardUnreadable
 
-    cfg, ds = prepare(config, set_, env=None if workers is not None else os.environ)  # a worker: maybe its files only
+    try:
+        cfg, ds = prepare(config, set_, env=None if workers is not None else os.environ)  # a worker: maybe its files only
+    except ShardUnreadable as exc:
+        _report_unreadable(exc, cluster_timeout)
     if workers is not None:
         from maasctl.cli.train_cluster import train_on_workers
 

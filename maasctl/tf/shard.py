@@ -12,17 +12,17 @@ count.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from maasctl.errors import InvalidInput, OperationFailed
 from maasctl.tf import load_tensorflow
-from maasctl.tf.distributed import PEER_ERRORS, lost_peer
+from maasctl.tf.distributed import PEER_ERRORS, lost_peer, make_strategy
 from maasctl.training.config import TrainConfig, check_against_data
 from maasctl.training.data import Dataset
 from maasctl.training.distribute import Plan
-from maasctl.training.shard import merge, shard_doc, task_of_rank
+from maasctl.training.shard import ShardUnreadable, error_doc, merge, reported_failure, shard_doc, task_of_rank
 
 tf = load_tensorflow()
 
@@ -69,11 +69,24 @@ def _exchange(strategy: Any, plan: Plan, doc: dict[str, Any], timeout_s: float) 
     return docs
 
 
+def report_unreadable(exc: ShardUnreadable, timeout_s: float) -> NoReturn:
+    """This worker could not read its own files: join the cluster anyway (when that fails, make_strategy's
+    error), post the error as its shard report, wait until every worker has read every report (as in `settle`),
+    then fail with the error. The others fail with `reported_failure` instead of waiting for this worker."""
+    strategy = make_strategy(exc.plan, timeout_s)
+    _exchange(strategy, exc.plan, error_doc(exc), timeout_s)
+    raise exc.cause from None
+
+
 def settle(strategy: Any, plan: Plan, cfg: TrainConfig, ds: Dataset, timeout_s: float) -> None:
     """Make this worker's shard agree with the cluster: global classes, row counts, statistics (in place)."""
     shard = ds.shard
     assert shard is not None
-    merge(cfg, ds, _exchange(strategy, plan, shard_doc(ds, plan.role), timeout_s))
+    docs = _exchange(strategy, plan, shard_doc(ds, plan.role), timeout_s)
+    failure = reported_failure(plan, docs)
+    if failure is not None:  # another worker could not read its files
+        raise failure
+    merge(cfg, ds, docs)
     check_against_data(cfg, ds.n_features, ds.n_outputs, ds.class_names)
     n, f = shard.n_workers, ds.n_features
     k = len(ds.class_names) if ds.class_names is not None else 0

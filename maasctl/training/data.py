@@ -8,12 +8,13 @@ every label is a number); the class names are kept for the run record.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from maasctl.store.hashing import hash_file
 from maasctl.training.config import TrainConfig, check_against_data, did_you_mean, load_config
 from maasctl.training.distribute import Plan, resolve
 from maasctl.training.limits import check_file_lines
-from maasctl.training.shard import Shard, plan_files, rank_of
+from maasctl.training.shard import Shard, ShardUnreadable, plan_files, rank_of
 from maasctl.training.sources import data_sources
 
 
@@ -126,12 +127,13 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
         return range(len(names)) if picked["mine"] is None else picked["mine"]
 
     sources = data_sources(cfg, "data.path", data["path"], pick if plan is not None else None)
-    paths = [_existing(cfg, "data.path", src.local) for src in sources]
-    path = paths[0]
-    tables = [read_table(path, cfg, features=data.get("features"))]
-    tables += [read_table(p, cfg, features=tables[0].feature_names) for p in paths[1:]]
-    table = concat_tables(tables)
-    files = [_file_record("train", p, src.name) for src, p in zip(sources, paths)]
+    with _own_files(plan if picked.get("mine") is not None else None):
+        paths = [_existing(cfg, "data.path", src.local) for src in sources]
+        path = paths[0]
+        tables = [read_table(path, cfg, features=data.get("features"))]
+        tables += [read_table(p, cfg, features=tables[0].feature_names) for p in paths[1:]]
+        table = concat_tables(tables)
+        files = [_file_record("train", p, src.name) for src, p in zip(sources, paths)]
     val_table = None
     if "validation_path" in data:
         (vsource,) = data_sources(cfg, "data.validation_path", data["validation_path"])[:1]
@@ -142,7 +144,8 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
         assert plan is not None and plan.cluster is not None
         shard = Shard(rank_of(plan.cluster), plan.n_workers, picked["names"], picked["mine"], cfg.train["batch_size"],
                       tokens=table.tokens, val_tokens=val_table.tokens if val_table is not None else None)
-        return _shard_dataset(cfg, table, val_table, files, shard, picked["note"])
+        with _own_files(plan):  # e.g. validation_split too large for this worker's rows
+            return _shard_dataset(cfg, table, val_table, files, shard, picked["note"])
     class_names = None
     y = table.y
     y_val = val_table.y if val_table is not None else None
@@ -168,6 +171,18 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
                                    seed=cfg.train["seed"], where=f"{cfg.path}: data.validation_split")
     return Dataset(x, y, x_val, y_val, table.feature_names, class_names, cfg.task, files,
                    reading=picked.get("note", ""))
+
+
+@contextlib.contextmanager
+def _own_files(plan: Plan | None) -> Iterator[None]:
+    """With `plan` (sharded by file), bad input found in this worker's own files is ShardUnreadable: no other
+    worker sees it, so `maasctl train` must tell them (they would wait for this one until --cluster-timeout)."""
+    try:
+        yield
+    except (InvalidInput, NotFound) as exc:
+        if plan is None:
+            raise
+        raise ShardUnreadable(exc, plan) from exc
 
 
 def _shard_dataset(cfg: TrainConfig, table: Table, val_table: Table | None, files: list[dict[str, Any]],

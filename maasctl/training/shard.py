@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from maasctl.errors import InvalidInput
+from maasctl.errors import InvalidInput, MaasError, NotFound, OperationFailed
 from maasctl.training.distribute import Cluster, Plan
 
 
@@ -50,6 +50,38 @@ class Shard:
     def steps(self, rows: list[int]) -> int:
         """Steps per epoch: the same on every worker (the largest shard's), so nobody waits in an all-reduce."""
         return max(1, math.ceil(max(rows) / self.per_worker_batch))
+
+
+class ShardUnreadable(MaasError):
+    """This worker could not read its own files (its message and exit status are those of `cause`).
+
+    Only this worker sees it: the others would wait for it until --cluster-timeout and then report that they
+    could not reach it. So `maasctl train` joins the cluster anyway and posts `error_doc` as its shard report
+    (maasctl.tf.shard.report_unreadable); every other worker then fails with `reported_failure`.
+    """
+
+    def __init__(self, cause: MaasError, plan: Plan) -> None:
+        super().__init__(str(cause))
+        self.cause, self.plan = cause, plan
+        self.exit_code, self.http_status = cause.exit_code, cause.http_status
+
+
+def error_doc(exc: ShardUnreadable) -> dict[str, Any]:
+    """The shard report of a worker that could not read its files (JSON)."""
+    assert exc.plan.cluster is not None
+    return {"rank": rank_of(exc.plan.cluster), "role": exc.plan.role, "error": str(exc.cause), "exit": exc.exit_code}
+
+
+def reported_failure(plan: Plan, docs: list[dict[str, Any]]) -> MaasError | None:
+    """The error for this worker when another one reported that it could not read its files (the first such, by
+    rank), with that worker's exit status; None when every worker read its files."""
+    failed = next((doc for doc in docs if "error" in doc), None)
+    if failed is None:
+        return None
+    assert plan.cluster is not None
+    kind = {2: InvalidInput, 3: NotFound}.get(failed["exit"], OperationFailed)
+    return kind(f"{plan.role}: {task_of_rank(plan.cluster, failed['rank'])} could not read its data: "
+                f"{failed['error']}; no run committed")
 
 
 def rank_of(cluster: Cluster) -> int:
