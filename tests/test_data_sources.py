@@ -108,5 +108,16 @@ def test_s3_glob_and_missing_object(s3_endpoint, parts):
     assert [p.name.split("-", 1)[1] for p in set(Path(sources._TMP[0]).iterdir()) - before] == ["p2.csv"]
     with pytest.raises(NotFound, match=rf"data\.path: object not found: s3://{bucket}/sets/p3\.csv$"):
         prepare(config(parts, f'"s3://{bucket}/sets/p3.csv"'))
+    # sharded by file, an object of its own that is missing: ShardUnreadable (exit 3), which the worker reports
+    # to the others; the worker whose object exists reads it
+    from maasctl.training.shard import ShardUnreadable
+
+    two = f'["s3://{bucket}/sets/p1.csv", "s3://{bucket}/sets/p3.csv"]'
+    with pytest.raises(ShardUnreadable, match=rf"data\.path: object not found: s3://{bucket}/sets/p3\.csv$") as info:
+        prepare(config(parts, two), env={"TF_CONFIG": tf_config})
+    assert info.value.exit_code == 3 and isinstance(info.value.cause, NotFound)
+    chief = tf_config.replace('"index": 1', '"index": 0')
+    _, ds = prepare(config(parts, two), env={"TF_CONFIG": chief})
+    assert ds.x_train.tolist() == [[1, 2], [3, 4], [5, 6]]
     with pytest.raises(NotFound, match=rf"data\.path: no object matches s3://{bucket}/other/\*\.csv$"):
         prepare(config(parts, f'"s3://{bucket}/other/*.csv"'))

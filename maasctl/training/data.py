@@ -126,7 +126,8 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
         picked["names"] = names
         return range(len(names)) if picked["mine"] is None else picked["mine"]
 
-    sources = data_sources(cfg, "data.path", data["path"], pick if plan is not None else None)
+    with _own_files(plan, lambda: picked.get("mine") is not None):  # e.g. its own s3:// object is missing
+        sources = data_sources(cfg, "data.path", data["path"], pick if plan is not None else None)
     with _own_files(plan if picked.get("mine") is not None else None):
         paths = [_existing(cfg, "data.path", src.local) for src in sources]
         path = paths[0]
@@ -174,13 +175,14 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
 
 
 @contextlib.contextmanager
-def _own_files(plan: Plan | None) -> Iterator[None]:
-    """With `plan` (sharded by file), bad input found in this worker's own files is ShardUnreadable: no other
-    worker sees it, so `maasctl train` must tell them (they would wait for this one until --cluster-timeout)."""
+def _own_files(plan: Plan | None, sharded: Callable[[], bool] = lambda: True) -> Iterator[None]:
+    """With `plan` (sharded by file: `sharded()`, asked when it fails), bad input found in this worker's own files
+    is ShardUnreadable: no other worker sees it, so `maasctl train` must tell them (they would wait for this one
+    until --cluster-timeout)."""
     try:
         yield
     except (InvalidInput, NotFound) as exc:
-        if plan is None:
+        if plan is None or not sharded():
             raise
         raise ShardUnreadable(exc, plan) from exc
 
