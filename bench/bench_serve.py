@@ -2,6 +2,7 @@
 
     python bench/bench_serve.py [--duration 10] [--keep]
     python bench/bench_serve.py --workers-only [--max-workers N]   # req/s of `serve --workers N`, N = 1, 2, ...
+    python bench/bench_serve.py --big-only     # /healthz while a 1M-row :predict, then a 300k-example :classify, runs
 
 Needs wrk (`apt-get install -y wrk`); without it only the baselines, startup time and memory are measured.
 All traffic is on 127.0.0.1; every load phase is bounded by --duration.
@@ -311,7 +312,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
     ap.add_argument("--baseline-seconds", type=float, default=3.0, help="seconds per in-process baseline")
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
-    ap.add_argument("--big-only", action="store_true", help="only the /healthz-under-a-big-request phase (1M-row :predict, 300k-example :classify)")
+    ap.add_argument("--big-only", action="store_true",
+                    help="only the /healthz-under-a-big-request phase (1M-row :predict, 300k-example :classify)")
     ap.add_argument("--workers-only", action="store_true", help="only the `serve --workers N` phase")
     ap.add_argument("--max-workers", type=int, default=0, help="largest N for the workers phase (default: cores)")
     args = ap.parse_args()
