@@ -193,6 +193,12 @@ def test_validation_path_and_split_exclusive(tmp_path):
     assert "either validation_split or validation_path" in msg
 
 
+def test_validation_path_is_one_file_not_a_glob(tmp_path):
+    """data.path may be a glob; validation_path names one file (a glob's first match was taken silently)."""
+    msg = error_of(tmp_path, GOOD.replace('label = "species"', 'label = "species"\nvalidation_path = "val/*.csv"'))
+    assert 'data.validation_path: expected one file, not a glob (got "val/*.csv")' in msg
+
+
 def test_label_cannot_be_feature(tmp_path):
     msg = error_of(tmp_path, GOOD.replace('label = "species"', 'label = "species"\nfeatures = ["a", "species"]'))
     assert "data.features: 'species' is the label column" in msg

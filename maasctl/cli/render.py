@@ -29,6 +29,11 @@ def number(v: Any) -> str:
     return str(v)
 
 
+def metrics_line(logs: dict[str, float]) -> str:
+    """`loss 0.1234  accuracy 0.9` (an epoch's figures, as the progress lines show them)."""
+    return "  ".join(f"{k} {number(v)}" for k, v in logs.items())
+
+
 def value(v: Any) -> str:
     """Any value for people: numbers as `number`, lists joined, mappings as `k v` pairs, missing as `—`."""
     if v is None or v == "" or v == []:

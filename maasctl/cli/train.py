@@ -13,15 +13,12 @@ from maasctl.cli import render
 from maasctl.cli._complete import complete_run
 from maasctl.cli._options import JsonOpt, alias_option, name_option, state
 from maasctl.errors import InvalidInput
+from maasctl.training.launcher import EVENTS_ENV
 
 if TYPE_CHECKING:
     from maasctl.training.shard import ShardUnreadable
 
 runs_app = typer.Typer(help="Training runs recorded in the store.", no_args_is_help=True)
-
-
-def _fmt_logs(logs: dict[str, float]) -> str:
-    return "  ".join(f"{k} {render.number(v)}" for k, v in logs.items())
 
 
 class PlainReporter:
@@ -44,7 +41,7 @@ class PlainReporter:
 
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         width = len(str(self.epochs))
-        render.message(f"{self.prefix}epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  "
+        render.message(f"{self.prefix}epoch {epoch:>{width}}/{self.epochs}  {render.metrics_line(logs)}  "
                        f"({time.perf_counter() - self.t_epoch:.1f}s)")
 
     def end(self) -> None:
@@ -73,14 +70,14 @@ class RichReporter:
         self.task = self.progress.add_task("", total=self.steps, epoch=epoch, logs="")
 
     def batch(self, step: int, logs: dict[str, float]) -> None:
-        self.progress.update(self.task, completed=step, logs=_fmt_logs(logs))
+        self.progress.update(self.task, completed=step, logs=render.metrics_line(logs))
 
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         # Finished epochs scroll up as plain lines; only the running epoch has a live bar (any number of epochs).
         elapsed = self.progress.tasks[-1].elapsed or 0.0
         self.progress.remove_task(self.task)
         width = len(str(self.epochs))
-        self.progress.console.print(f"epoch {epoch:>{width}}/{self.epochs}  {_fmt_logs(logs)}  ({elapsed:.1f}s)",
+        self.progress.console.print(f"epoch {epoch:>{width}}/{self.epochs}  {render.metrics_line(logs)}  ({elapsed:.1f}s)",
                                     highlight=False)
 
     def end(self) -> None:
@@ -90,7 +87,7 @@ class RichReporter:
 def _reporter(prefix: str) -> Any:
     import os
 
-    if os.environ.get("MAASCTL_TRAIN_EVENTS") == "1":  # a child of `train --workers`
+    if os.environ.get(EVENTS_ENV) == "1":  # a child of `train --workers`
         from maasctl.cli.train_cluster import EventReporter
 
         return EventReporter()
@@ -107,7 +104,7 @@ def _report_unreadable(exc: ShardUnreadable, cluster_timeout: float) -> NoReturn
     the launcher sees every worker's error and stops the others: it fails at once."""
     import os
 
-    if os.environ.get("MAASCTL_TRAIN_EVENTS") == "1":
+    if os.environ.get(EVENTS_ENV) == "1":
         raise exc
     who = f"{exc.plan.role}: "
     render.message(f"{who}could not read its data: {exc}")

@@ -38,10 +38,6 @@ class EventReporter:
         emit_event({"event": "end"})
 
 
-def _fmt_logs(logs: dict[str, float]) -> str:
-    return "  ".join(f"{k} {render.number(v)}" for k, v in logs.items())
-
-
 class ClusterView:
     """The chief's progress (a bar on a terminal, epoch lines otherwise) plus each worker's state."""
 
@@ -93,12 +89,12 @@ class ClusterView:
             self._state(i, f"epoch {event['epoch']}/{self.epochs}", completed=0)
         elif kind == "batch":
             self._state(i, f"epoch {self.states[i].split()[1] if self.states[i].startswith('epoch') else '?'}"
-                        f"  {_fmt_logs(event.get('logs') or {})}", completed=int(event["step"]))
+                        f"  {render.metrics_line(event.get('logs') or {})}", completed=int(event["step"]))
         elif kind == "epoch_end":
             self._state(i, f"epoch {event['epoch']}/{self.epochs} done", completed=self.steps)
             if i == 0:
                 width = len(str(self.epochs))
-                self._print(f"chief: epoch {event['epoch']:>{width}}/{self.epochs}  {_fmt_logs(event['logs'])}")
+                self._print(f"chief: epoch {event['epoch']:>{width}}/{self.epochs}  {render.metrics_line(event['logs'])}")
         elif kind == "end":
             self._state(i, "saving" if i == 0 else "finishing")
         elif kind == "line":

@@ -109,7 +109,9 @@ def load_tensorflow() -> Any:
 def _logical_cpus(tf: Any) -> None:
     """MAASCTL_LOGICAL_CPUS=N splits the CPU into N logical devices (before the runtime starts), so that
     `distribute = "mirrored"` can be tried and tested on a machine without GPUs."""
-    n = os.environ.get("MAASCTL_LOGICAL_CPUS", "")
-    if n.isdigit() and int(n) > 1:
+    from maasctl.settings import env_int
+
+    n = env_int("MAASCTL_LOGICAL_CPUS", 1)
+    if n > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(n))
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)

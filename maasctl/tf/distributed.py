@@ -241,14 +241,14 @@ def fit_loop(strategy: Any, plan: Plan, model: Any, *, x: np.ndarray, y: np.ndar
             for step in range(steps):
                 train_step(iterator)
                 if want_batches:
-                    cbs.on_train_batch_end(step, _floats(model.get_metrics_result()) if logs_per_batch else {})
-            logs = _floats(model.get_metrics_result())
+                    cbs.on_train_batch_end(step, floats(model.get_metrics_result()) if logs_per_batch else {})
+            logs = floats(model.get_metrics_result())
             if val_ds is not None:
                 model.reset_metrics()
                 val_iterator = iter(val_ds)
                 for _ in range(val_steps):
                     test_step(val_iterator)
-                logs.update({f"val_{k}": v for k, v in _floats(model.get_metrics_result()).items()})
+                logs.update({f"val_{k}": v for k, v in floats(model.get_metrics_result()).items()})
             cbs.on_epoch_end(epoch, logs)
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
@@ -269,8 +269,8 @@ def lost_peer(exc: BaseException, plan: Plan, when: str) -> OperationFailed:
     return OperationFailed(f"{plan.role}: lost {who} {when} ({type(exc).__name__}); no run committed")
 
 
-def _floats(logs: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in logs.items()}
+def floats(logs: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items()}
 
 
 def sync_barrier(strategy: Any, plan: Plan) -> None:

@@ -90,22 +90,24 @@ def settle(strategy: Any, plan: Plan, cfg: TrainConfig, ds: Dataset, timeout_s: 
     check_against_data(cfg, ds.n_features, ds.n_outputs, ds.class_names)
     n, f = shard.n_workers, ds.n_features
     k = len(ds.class_names) if ds.class_names is not None else 0
-    x = np.asarray(ds.x_train, dtype=np.float64)
+    x = ds.x_train
     local = np.zeros(2 * n + f + k)
     local[shard.rank] = len(x)
     local[n + shard.rank] = 0 if ds.x_val is None else len(ds.x_val)
-    local[2 * n:2 * n + f] = x.sum(axis=0)
+    local[2 * n:2 * n + f] = x.sum(axis=0, dtype=np.float64)
     if k:
         local[2 * n + f:] = np.bincount(np.asarray(ds.y_train, dtype=np.int64).ravel(), minlength=k)
     try:
         total = all_sum(strategy, plan, local)
         shard.train_rows = [int(v) for v in total[:n]]
         shard.val_rows = [int(v) for v in total[n:2 * n]]
-        mean = total[2 * n:2 * n + f] / sum(shard.train_rows)
-        variance = all_sum(strategy, plan, ((x - mean) ** 2).sum(axis=0)) / sum(shard.train_rows)
+        if cfg.model["normalize"]:  # the same config on every worker: all of them take this all-reduce or none
+            mean = total[2 * n:2 * n + f] / sum(shard.train_rows)
+            deviations = ((x - mean) ** 2).sum(axis=0, dtype=np.float64)
+            variance = all_sum(strategy, plan, deviations) / sum(shard.train_rows)
+            shard.norm = (mean.astype(np.float32), variance.astype(np.float32))
     except PEER_ERRORS as exc:
         raise lost_peer(exc, plan, "while merging the data shards") from None
-    shard.norm = (mean.astype(np.float32), variance.astype(np.float32))
     if k:
         shard.class_counts = total[2 * n + f:].astype(np.int64)
 

@@ -25,6 +25,7 @@ from maasctl import __version__
 from maasctl.errors import InvalidInput, OperationFailed, write_failed, writing
 from maasctl.store import ModelStore, utcnow
 from maasctl.tf import load_tensorflow
+from maasctl.tf.distributed import floats
 from maasctl.training.config import LAYERS_DOCS, OPTIMIZERS, TrainConfig, did_you_mean
 from maasctl.training.data import Dataset
 from maasctl.training.distribute import Plan, describe_cluster, resolve
@@ -208,10 +209,6 @@ def compile_model(cfg: TrainConfig, model: Any) -> None:
 
 
 # -- fitting ---------------------------------------------------------------------------------------------
-def _floats(logs: dict[str, Any] | None) -> dict[str, float]:
-    return {k: float(v) for k, v in (logs or {}).items()}
-
-
 class _StopOnNaN(keras.callbacks.Callback):
     """Stop after an epoch whose loss is not finite (epoch-level: batch hooks would slow every step)."""
 
@@ -232,12 +229,12 @@ class _EpochProgress(keras.callbacks.Callback):
         self.reporter.epoch_start(epoch + 1)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        self.reporter.epoch_end(epoch + 1, _floats(logs))
+        self.reporter.epoch_end(epoch + 1, floats(logs))
 
 
 class _BatchProgress(_EpochProgress):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        self.reporter.batch(batch + 1, _floats(logs))
+        self.reporter.batch(batch + 1, floats(logs))
 
 
 def _class_weight(cfg: TrainConfig, ds: Dataset) -> dict[int, float] | None:

@@ -25,6 +25,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from maasctl.errors import InvalidInput, NotFound
 from maasctl.refs import check_alias, check_name
+from maasctl.training.distribute import MODES
+from maasctl.training.sources import is_glob
 
 TASKS = ("classification", "regression")
 DATA_SUFFIXES = (".csv", ".jsonl", ".npz")
@@ -207,6 +209,13 @@ def _data_path(value: Any) -> str:
     return value
 
 
+def _one_data_file(value: Any) -> str:
+    value = _data_path(value)
+    if is_glob(value):
+        raise _Bad(f"one file, not a glob (got \"{value}\")")
+    return value
+
+
 def _data_paths(value: Any) -> str | list[str]:
     """One file, a glob ("parts/*.csv") or s3:// URL, or a list of them, all of one type."""
     if not isinstance(value, list):
@@ -266,7 +275,7 @@ def _str_table(value: Any) -> dict[str, str]:
 SCHEMA: dict[str, dict[str, Checker | None]] = {
     "data": {
         "path": _data_paths, "label": _label, "features": _string_list(), "validation_split": _number(0.0, 1.0),
-        "validation_path": _data_path, "shuffle": _bool, "delimiter": _single_char,
+        "validation_path": _one_data_file, "shuffle": _bool, "delimiter": _single_char,
     },
     "model": {
         "task": _choice(TASKS), "normalize": _bool, "layers": None, "builder": _builder, "params": _free_table,
@@ -275,7 +284,7 @@ SCHEMA: dict[str, dict[str, Checker | None]] = {
         "epochs": _int(1), "batch_size": _int(1), "optimizer": _choice(OPTIMIZERS, lower=True),
         "learning_rate": _number(0.0, low_open=True, high=None), "loss": _string,
         "metrics": _string_list(nonempty=False), "seed": _int(0), "early_stopping": None,
-        "class_weight": None, "distribute": _choice(("auto", "none", "mirrored", "multi_worker")),
+        "class_weight": None, "distribute": _choice(MODES),
     },
     "register": {"name": _name, "aliases": _aliases, "description": _string, "tags": _str_table},
 }

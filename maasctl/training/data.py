@@ -137,7 +137,7 @@ def load_dataset(cfg: TrainConfig, plan: Plan | None = None) -> Dataset:
         files = [_file_record("train", p, src.name) for src, p in zip(sources, paths)]
     val_table = None
     if "validation_path" in data:
-        (vsource,) = data_sources(cfg, "data.validation_path", data["validation_path"])[:1]
+        (vsource,) = data_sources(cfg, "data.validation_path", data["validation_path"])
         vpath = _existing(cfg, "data.validation_path", vsource.local)
         val_table = read_table(vpath, cfg, features=table.feature_names)
         files.append(_file_record("validation", vpath, vsource.name))
