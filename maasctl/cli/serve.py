@@ -113,9 +113,6 @@ def serve(
     store = state(ctx).store
     parsed = [parse_ref(r) for r in refs]
     resolved = [store.resolve(ref) for ref in parsed]  # fail fast (exit 3) on a name, version or alias
-    if not detach and backend == "maasctl" and workers == 1 and scaling is None:
-        for info in resolved:  # a remote version starts downloading into the cache now (no-op locally)
-            store.prefetch(info)
     if backend not in BACKENDS:
         raise InvalidInput(f"--backend must be 'maasctl' or 'tfserving' (got {backend!r})")
     if poll_seconds is not None and poll_seconds <= 0:
@@ -161,6 +158,8 @@ def serve(
         _tfserving(store, parsed, refs, models, host=host, port=port, batch_size=batch_size,
                    batch_timeout_ms=batch_timeout_ms, server_id=server_id, json_out=json_out)
         return
+    for info in resolved:  # a remote version starts downloading into the cache now (no-op locally)
+        store.prefetch(info)
     from maasctl.serving.foreground import serve_here
     from maasctl.serving.server import ServeOptions
     from maasctl.tf.servable import store_loader  # TensorFlow itself comes in at the first load

@@ -188,9 +188,7 @@ def _ray_app_alive(rec: ServerRecord) -> bool:
             return True
     except urllib.error.HTTPError as exc:
         return exc.code != 404
-    except ConnectionRefusedError:
-        return False
-    except urllib.error.URLError as exc:
+    except urllib.error.URLError as exc:  # a refused connection arrives wrapped in one
         return not isinstance(exc.reason, ConnectionRefusedError)
     except OSError:
         return True

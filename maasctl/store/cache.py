@@ -76,11 +76,13 @@ class VersionCache:
         lock = self.root / "locks" / f"{digest}.lock"
         final = self.entry(digest)
         with _flock(lock, fcntl.LOCK_EX) as fd:
-            fresh = digest in self._fresh  # filled moments ago by this process (e.g. a prefetch): not re-hashed
+            fresh = digest in self._fresh  # filled or checked moments ago by this process (a prefetch): not re-hashed
             self._fresh.discard(digest)
-            if final.is_dir() and verify and not fresh and compare_tree(final, entries,
-                                                                        skip=frozenset({"maas.json"})):
-                self._remove(final)  # a damaged cache entry: fetch it again
+            if final.is_dir() and verify and not fresh:
+                if compare_tree(final, entries, skip=frozenset({"maas.json"})):
+                    self._remove(final)  # a damaged cache entry: fetch it again
+                else:
+                    self._fresh.add(digest)
             if not final.is_dir():
                 tmp = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
                 tmp.mkdir()

@@ -115,9 +115,6 @@ class VersionIndex:
     def drop(self, version: int) -> None:
         self.update(lambda cur: {v: e for v, e in cur.items() if v != version})
 
-    def replace(self, entries: dict[int, Entry]) -> None:
-        self.update(lambda _: dict(entries))
-
     def update(self, change: Callable[[dict[int, Entry]], dict[int, Entry]],
                known: tuple[dict[int, Entry], str | None] | None = None) -> bool:
         """Compare-and-swap `change(current)` in; retries on a lost race. Best effort: False if it gave up or

@@ -180,10 +180,6 @@ class S3:
         if progress is not None:
             progress(size)
 
-    def upload_file(self, path: str, key: str) -> None:
-        with self.errors(f"uploading {key}"):
-            self.client.upload_file(path, self.bucket, key, Config=self.transfer)
-
     def get_file(self, key: str, path: str, size: int, progress: Any = None) -> None:
         """Download one object: a single GET below the multipart threshold (the managed transfer would HEAD
         first), boto3's ranged parallel download above it. NotFound when the object is missing."""
