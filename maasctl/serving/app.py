@@ -237,7 +237,7 @@ class ServingApp:
                 if big:
                     req = await offload.run(offload.decode_predict, body, servable.signatures)
                 else:
-                    req = _nested_ok(codec.parse_predict, doc, servable.signatures)
+                    req = codec.nested_ok(codec.parse_predict, doc, servable.signatures)
                 outputs = await servable.batcher(req.signature_name).submit(req.inputs, req.rows)
                 if big:
                     return await offload.run(offload.encode_predict, outputs, req.row_format)
@@ -248,7 +248,7 @@ class ServingApp:
             sig_name, inputs, rows = await offload.run(offload.decode_examples, body, servable.signatures,
                                                        codec.examples_meta(servable.meta))
             outputs = await servable.batcher(sig_name).submit(inputs, rows)
-            return await offload.run(offload.encode_results, *codec.scores(verb, sig_name, outputs, servable.meta))
+            return await offload.run(codec.results_body, *codec.scores(verb, sig_name, outputs, servable.meta))
         finally:
             servable.release()
 
@@ -280,16 +280,6 @@ class ServingApp:
         return tensors.dumps({"models": models})
 
 
-def _nested_ok(decode: Any, *args: Any) -> Any:
-    """Run a request decoder; a body nested deeper than Python's recursion allows is the client's error (400),
-    not a 500 with a traceback in the log."""
-    try:
-        return decode(*args)
-    except RecursionError:
-        raise InvalidInput("the request body nests lists or objects too deeply (a tensor has at most a few "
-                           "dozen dimensions)") from None
-
-
 def _too_large(limit: int) -> HttpError:
     return HttpError(413, f"request body exceeds the limit of {limit} bytes (raise it with --max-body-bytes)")
 
@@ -316,6 +306,7 @@ async def classify_regress(verb: str, servable: Servable, doc: Any) -> tuple[lis
 
     Returns (class names, scores [n, classes]) for classify and (None, values [n, targets]) for regress."""
     check_task(verb, servable)
-    sig_name, inputs, rows = _nested_ok(codec.parse_examples, doc, servable.signatures, codec.examples_meta(servable.meta))
+    sig_name, inputs, rows = codec.nested_ok(codec.parse_examples, doc, servable.signatures,
+                                             codec.examples_meta(servable.meta))
     outputs = await servable.batcher(sig_name).submit(inputs, rows)
     return codec.scores(verb, sig_name, outputs, servable.meta)

@@ -28,6 +28,16 @@ class PredictRequest:
     rows: int | None  # common leading dimension when every input has one (batchable), else None
 
 
+def nested_ok(decode: Any, *args: Any) -> Any:
+    """Run a request decoder; a body nested deeper than Python's recursion allows is the client's error (400),
+    not a 500 with a traceback in the log."""
+    try:
+        return decode(*args)
+    except RecursionError:
+        raise InvalidInput("the request body nests lists or objects too deeply (a tensor has at most a few "
+                           "dozen dimensions)") from None
+
+
 def parse_predict(doc: Any, signatures: dict[str, dict[str, Any]]) -> PredictRequest:
     """Validate a decoded :predict body against the model's signatures and build its input arrays."""
     if not isinstance(doc, dict):

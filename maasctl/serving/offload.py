@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from maasctl import tensors
-from maasctl.errors import InvalidInput
 from maasctl.serving import codec
 
 _pool: ProcessPoolExecutor | None = None
@@ -46,12 +45,7 @@ def shutdown() -> None:
 
 def decode_predict(body: bytes, signatures: dict[str, Any]) -> codec.PredictRequest:
     """JSON body -> validated arrays (runs in the helper)."""
-    doc = tensors.loads(body)
-    try:
-        return codec.parse_predict(doc, signatures)
-    except RecursionError:
-        raise InvalidInput("the request body nests lists or objects too deeply (a tensor has at most a few "
-                           "dozen dimensions)") from None
+    return codec.nested_ok(codec.parse_predict, tensors.loads(body), signatures)
 
 
 def encode_predict(outputs: dict[str, np.ndarray], row_format: bool) -> bytes:
@@ -61,16 +55,7 @@ def encode_predict(outputs: dict[str, np.ndarray], row_format: bool) -> bytes:
 def decode_examples(body: bytes, signatures: dict[str, Any], meta: dict[str, Any]
                     ) -> tuple[str, dict[str, np.ndarray], int]:
     """A :classify/:regress body -> (signature name, input arrays, rows) (runs in the helper)."""
-    doc = tensors.loads(body)
-    try:
-        return codec.parse_examples(doc, signatures, meta)
-    except RecursionError:
-        raise InvalidInput("the request body nests lists or objects too deeply (a tensor has at most a few "
-                           "dozen dimensions)") from None
-
-
-def encode_results(names: list[str] | None, values: np.ndarray) -> bytes:
-    return codec.results_body(names, values)
+    return codec.nested_ok(codec.parse_examples, tensors.loads(body), signatures, meta)
 
 
 async def run(fn: Callable[..., Any], *args: Any) -> Any:
