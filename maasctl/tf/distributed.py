@@ -169,7 +169,8 @@ def _dataset(strategy: Any, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, 
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
     d = d.with_options(options)
-    return strategy.experimental_distribute_dataset(d), next(iter(d))
+    first = tuple(tf.constant(p[:batch_size]) for p in parts)  # for building: no iterator, no shuffle buffer
+    return strategy.experimental_distribute_dataset(d), first
 
 
 def _sample_weights(y: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray | None:
