@@ -39,7 +39,10 @@ def one_run(store: Path, timeout: float) -> tuple[int | None, bytes]:
         deadline = time.monotonic() + 120
         while b"loss" not in seen and proc.poll() is None and time.monotonic() < deadline:
             if select.select([leader], [], [], 0.5)[0]:
-                seen += os.read(leader, 65536)
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:  # it exited before training: reported as a failed run
+                    break
         proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
